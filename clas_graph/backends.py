@@ -1,0 +1,108 @@
+"""Running plans: the only place that calls the generated nnsight traces.
+
+`forward` and `generate` take texts with one language per row; the plan's row
+rules turn those languages into per-row boolean masks, so one batch can mix
+languages (left-padded) and the anchor rows stay untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .compile import Plan, emit
+from .errors import DataError
+
+
+def _check_rows(plan: Plan | None, texts: Sequence[str], languages: Sequence[str]) -> None:
+    if len(texts) != len(languages):
+        raise DataError(f"got {len(texts)} texts but {len(languages)} languages", fix="give one language per text")
+    if plan is not None:
+        unknown = sorted(set(languages) - set(plan.languages))
+        if unknown:
+            raise DataError(
+                f"row language(s) {unknown} are not among the spec's languages {list(plan.languages)}",
+                fix="add them to `languages` in the spec, or fix the row labels",
+            )
+
+
+def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int):
+    """Index batches, longest-first by token count so padding stays small (order is restored by callers)."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def _encode(tokenizer, texts: list[str], max_length: int) -> dict:
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
+            batch_size: int = 8, max_length: int = 512) -> torch.Tensor:
+    """Next-token logits at each text's last real token, with `plan` applied (None: unmodified model).
+
+    Returns a float32 CPU tensor [len(texts), vocab]. Rows are batched by length;
+    the result does not depend on which rows share a batch.
+    """
+    _check_rows(plan, texts, languages)
+    trace = emit(plan) if plan is not None and plan.ops else None
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    for index in _batches(model.tokenizer, texts, batch_size, max_length):
+        inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
+        rows_langs = [languages[i] for i in index]
+        with torch.inference_mode():
+            if trace is None:
+                with model.trace(inputs, logits_to_keep=1):
+                    logits = model.output.logits[:, -1, :].save()
+            else:
+                logits = trace.forward(model, inputs, plan.row_masks(rows_langs), plan.tensors(), {"logits_to_keep": 1})
+        for row, i in enumerate(index):
+            out[i] = logits[row].float().cpu()
+    return torch.stack(out) if out else torch.empty(0)
+
+
+def _eos_ids(model) -> set[int]:
+    config = model._module.generation_config
+    eos = config.eos_token_id if config.eos_token_id is not None else model.tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
+def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
+                 batch_size: int = 8, max_length: int = 512) -> list[list[int]]:
+    """Greedy decoding with the plan applied at every step; new token ids per row, cut before the first EOS."""
+    from transformers import GenerationConfig
+
+    _check_rows(plan, texts, languages)
+    trace = emit(plan) if plan is not None and plan.ops else None
+    tokenizer = model.tokenizer
+    eos = _eos_ids(model)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+        eos_token_id=sorted(eos) or None, pad_token_id=tokenizer.pad_token_id,
+    )
+    results: list[list[int] | None] = [None] * len(texts)
+    for index in _batches(tokenizer, texts, batch_size, max_length):
+        inputs = _encode(tokenizer, [texts[i] for i in index], max_length)
+        width = inputs["input_ids"].shape[1]
+        with torch.inference_mode():
+            if trace is None:
+                with model.generate(inputs, generation_config=config) as tracer:
+                    token_ids = tracer.result.save()
+            else:
+                rows = plan.row_masks([languages[i] for i in index])
+                token_ids = trace.generate(model, inputs, rows, plan.tensors(), {"generation_config": config})
+        for row, i in enumerate(index):
+            new = token_ids[row, width:].tolist()
+            cut = next((k for k, t in enumerate(new) if t in eos), len(new))
+            results[i] = new[:cut]
+    return results
+
+
+def generate(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
+             batch_size: int = 8, max_length: int = 512) -> list[str]:
+    """Greedy continuations as text, the plan applied at every step (prompt and generated tokens)."""
+    ids = generate_ids(model, plan, texts, languages, max_new_tokens, batch_size=batch_size, max_length=max_length)
+    return [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]

@@ -1,0 +1,117 @@
+"""The `clas-graph` command line: one function per subcommand.
+
+User errors (bad spec, model that does not fit, missing weights) print one
+readable message and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from .errors import ClasGraphError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Declarative activation interventions (CLAS and friends) compiled into nnsight traces.")
+# Rich wraps at 80 columns when output is not a terminal; logs and CI read better wider.
+out = Console() if sys.stdout.isatty() else Console(width=160)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
+
+
+def user_errors(command):
+    """Turn ClasGraphError into a one-message exit 2, Ctrl-C into exit 130."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ClasGraphError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: finished results are saved; rerun the same command to continue")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or JSON).")):
+    """Validate spec files without loading any model."""
+    from .spec import load_spec
+
+    failed = 0
+    for path in files:
+        try:
+            spec = load_spec(path)
+        except ClasGraphError as exc:
+            failed += 1
+            err.print(f"[bold red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        out.print(f"[green]✓[/] {path}: '{spec.name}' on {spec.model.display_name}, "
+                  f"{len(spec.interventions)} intervention(s), {len(spec.resolved_conditions)} condition(s)", soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of spec files (for editor completion and validation)."""
+    from .spec import RunSpec
+
+    sys.stdout.write(json.dumps(RunSpec.model_json_schema(), indent=2) + "\n")
+
+
+@app.command("compile")
+@user_errors
+def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
+             condition: Optional[str] = typer.Option(None, help="Only this condition (default: all).")):
+    """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
+    from .compile import compile_plan, emit_source
+    from .loading import load_config_for_spec
+    from .spec import load_spec
+
+    spec = load_spec(spec_file)
+    config = load_config_for_spec(spec)
+    names = [condition] if condition else list(spec.resolved_conditions)
+    for name in names:
+        plan = compile_plan(spec, config, name)
+        table = Table(title=f"plan '{name}' on {plan.model_type} ({plan.dims.num_layers} layers, "
+                            f"{plan.dims.intermediate_size} intermediate)", title_justify="left")
+        for column in ("#", "layer", "site", "intervention", "rows", "params"):
+            table.add_column(column)
+        for index, op in enumerate(plan.ops):
+            params = " ".join(f"{k}={v}" for k, v in op.params.items())
+            table.add_row(str(index), str(op.layer), op.site, f"{op.kind} '{op.intervention}'", op.rows.describe(), params)
+        out.print(table)
+        source = emit_source(plan)
+        if sys.stdout.isatty():
+            out.print(Syntax(source, "python", theme="ansi_dark"))
+        else:
+            sys.stdout.write(source + "\n")
+
+
+@app.command()
+@user_errors
+def run(spec_file: Path = typer.Argument(..., help="Spec file."),
+        runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+    """Run the experiment a spec describes and record it under runs/."""
+    from .runners.run import run as run_spec
+    from .spec import load_spec
+
+    spec = load_spec(spec_file)
+    path = run_spec(spec, runs_root=runs_dir, console=out)
+    out.print(f"[green]done[/]: {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,88 @@
+"""Resolve a spec's mask sources into boolean [intermediate_size] tensors per layer."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from ..errors import CompileError
+from ..sites import ModelDims
+from ..spec import FileMask, InlineMask
+
+
+def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
+    """Mask source -> {layer: bool tensor [intermediate_size]} for every layer in `layers`."""
+    empty = {layer: torch.zeros(dims.intermediate_size, dtype=torch.bool) for layer in layers}
+    if source is None:
+        return empty
+    if isinstance(source, InlineMask):
+        return _inline(source, layers=layers, dims=dims, where=where, masks=empty)
+    if isinstance(source, FileMask):
+        return _from_file(source, layers=layers, dims=dims, where=where, base_dir=base_dir)
+    raise CompileError(f"unsupported mask source {type(source).__name__}", where=where)
+
+
+def _inline(source: InlineMask, *, layers, dims: ModelDims, where: str, masks: dict) -> dict[int, torch.Tensor]:
+    for layer, indices in source.neurons.items():
+        if layer not in masks:
+            raise CompileError(
+                f"the mask lists neurons for layer {layer}, which is not in this intervention's `layers` {layers}",
+                where=f"{where}.neurons.{layer}", fix=f"add {layer} to `layers` or remove it from the mask",
+            )
+        for position, index in enumerate(indices):
+            if index >= dims.intermediate_size:
+                raise CompileError(
+                    f"neuron index {index} is out of range: the model ({dims.model_type}) has "
+                    f"{dims.intermediate_size} intermediate neurons per layer (0-{dims.intermediate_size - 1})",
+                    where=f"{where}.neurons.{layer}[{position}]",
+                    fix=f"use indices below {dims.intermediate_size}",
+                )
+        masks[layer][list(indices)] = True
+    return masks
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
+    path = Path(source.file)
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        raise CompileError(f"mask file '{path}' does not exist", where=f"{where}.file", fix="check the path (relative to the spec file)")
+    actual = sha256_file(path)
+    if actual != source.sha256:
+        raise CompileError(
+            f"sha256 of '{path}' is {actual}, but the spec says {source.sha256}",
+            where=f"{where}.sha256",
+            fix=f"if the file changed on purpose, set `sha256: {actual}`; otherwise restore the original file",
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if source.key not in handle.keys():
+                raise CompileError(
+                    f"tensor '{source.key}' is not in '{path}' (it holds: {', '.join(sorted(handle.keys())) or 'nothing'})",
+                    where=f"{where}.key",
+                )
+            tensor = handle.get_tensor(source.key)
+    except CompileError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CompileError(f"cannot read '{path}' as safetensors ({exc})", where=f"{where}.file") from None
+    expected = (dims.num_layers, dims.intermediate_size)
+    if tuple(tensor.shape) != expected:
+        raise CompileError(
+            f"mask '{source.key}' has shape {list(tensor.shape)}, but the model needs "
+            f"[num_layers, intermediate_size] = {list(expected)}",
+            where=f"{where}.key",
+        )
+    if not torch.isin(tensor.to(torch.float32), torch.tensor([0.0, 1.0])).all():
+        raise CompileError(f"mask '{source.key}' must hold only 0 and 1 (or booleans)", where=f"{where}.key")
+    return {layer: tensor[layer].to(torch.bool) for layer in layers}

@@ -1,0 +1,1 @@
+"""Parallel corpora and task data behind small registries."""

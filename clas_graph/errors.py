@@ -1,0 +1,52 @@
+"""User-facing errors.
+
+Every error a user can cause says three things: what was wrong, where (file,
+field path, line, layer), and how to fix it. The CLI prints ``str(error)`` and
+exits with status 2; no traceback reaches the user for these.
+"""
+
+from __future__ import annotations
+
+
+class ClasGraphError(Exception):
+    """Base class: an error the user can fix. ``str()`` is the whole message."""
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None):
+        self.what = what
+        self.where = where
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.fix:
+            text = f"{text.rstrip('.')}. Fix: {self.fix}"
+        return text
+
+
+class SpecError(ClasGraphError):
+    """A spec file is unreadable or invalid (syntax, schema, references)."""
+
+
+class CompileError(ClasGraphError):
+    """A valid spec does not fit the model (layers, mask sizes, sites)."""
+
+
+class BackendError(ClasGraphError):
+    """The model could not be loaded or run (missing weights, no network, remote failure)."""
+
+
+class DataError(ClasGraphError, ValueError):
+    """Input data is missing, misaligned or malformed."""
+
+
+def field_path(loc: tuple | list) -> str:
+    """Render a pydantic-style location as ``interventions[0].layers[2]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"

@@ -1,0 +1,1 @@
+"""Human-facing output: rich tables (figures come with the evaluation runner)."""

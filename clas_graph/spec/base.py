@@ -1,0 +1,38 @@
+"""The base every spec model derives from, and small shared field types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Unknown keys are errors (a typo must never be silently ignored), specs are
+# immutable once loaded, and each field's docstring becomes its JSON Schema
+# description (editors show it on hover).
+STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class StrictModel(BaseModel):
+    model_config = STRICT
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A real number; NaN and infinities are refused."""
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+"""A name usable in file names and tables: letters, digits, '_' and '-'."""
+
+LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")]
+"""An ISO 639 code such as 'en', 'zh' or 'sw', optionally with a region ('pt-BR')."""
+
+
+class FieldError(ValueError):
+    """A cross-field check that knows which field is wrong.
+
+    Raised inside model validators; the loader reads ``loc`` to point at the
+    exact field (and YAML line) instead of the enclosing model.
+    """
+
+    def __init__(self, loc: tuple, message: str):
+        self.loc = tuple(loc)
+        super().__init__(message)

@@ -1,0 +1,41 @@
+"""Which input rows an intervention touches, and the anchor rule that defines 'non-anchor'.
+
+Every input row carries its language; the anchor language (English in the
+paper) is the fixed reference that CLAS never modifies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from .base import LanguageCode, StrictModel
+
+
+class FixedAnchor(StrictModel):
+    """Rows in `language` are the anchor: interventions with `rows: non_anchor` never modify them."""
+
+    kind: Literal["fixed"] = "fixed"
+    language: LanguageCode = "en"
+    """The anchor language (the paper uses English)."""
+
+
+class NoAnchor(StrictModel):
+    """No anchor language: `rows: non_anchor` then means every row."""
+
+    kind: Literal["none"] = "none"
+
+
+AnchorRule = Annotated[Union[FixedAnchor, NoAnchor], Field(discriminator="kind")]
+
+
+class LanguageRows(StrictModel):
+    """Touch only rows whose language is listed."""
+
+    languages: list[LanguageCode] = Field(min_length=1)
+    """Languages whose rows are modified; all other rows are left untouched."""
+
+
+RowRule = Union[Literal["non_anchor", "all"], LanguageRows]
+"""`non_anchor` (default: every row not in the anchor language), `all`, or `{languages: [...]}`."""

@@ -1,0 +1,101 @@
+"""RunSpec: the whole experiment a spec file describes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, PrivateAttr, model_validator
+
+from .base import FieldError, Identifier, LanguageCode, StrictModel
+from .interventions import Intervention
+from .model_ref import ModelRef
+from .rows import AnchorRule, FixedAnchor, LanguageRows
+from .tasks import Task
+
+BASE_CONDITION = "base"
+
+
+class RunSpec(StrictModel):
+    """A clas_graph experiment: model, languages, anchor rule, interventions, conditions and tasks."""
+
+    schema_version: Literal[1]
+    """Version of this spec format. Only 1 exists."""
+    name: Identifier
+    """Short name of the experiment; used in run directory names."""
+    description: str = ""
+    """Free text for humans."""
+    model: ModelRef
+    """The model to run."""
+    languages: list[LanguageCode] = Field(min_length=1)
+    """Languages of the experiment, e.g. [en, de, fr, zh]. Every input row carries one of them."""
+    anchor: AnchorRule = FixedAnchor()
+    """Which rows are the untouched reference (default: English)."""
+    interventions: list[Intervention] = Field(default_factory=list)
+    """Named interventions; a condition applies its listed ones in order."""
+    conditions: dict[Identifier, list[Identifier]] | None = None
+    """Condition name -> intervention ids applied together, in order. Default: one condition per
+    intervention, named by its id. The unmodified model, `base`, is always evaluated too."""
+    tasks: list[Task] = Field(default_factory=list)
+    """What `clas-graph run` evaluates for every condition."""
+    batch_size: PositiveInt = 8
+    """Rows per forward pass."""
+    max_length: PositiveInt = 512
+    """Longest input in tokens (the paper's 512); longer inputs are truncated on the right."""
+
+    # Where the spec was loaded from; relative file paths resolve against it.
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "RunSpec":
+        langs = self.languages
+        if len(set(langs)) != len(langs):
+            dup = next(code for code in langs if langs.count(code) > 1)
+            raise FieldError(("languages",), f"language '{dup}' is listed twice")
+        if isinstance(self.anchor, FixedAnchor) and self.anchor.language not in langs:
+            raise FieldError(
+                ("anchor", "language"),
+                f"anchor language '{self.anchor.language}' is not in `languages` {langs}; add it there",
+            )
+        seen: dict[str, int] = {}
+        for index, intervention in enumerate(self.interventions):
+            if intervention.id in seen:
+                raise FieldError(
+                    ("interventions", index, "id"),
+                    f"duplicate intervention id '{intervention.id}' (also interventions[{seen[intervention.id]}]); "
+                    "give each intervention its own id",
+                )
+            seen[intervention.id] = index
+            if isinstance(intervention.rows, LanguageRows):
+                for j, code in enumerate(intervention.rows.languages):
+                    if code not in langs:
+                        raise FieldError(
+                            ("interventions", index, "rows", "languages", j),
+                            f"language '{code}' is not in `languages` {langs}",
+                        )
+        for name, ids in (self.conditions or {}).items():
+            if name == BASE_CONDITION:
+                raise FieldError(("conditions", name), "'base' is reserved for the unmodified model; rename it")
+            if not ids:
+                raise FieldError(("conditions", name), "a condition needs at least one intervention id")
+            for j, ident in enumerate(ids):
+                if ident not in seen:
+                    raise FieldError(
+                        ("conditions", name, j),
+                        f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
+                    )
+        return self
+
+    @property
+    def resolved_conditions(self) -> dict[str, list[str]]:
+        """Condition name -> intervention ids, with the default of one condition per intervention."""
+        if self.conditions is not None:
+            return dict(self.conditions)
+        return {iv.id: [iv.id] for iv in self.interventions}
+
+    def intervention(self, ident: str):
+        return next(iv for iv in self.interventions if iv.id == ident)
+
+    @property
+    def source(self) -> str | None:
+        """Path of the file this spec was loaded from, if any."""
+        return self._source
