@@ -74,7 +74,8 @@ def schema():
 @app.command("compile")
 @user_errors
 def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
-             condition: Optional[str] = typer.Option(None, help="Only this condition (default: all).")):
+             condition: Optional[str] = typer.Option(None, help="Only this condition (default: all)."),
+             runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics.")):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
     from .compile import compile_plan, emit_source
     from .loading import load_config_for_spec
@@ -82,9 +83,14 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
 
     spec = load_spec(spec_file)
     config = load_config_for_spec(spec)
+    stats = None
+    if spec.needs_stats:
+        from .runners.stats import existing_stats
+
+        stats = existing_stats(spec, runs_dir)
     names = [condition] if condition else list(spec.resolved_conditions)
     for name in names:
-        plan = compile_plan(spec, config, name)
+        plan = compile_plan(spec, config, name, stats)
         table = Table(title=f"plan '{name}' on {plan.model_type} ({plan.dims.num_layers} layers, "
                             f"{plan.dims.intermediate_size} intermediate)", title_justify="left")
         for column in ("#", "layer", "site", "intervention", "rows", "params"):
@@ -98,6 +104,17 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
             out.print(Syntax(source, "python", theme="ansi_dark"))
         else:
             sys.stdout.write(source + "\n")
+
+
+@app.command()
+@user_errors
+def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` section."),
+          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+    """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
+    from .runners.run import run_stats
+    from .spec import load_spec
+
+    run_stats(load_spec(spec_file), runs_root=runs_dir, console=out)
 
 
 @app.command()

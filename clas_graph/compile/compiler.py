@@ -8,16 +8,17 @@ import torch
 
 from ..errors import CompileError
 from ..sites import architecture_for, dims_of
-from ..spec import ClasIntervention, FixedAnchor, LanguageRows, RunSpec
+from ..spec import AutoLayers, ClasIntervention, FixedAnchor, LanguageRows, RunSpec
 from ..spec.run_spec import BASE_CONDITION
 from .masks import resolve_mask
 from .plan import SITE_H, SITE_ORDER, Plan, RowSelect, ScaleNeurons
 
 
-def compile_plan(spec: RunSpec, model, condition: str | None = None) -> Plan:
+def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None) -> Plan:
     """Compile one condition of `spec` against `model` (nnsight model, HF model or HF config).
 
-    `condition=None` picks the spec's only condition; `"base"` gives an empty plan.
+    `condition=None` picks the spec's only condition; `"base"` gives an empty plan. `stats` (a
+    `StatsArtifact`) is needed by `{from_stats: ...}` masks and `{auto: bridge}` layers.
     Raises `clas_graph.CompileError` naming the spec field and the model's sizes.
     """
     conditions = spec.resolved_conditions
@@ -35,11 +36,12 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None) -> Plan:
     config = _config_of(model)
     architecture = architecture_for(config)
     dims = dims_of(config)
+    _check_stats(spec, stats, dims)
     ids = [] if condition == BASE_CONDITION else conditions[condition]
     ops = []
     for order, ident in enumerate(ids):
         index = next(i for i, iv in enumerate(spec.interventions) if iv.id == ident)
-        ops.extend((op, order) for op in _compile_intervention(spec, index, dims))
+        ops.extend((op, order) for op in _compile_intervention(spec, index, dims, stats))
     # nnsight needs module values in execution order: layer, then site, then spec order.
     ops.sort(key=lambda pair: (pair[0].layer, SITE_ORDER[pair[0].site], pair[1]))
     return Plan(
@@ -52,10 +54,27 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None) -> Plan:
     )
 
 
-def compile_plans(spec: RunSpec, model) -> dict[str, Plan]:
+def compile_plans(spec: RunSpec, model, stats=None) -> dict[str, Plan]:
     """Every condition of the spec, `base` first."""
     names = [BASE_CONDITION, *spec.resolved_conditions]
-    return {name: compile_plan(spec, model, name) for name in names}
+    return {name: compile_plan(spec, model, name, stats) for name in names}
+
+
+def _check_stats(spec: RunSpec, stats, dims) -> None:
+    if stats is None:
+        if spec.needs_stats:
+            raise CompileError(
+                "the spec takes masks or layers from neuron statistics, but none were given",
+                where=_where(spec, "stats"),
+                fix="run `clas-graph stats SPEC` (or `clas-graph run SPEC`, which computes them when needed)",
+            )
+        return
+    expected = (dims.num_layers, dims.intermediate_size)
+    if tuple(stats.category.shape) != expected:
+        raise CompileError(
+            f"the statistics artifact has [layers, neurons] = {list(stats.category.shape)}, but the model has {list(expected)}",
+            where=_where(spec, "stats"), fix="recompute statistics for this model",
+        )
 
 
 def _config_of(model):
@@ -95,21 +114,28 @@ def _check_layers(spec: RunSpec, index: int, layers: list[int], dims) -> None:
             raise CompileError(f"layer {layer} is listed twice", where=where, fix="list each layer once")
 
 
-def _compile_intervention(spec: RunSpec, index: int, dims) -> list[ScaleNeurons]:
+def _compile_intervention(spec: RunSpec, index: int, dims, stats) -> list[ScaleNeurons]:
     intervention = spec.interventions[index]
     if isinstance(intervention, ClasIntervention):
-        return _compile_clas(spec, index, intervention, dims)
+        return _compile_clas(spec, index, intervention, dims, stats)
     raise CompileError(f"intervention kind '{intervention.kind}' cannot be compiled yet",
                        where=_where(spec, f"interventions[{index}].kind"))
 
 
-def _compile_clas(spec: RunSpec, index: int, iv: ClasIntervention, dims) -> list[ScaleNeurons]:
-    layers = list(iv.layers)
+def _layers(iv, stats) -> list[int]:
+    if isinstance(iv.layers, AutoLayers):
+        return list(stats.bridge_layers)
+    return list(iv.layers)
+
+
+def _compile_clas(spec: RunSpec, index: int, iv: ClasIntervention, dims, stats) -> list[ScaleNeurons]:
+    layers = _layers(iv, stats)
     _check_layers(spec, index, layers, dims)
     base_dir = Path(spec.source).parent if spec.source else Path.cwd()
     field = f"interventions[{index}]"
-    shared = resolve_mask(iv.shared, layers=layers, dims=dims, where=_where(spec, f"{field}.shared"), base_dir=base_dir)
-    specific = resolve_mask(iv.specific, layers=layers, dims=dims, where=_where(spec, f"{field}.specific"), base_dir=base_dir)
+    common = dict(layers=layers, dims=dims, base_dir=base_dir, stats=stats)
+    shared = resolve_mask(iv.shared, where=_where(spec, f"{field}.shared"), **common)
+    specific = resolve_mask(iv.specific, where=_where(spec, f"{field}.specific"), **common)
     rows = _rows(spec, iv.rows)
     ops = []
     for layer in layers:

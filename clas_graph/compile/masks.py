@@ -10,14 +10,19 @@ from safetensors import safe_open
 
 from ..errors import CompileError
 from ..sites import ModelDims
-from ..spec import FileMask, InlineMask
+from ..spec import FileMask, InlineMask, StatsMask
 
 
-def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
+def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path,
+                 stats=None) -> dict[int, torch.Tensor]:
     """Mask source -> {layer: bool tensor [intermediate_size]} for every layer in `layers`."""
     empty = {layer: torch.zeros(dims.intermediate_size, dtype=torch.bool) for layer in layers}
     if source is None:
         return empty
+    if isinstance(source, StatsMask):
+        if source.languages is not None and source.from_stats != "language_specific":
+            raise CompileError("`languages` only applies to `from_stats: language_specific`", where=f"{where}.languages")
+        return stats.mask(source.from_stats, layers, source.languages)
     if isinstance(source, InlineMask):
         return _inline(source, layers=layers, dims=dims, where=where, masks=empty)
     if isinstance(source, FileMask):

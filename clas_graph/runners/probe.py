@@ -34,11 +34,10 @@ def cut_text(text: str, fraction: float) -> str:
     return text[:space] if space > target // 2 else text[:target]
 
 
-def build_rows(task: NextTokenTask, languages: list[str], tokenizer) -> list[ProbeRow]:
-    from ..data.bible import load_bible
+def build_rows(task: NextTokenTask, languages: list[str], tokenizer, base_dir=None) -> list[ProbeRow]:
+    from .stats import load_corpus
 
-    corpus = task.corpus
-    samples = load_bible(languages, limit=corpus.limit, offset=corpus.offset, seed=corpus.seed)
+    samples = load_corpus(task.corpus, languages, base_dir)
     rows = []
     for sample in samples:
         for language in languages:
@@ -52,9 +51,9 @@ def build_rows(task: NextTokenTask, languages: list[str], tokenizer) -> list[Pro
 
 
 def run_probe(model, plans: dict[str, Plan], task: NextTokenTask, languages: list[str], *,
-              batch_size: int, max_length: int) -> dict:
+              batch_size: int, max_length: int, base_dir=None) -> dict:
     """Metrics per condition and language, plus per-row samples; `plans` must include 'base'."""
-    rows = build_rows(task, languages, model.tokenizer)
+    rows = build_rows(task, languages, model.tokenizer, base_dir)
     texts = [row.prompt for row in rows]
     row_langs = [row.language for row in rows]
     logprobs = {

@@ -14,6 +14,7 @@ from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_writ
 from ..report.tables import probe_table
 from ..spec import FixedAnchor, NextTokenTask, RunSpec
 from .probe import run_probe
+from .stats import ensure_stats, report_stats
 
 
 def _save_plans(run: RunDir, plans: dict) -> None:
@@ -40,15 +41,19 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
     run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
     try:
         model = load_model_for_spec(spec, console=console)
-        plans = compile_plans(spec, model)
+        stats = None
+        if spec.stats is not None:
+            stats = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
+            report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
+        plans = compile_plans(spec, model, stats)
         _save_plans(run_dir, plans)
         anchor = spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None
         results = {}
         for task in spec.tasks:
             if isinstance(task, NextTokenTask):
                 with console.status(f"next-token probe: {len(plans)} conditions × {len(spec.languages)} languages"):
-                    out = run_probe(model, plans, task, list(spec.languages),
-                                    batch_size=spec.batch_size, max_length=spec.max_length)
+                    out = run_probe(model, plans, task, list(spec.languages), batch_size=spec.batch_size,
+                                    max_length=spec.max_length, base_dir=Path(spec.source).parent if spec.source else None)
                 _write_samples(run_dir, task.kind, out["samples"])
                 results[task.kind] = out["metrics"]
                 console.print(probe_table(out["metrics"], list(spec.languages), anchor,
@@ -64,4 +69,24 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
 
 
 def _seeds(spec: RunSpec) -> dict:
-    return {f"tasks[{i}].corpus.seed": task.corpus.seed for i, task in enumerate(spec.tasks)}
+    seeds = {f"tasks[{i}].corpus.seed": task.corpus.seed for i, task in enumerate(spec.tasks)}
+    if spec.stats is not None:
+        seeds["stats.corpus.seed"] = spec.stats.corpus.seed
+    return seeds
+
+
+def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None) -> Path:
+    """`clas-graph stats`: the statistics alone (reused when cached), with table and figure."""
+    console = console or Console()
+    if spec.stats is None:
+        from ..errors import SpecError
+
+        raise SpecError("the spec has no `stats:` section", where=spec.source or "<spec>",
+                        fix="add e.g. `stats: {corpus: {kind: bible, limit: 100}}`")
+    run_dir = RunDir.for_spec(spec, runs_root)
+    run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
+    model = load_model_for_spec(spec, console=console)
+    artifact = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
+    figure = report_stats(artifact, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
+    console.print(f"artifact: {run_dir.path / 'stats.safetensors'}\nfigure:   {figure}")
+    return run_dir.path

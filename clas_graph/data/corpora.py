@@ -1,0 +1,391 @@
+"""Parallel corpora besides the Bible: XQuAD and local tables, behind one registry.
+
+Every loader returns :class:`~clas_graph.data.bible.ParallelSample` objects
+(the same content in several languages) and selects them the same way: the
+corpus's canonical order, or a ``random.Random(seed)`` shuffle of it, then the
+slice ``[offset, offset + limit)``. Calls with the same arguments agree and
+consecutive offsets are disjoint (statistics vs held-out evaluation).
+
+Typical use::
+
+    load_parallel("xquad", ["en", "de"], limit=100)                  # from the hub
+    load_parallel("xquad", ["en", "de"], limit=100,
+                  data_files={"en": "xquad.en.json", "de": "xquad.de.json"})
+    load_parallel("file", ["en", "de"], path="pairs.csv", id_column="id", limit=50)
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from .bible import ParallelSample, load_bible
+
+#: Languages of XQuAD on the hub (configs ``xquad.<lang>``).
+XQUAD_LANGUAGES: tuple[str, ...] = (
+    "ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh",
+)
+#: File types a local table may have.
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (".json", ".jsonl", ".csv", ".parquet")
+
+Row = dict[str, Any]
+
+
+# --- shared helpers ---------------------------------------------------------
+
+
+def _languages(languages: Sequence[str]) -> list[str]:
+    langs = [languages] if isinstance(languages, str) else list(languages)
+    if not langs:
+        raise DataError("languages is empty", fix="name at least one language code")
+    if len(set(langs)) != len(langs):
+        raise DataError(f"languages has duplicates: {langs}")
+    return langs
+
+
+def _text(value: Any) -> str:
+    """Cell value -> stripped text; null (None, NaN) -> ''."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def _select(
+    samples: list[ParallelSample], *, limit: int, offset: int, seed: int | None, what: str
+) -> list[ParallelSample]:
+    """Slice ``[offset, offset + limit)`` of the canonical or seeded order."""
+    if limit < 1:
+        raise DataError(f"limit must be >= 1, got {limit}")
+    if offset < 0:
+        raise DataError(f"offset must be >= 0, got {offset}")
+    order = list(samples)
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    if offset + limit > len(order):
+        raise DataError(
+            f"only {len(order)} {what} exist; asked for offset + limit = "
+            f"{offset} + {limit} = {offset + limit}",
+            fix=f"keep offset + limit <= {len(order)}",
+        )
+    return order[offset : offset + limit]
+
+
+def _resolve(path: str | Path, base_dir: Path | None) -> Path:
+    file = Path(path).expanduser()
+    if not file.is_absolute() and base_dir is not None:
+        file = Path(base_dir) / file
+    if not file.is_file():
+        raise DataError(
+            f"file {file} does not exist",
+            fix="check the path (relative paths start at the spec's folder)",
+        )
+    return file
+
+
+# --- reading local tables ---------------------------------------------------
+
+
+def _squad_rows(articles: list) -> list[Row]:
+    """Flatten SQuAD-nested ``data`` into the hub's rows (id, context, question, answers)."""
+    rows = []
+    for article in articles:
+        for para in article.get("paragraphs", []):
+            for qa in para.get("qas", []):
+                rows.append({
+                    "id": qa.get("id"),
+                    "context": para.get("context"),
+                    "question": qa.get("question"),
+                    "answers": qa.get("answers"),
+                })
+    return rows
+
+
+def _read_json(file: Path) -> list[Row]:
+    """JSON records, SQuAD-nested JSON (``{"data": [{"paragraphs": ...}]}``) or JSON lines."""
+    text = file.read_text(encoding="utf-8")
+    if file.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # maybe JSON lines saved as .json (the hub's loader accepts both)
+        if data is not None:
+            if isinstance(data, dict) and isinstance(data.get("data"), list):
+                data = data["data"]
+                if data and isinstance(data[0], dict) and "paragraphs" in data[0]:
+                    return _squad_rows(data)
+            return data if isinstance(data, list) else [data]
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {number} is not valid JSON ({exc.msg})", where=str(file)) from None
+    return rows
+
+
+def _read_table(file: Path) -> tuple[list[str], list[Row]]:
+    """Column names and rows (dicts) of a JSON/JSONL/CSV/parquet file."""
+    suffix = file.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise DataError(
+            f"unsupported file type {suffix or '(none)'!r}",
+            where=str(file),
+            fix=f"use one of {', '.join(SUPPORTED_EXTENSIONS)}",
+        )
+    try:
+        if suffix == ".csv":
+            import pandas as pd
+
+            # All cells as text: ids like "007" stay intact, "NA" stays a word, empty stays "".
+            frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+            return list(frame.columns), frame.to_dict("records")
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(file)
+            return list(table.column_names), table.to_pylist()
+        rows = _read_json(file)
+    except DataError:
+        raise
+    except (ValueError, OSError) as exc:  # parser, arrow, decoding errors: name the file
+        raise DataError(f"cannot read {suffix[1:]} file ({exc})", where=str(file)) from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise DataError("expected JSON objects (one record per line) or SQuAD JSON", where=str(file))
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return columns, rows
+
+
+def _require_columns(columns: list[str], needed: Sequence[str], where: str, fix: str) -> None:
+    for column in needed:
+        if column not in columns:
+            raise DataError(
+                f"missing column {column!r} (columns: {', '.join(map(str, columns)) or 'none'})",
+                where=where,
+                fix=fix,
+            )
+
+
+# --- XQuAD -------------------------------------------------------------------
+
+
+def _xquad_hub_rows(hub_id: str, lang: str, split: str, field: str) -> tuple[str, list[Row]]:
+    import datasets  # slow import: only when the hub is used
+
+    where = f"{hub_id} (xquad.{lang}, {split})"
+    fix = f"give local files with `data_files: {{{lang}: path}}`"
+    try:
+        dataset = datasets.load_dataset(hub_id, f"xquad.{lang}", split=split)
+    except ConnectionError:  # offline or unreachable; datasets' own retries already ran
+        raise DataError(f"cannot load XQuAD for {lang!r} from the hub (offline?)", fix=fix) from None
+    except Exception as exc:  # unknown split/config, hub errors: one line, no traceback
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = f"cannot load XQuAD for {lang!r} from the hub ({reason})"
+        raise DataError(what, where=where, fix=fix) from None
+    _require_columns(dataset.column_names, ["id", field], where, "pick another hub_id")
+    return where, dataset.select_columns(["id", field]).to_list()
+
+
+def _align_xquad(tables: dict[str, tuple[str, list[Row]]], field: str) -> list[ParallelSample]:
+    """Samples aligned across languages by question id, in the first language's order."""
+    langs = list(tables)
+    by_id: dict[str, dict[str, str]] = {}  # lang -> question id -> text
+    for lang, (where, rows) in tables.items():
+        texts: dict[str, str] = {}
+        for number, row in enumerate(rows):
+            qid = _text(row.get("id"))
+            if not qid:
+                raise DataError(f"row {number} ({lang!r}) has no question id", where=where)
+            if qid in texts:
+                raise DataError(f"question id {qid!r} appears twice in {lang!r}", where=where)
+            texts[qid] = _text(row.get(field))
+        by_id[lang] = texts
+
+    first = langs[0]
+    order = list(by_id[first])
+    for lang in langs[1:]:
+        missing = [qid for qid in order if qid not in by_id[lang]]
+        extra = [qid for qid in by_id[lang] if qid not in by_id[first]]
+        if missing or extra:
+            qid, has, lacks = (missing[0], first, lang) if missing else (extra[0], lang, first)
+            raise DataError(
+                f"XQuAD is misaligned: question id {qid!r} is in {has!r} but not in {lacks!r} "
+                f"({len(missing) + len(extra)} ids differ between {first!r} and {lang!r})",
+                where=tables[lacks][0],
+                fix="use files of the same XQuAD version and split for every language",
+            )
+
+    # A paragraph is the tuple of its texts in all languages: questions sharing
+    # it collapse into one sample named by its first question id.
+    samples: dict[Any, ParallelSample] = {}
+    for qid in order:
+        texts = {lang: by_id[lang][qid] for lang in langs}
+        key = tuple(texts.values()) if field == "context" else qid
+        samples.setdefault(key, ParallelSample(id=qid, texts=texts))
+    for sample in samples.values():
+        for lang, text in sample.texts.items():
+            if not text:
+                what = f"sample {sample.id!r} has an empty {field} in {lang!r}"
+                raise DataError(what, where=tables[lang][0])
+    return list(samples.values())
+
+
+def load_xquad_parallel(
+    languages: Sequence[str],
+    *,
+    split: str = "validation",
+    field: str = "context",
+    limit: int,
+    offset: int = 0,
+    seed: int | None = 0,
+    data_files: Mapping[str, str | Path] | None = None,
+    hub_id: str = "google/xquad",
+    base_dir: Path | None = None,
+) -> list[ParallelSample]:
+    """Return ``limit`` XQuAD samples (Artetxe et al.) aligned across ``languages``.
+
+    XQuAD translates the same SQuAD questions into every language and keeps
+    their ids, so question id X in English is parallel to question id X in
+    German. ``field="context"`` gives one sample per distinct paragraph (the
+    questions sharing it collapse; the sample id is its first question id),
+    ``field="question"`` one sample per question id.
+
+    Data comes from the hub (``datasets.load_dataset(hub_id, f"xquad.{lang}",
+    split=split)``) or, with ``data_files`` (language -> path, relative to
+    ``base_dir``), from local files in the hub's columns (``id``, ``context``,
+    ``question``): .json/.jsonl records, the original SQuAD-nested XQuAD JSON,
+    .csv or .parquet. Canonical order is the first language's row order; with
+    an int ``seed`` it is shuffled by ``random.Random(seed)``; the result is
+    the slice ``[offset, offset + limit)``.
+
+    Raises DataError for a language without a file or not on the hub, an
+    unreachable hub (offline), a missing file or column, a question id present
+    in one language but not another, an empty text, or too few samples.
+    """
+    langs = _languages(languages)
+    if field not in ("context", "question"):
+        raise DataError(f"field must be 'context' or 'question', got {field!r}")
+    # Check every language before loading any: no hub wait ends in a typo error.
+    for lang in langs:
+        if data_files is not None and lang not in data_files:
+            raise DataError(
+                f"no XQuAD file for {lang!r} in data_files (has: {', '.join(data_files) or 'none'})",
+                fix=f"add `{lang}: path` to data_files, or drop {lang!r}",
+            )
+        if data_files is None and hub_id == "google/xquad" and lang not in XQUAD_LANGUAGES:
+            close = difflib.get_close_matches(lang, XQUAD_LANGUAGES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(
+                f"XQuAD has no language {lang!r}{hint}",
+                fix=f"pick from {', '.join(XQUAD_LANGUAGES)}, or give local files with `data_files`",
+            )
+    tables: dict[str, tuple[str, list[Row]]] = {}
+    for lang in langs:
+        if data_files is None:
+            tables[lang] = _xquad_hub_rows(hub_id, lang, split, field)
+            continue
+        file = _resolve(data_files[lang], base_dir)
+        columns, rows = _read_table(file)
+        _require_columns(
+            columns, ["id", field], str(file),
+            "XQuAD files need the hub's columns id, context, question (or SQuAD JSON)",
+        )
+        tables[lang] = (str(file), rows)
+    samples = _align_xquad(tables, field)
+    what = "XQuAD paragraphs" if field == "context" else "XQuAD questions"
+    return _select(samples, limit=limit, offset=offset, seed=seed, what=what)
+
+
+# --- local tables ---------------------------------------------------------------
+
+
+def load_file_parallel(
+    path: str | Path,
+    languages: Sequence[str],
+    *,
+    id_column: str | None = None,
+    limit: int,
+    offset: int = 0,
+    seed: int | None = 0,
+    base_dir: Path | None = None,
+) -> list[ParallelSample]:
+    """Return ``limit`` samples of a local table with one column per language.
+
+    ``path`` (relative to ``base_dir``) is a .jsonl/.json, .csv or .parquet
+    table such as ``id,en,de,fr``; each row is one sample. The sample id is
+    the ``id_column`` cell, or the 0-based row number. Selection works as in
+    :func:`load_xquad_parallel` (row order, seeded shuffle, slice).
+
+    Raises DataError for a missing file, an unsupported extension, a missing
+    language or id column (listing the columns there are), an empty or null
+    cell (naming the row and language), a duplicate id, or too few rows.
+    """
+    langs = _languages(languages)
+    file = _resolve(path, base_dir)
+    columns, rows = _read_table(file)
+    needed = [*langs, *([id_column] if id_column is not None else [])]
+    _require_columns(columns, needed, str(file), "name existing columns (one per language code)")
+
+    samples: list[ParallelSample] = []
+    seen: set[str] = set()
+    for number, row in enumerate(rows):
+        sample_id = _text(row.get(id_column)) if id_column is not None else str(number)
+        label = f"row {number}" if id_column is None else f"sample {sample_id!r} (row {number})"
+        if not sample_id:
+            raise DataError(f"row {number} has an empty {id_column!r}", where=str(file))
+        if sample_id in seen:
+            raise DataError(f"{label}: id {sample_id!r} appears twice in {id_column!r}", where=str(file))
+        seen.add(sample_id)
+        texts = {lang: _text(row.get(lang)) for lang in langs}
+        for lang, text in texts.items():
+            if not text:
+                raise DataError(f"{label} has an empty {lang!r} cell", where=str(file))
+        samples.append(ParallelSample(id=sample_id, texts=texts))
+    return _select(samples, limit=limit, offset=offset, seed=seed, what=f"rows in {file.name}")
+
+
+# --- registry -------------------------------------------------------------------
+
+#: Corpus kind -> loader ``loader(languages=..., **options)``.
+CORPORA: dict[str, Callable[..., list[ParallelSample]]] = {
+    "bible": load_bible,
+    "xquad": load_xquad_parallel,
+    "file": load_file_parallel,
+}
+
+
+def load_parallel(
+    kind: str, languages: Sequence[str], *, base_dir: Path | None = None, **options: Any
+) -> list[ParallelSample]:
+    """Load parallel samples from corpus ``kind`` (a key of :data:`CORPORA`).
+
+    ``options`` are the loader's keyword arguments (``limit``, ``offset``,
+    ``seed``, ``path``, ``data_files``, ...). ``base_dir`` (the spec's folder)
+    reaches only loaders that read files, so callers may always pass it.
+    """
+    loader = CORPORA.get(kind)
+    if loader is None:
+        close = difflib.get_close_matches(str(kind), CORPORA, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DataError(f"unknown corpus {kind!r}{hint}", fix=f"use one of {', '.join(CORPORA)}")
+    params = inspect.signature(loader).parameters
+    accepted = [name for name in params if name != "languages"]
+    for name in options:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            what = f"corpus {kind!r} has no option {name!r}{hint}"
+            raise DataError(what, fix=f"options: {', '.join(accepted)}")
+    missing = [n for n in accepted if params[n].default is inspect.Parameter.empty and n not in options]
+    if missing:
+        raise DataError(f"corpus {kind!r} needs option {missing[0]!r}")
+    if "base_dir" in params:
+        options["base_dir"] = base_dir
+    return loader(languages=languages, **options)

@@ -1,0 +1,234 @@
+"""Statistics runner (paper section 2.3): neuron statistics over parallel text -> categories, masks, bridges.
+
+Streams batches through a generated nnsight trace that returns only
+per-language float64 sums (never activations), so memory stays flat and the
+same trace can run remotely. With a quantile T_act a second pass counts
+active tokens once the per-layer thresholds are known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..compile.emit_stats import emit_stats
+from ..errors import DataError
+from ..sites import architecture_for, dims_of
+from ..spec import QuantileThreshold, RunSpec
+from ..stats import Moments, StatsArtifact, build_artifact, thresholds
+from ..stats.artifact import META_FILE, TENSOR_FILE
+
+
+def moments_key(spec: RunSpec) -> str:
+    """Identity of the raw sums: model, dtype, languages, corpus and truncation (not threshold/bridge)."""
+    stats = spec.stats
+    data = {
+        "model": spec.model.model_dump(mode="json", exclude={"device"}),
+        "languages": list(spec.languages),
+        "corpus": stats.corpus.model_dump(mode="json"),
+        "max_length": stats.max_length,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def load_corpus(corpus, languages, base_dir: Path | None):
+    """Parallel samples for a corpus spec."""
+    from ..data.corpora import load_parallel
+
+    options = corpus.model_dump(exclude={"kind"})
+    return load_parallel(corpus.kind, list(languages), base_dir=base_dir, **options)
+
+
+def _rows(samples, languages):
+    return [(text, g) for sample in samples for g, lang in enumerate(languages)
+            for text in [sample.texts[lang]]]
+
+
+def _batches(tokenizer, rows, batch_size: int, max_length: int):
+    lengths = [len(ids) for ids in tokenizer([text for text, _ in rows], truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(rows)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        yield index, sum(lengths[i] for i in index)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[tok_s]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console):
+    """Run the stats trace over all rows; sum what it returns."""
+    tokenizer = model.tokenizer
+    totals: dict[str, torch.Tensor] = {}
+    tokens = torch.zeros(len(languages), dtype=torch.float64)
+    batches = list(_batches(tokenizer, rows, batch_size, max_length))
+    seen_tokens = 0
+    with _progress(console) as progress:
+        task = progress.add_task(description, total=len(rows), tok_s="-")
+        for index, n_tokens in batches:
+            encoded = tokenizer([rows[i][0] for i in index], padding=True, truncation=True, max_length=max_length,
+                                return_tensors="pt")
+            inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+            groups = torch.tensor([rows[i][1] for i in index])
+            onehot = torch.nn.functional.one_hot(groups, len(languages)).to(torch.float64)
+            mask = encoded["attention_mask"].to(torch.float64)
+            with torch.inference_mode():
+                out = trace.run(model, inputs, onehot, mask, t_act, {"logits_to_keep": 1})
+            for key, value in out.items():
+                totals[key] = totals[key] + value if key in totals else value.clone()
+            tokens += onehot.T @ mask.sum(1)
+            seen_tokens += n_tokens
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, advance=len(index), tok_s=f"{seen_tokens / elapsed:,.0f}")
+    return totals, tokens
+
+
+def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_length: int = 512,
+            console: Console | None = None) -> tuple[Moments, torch.Tensor, torch.Tensor]:
+    """(moments, active counts [L, G, I], T_act [L]) over the samples, batched, padding masked out."""
+    console = console or Console(stderr=True)
+    config = model._module.config
+    arch, dims = architecture_for(config), dims_of(config)
+    rows = _rows(samples, languages)
+    quantile = isinstance(threshold, QuantileThreshold)
+    common = dict(batch_size=batch_size, max_length=max_length, console=console)
+    if quantile:
+        sums, tokens = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers), t_act=None,
+                               description="statistics: means", **common)
+        moments = Moments(sums["h_sum"], sums["h_sqsum"], sums["act_sum"], sums["resid_sum"], tokens)
+        t_act = thresholds(moments.mean(), kind="quantile", q=threshold.q)
+        counts, _ = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers, moments=False, active="abs"),
+                            t_act=t_act, description="statistics: active tokens", **common)
+        return moments, counts["active"], t_act
+    t_act = thresholds(torch.zeros(1, dims.num_layers, 1), kind="absolute", value=threshold.value)
+    sums, tokens = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers, active="signed"),
+                           t_act=t_act, description="statistics", **common)
+    moments = Moments(sums["h_sum"], sums["h_sqsum"], sums["act_sum"], sums["resid_sum"], tokens)
+    return moments, sums["active"], t_act
+
+
+def compute_stats(spec: RunSpec, model, *, console: Console | None = None) -> StatsArtifact:
+    """Run the statistics the spec's `stats:` section asks for (no caching; see `ensure_stats`)."""
+    stats = spec.stats
+    base_dir = Path(spec.source).parent if spec.source else None
+    samples = load_corpus(stats.corpus, spec.languages, base_dir)
+    moments, counts, t_act = collect(model, samples, list(spec.languages), threshold=stats.threshold,
+                                     batch_size=stats.batch_size, max_length=stats.max_length, console=console)
+    config = model._module.config
+    dims = dims_of(config)
+    meta = {
+        "created": datetime.now(timezone.utc).isoformat(),
+        "model": {**spec.model.model_dump(mode="json", exclude={"device"}), "model_type": dims.model_type,
+                  "num_layers": dims.num_layers, "intermediate_size": dims.intermediate_size,
+                  "hidden_size": dims.hidden_size, "revision": getattr(config, "_commit_hash", None)},
+        "corpus": stats.corpus.model_dump(mode="json"),
+        "samples": len(samples),
+        "sample_ids": [sample.id for sample in samples],
+        "tokens_per_language": dict(zip(spec.languages, moments.tokens.tolist())),
+        "threshold": {**stats.threshold.model_dump(mode="json"), "note": THRESHOLD_NOTE},
+        "active_frac": "fraction of non-pad tokens with " + ("|h| > T_act" if isinstance(
+            stats.threshold, QuantileThreshold) else "h > T_act") + " (T_act of the layer)",
+        "tokens_counted": "all non-pad tokens (BOS included), truncated at max_length",
+        "moments_key": moments_key(spec),
+        "bridge_rule": stats.bridge.model_dump(mode="json"),
+    }
+    return build_artifact(moments, counts, t_act, stats.threshold.kind, spec.languages,
+                          stats.bridge.model_dump(), meta)
+
+
+THRESHOLD_NOTE = ("The paper gives no value for T_act; its wording ('mean activation' above T_act) implies an absolute "
+                  "threshold on the signed mean, i.e. {kind: absolute, value: 0.0}. That reading is not sign-invariant; "
+                  "the quantile of |mean| is the default here.")
+
+
+def check_artifact_fits(artifact: StatsArtifact, spec: RunSpec, where: str) -> StatsArtifact:
+    """Refuse an artifact from another model or language set; reorder languages if only the order differs."""
+    model = artifact.meta.get("model", {})
+    wanted = spec.model.model_dump(mode="json", exclude={"device"})
+    mismatched = [key for key in ("id", "path", "embedded", "revision") if model.get(key) != wanted.get(key)]
+    if mismatched:
+        raise DataError(
+            f"the statistics artifact was computed on a different model ({_model_name(model)}), "
+            f"not {spec.model.display_name}",
+            where=where, fix="recompute statistics for this model (`clas-graph stats SPEC`)",
+        )
+    if set(artifact.languages) != set(spec.languages):
+        raise DataError(
+            f"the statistics artifact covers languages {list(artifact.languages)}, but the spec has {list(spec.languages)}",
+            where=where, fix="recompute statistics for this language set; categories depend on it",
+        )
+    return artifact.for_languages(list(spec.languages))
+
+
+def _model_name(model: dict) -> str:
+    return model.get("id") or model.get("path") or f"embedded:{model.get('embedded')}"
+
+
+def find_cached(spec: RunSpec, runs_root: Path) -> Path | None:
+    """A complete artifact under `runs_root` with the same raw-sum identity, newest first."""
+    key = moments_key(spec)
+    for meta_path in sorted(runs_root.glob(f"*/{META_FILE}"), reverse=True):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
+            return meta_path.with_name(TENSOR_FILE)
+    return None
+
+
+def existing_stats(spec: RunSpec, runs_root: Path) -> StatsArtifact | None:
+    """The spec's explicit artifact or a cached one with the same identity and rule; None if there is none."""
+    stats = spec.stats
+    if stats.artifact is not None:
+        base = Path(spec.source).parent if spec.source else Path.cwd()
+        path = Path(stats.artifact) if Path(stats.artifact).is_absolute() else base / stats.artifact
+        return check_artifact_fits(StatsArtifact.load(path), spec, f"{spec.source or '<spec>'}: stats.artifact")
+    cached = find_cached(spec, runs_root)
+    if cached is None:
+        return None
+    artifact = StatsArtifact.load(cached)
+    threshold = {k: v for k, v in artifact.meta.get("threshold", {}).items() if k != "note"}
+    if threshold != stats.threshold.model_dump(mode="json") or \
+            artifact.meta.get("bridge_rule") != stats.bridge.model_dump(mode="json"):
+        return None  # same text, other rule: active counts differ, recompute
+    return check_artifact_fits(artifact, spec, str(cached))
+
+
+def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, console: Console | None = None) -> StatsArtifact:
+    """The spec's statistics: its explicit artifact, a cached one of the same identity, or computed now.
+
+    A cached artifact is reused only when its threshold and bridge rule equal the spec's (otherwise
+    the active-token counts would be wrong); whatever is used is saved in `run_dir`.
+    """
+    console = console or Console(stderr=True)
+    artifact = existing_stats(spec, runs_root)
+    if artifact is not None:
+        console.print(f"statistics: reusing the artifact computed on {artifact.meta.get('created', '?')}")
+        if not (run_dir / TENSOR_FILE).is_file():
+            artifact.save(run_dir)
+        return artifact
+    artifact = compute_stats(spec, model, console=console)
+    artifact.save(run_dir)
+    return artifact
+
+
+def report_stats(artifact: StatsArtifact, run_dir: Path, console: Console, title: str) -> Path:
+    """Print the per-layer table and write figures/neuron_categories.png; returns the figure path."""
+    from ..report.figures import category_shares_figure
+    from ..report.tables import category_table
+
+    meta = artifact.meta
+    shares, bridge = meta["category_shares"], list(artifact.bridge_layers)
+    console.print(category_table(shares, meta["bridge"]["scores"], bridge, meta["t_act_values"],
+                                 meta["bridge"]["candidates"], title=title))
+    console.print(f"bridge rule: {meta['bridge']['rule']} → layers {bridge}")
+    return category_shares_figure(shares, bridge, run_dir / "figures" / "neuron_categories.png", title)
