@@ -63,7 +63,7 @@ def main(args, model, console: Console) -> None:
     trace = emit(plan)
     inputs = make_inputs(model.tokenizer, args.batch, args.tokens)
     languages = ["de"] * (args.batch - args.batch // 4) + ["en"] * (args.batch // 4)
-    rows, tensors = plan.row_masks(languages), plan.tensors()
+    rows, tensors = plan.row_inputs(languages), plan.tensors()
     row_mask = rows[plan.ops[0].rows.key]
 
     def plain():

@@ -59,7 +59,7 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
                 with model.trace(inputs, logits_to_keep=1):
                     logits = model.output.logits[:, -1, :].save()
             else:
-                logits = trace.forward(model, inputs, plan.row_masks(rows_langs), plan.tensors(), {"logits_to_keep": 1})
+                logits = trace.forward(model, inputs, plan.row_inputs(rows_langs), plan.tensors(), {"logits_to_keep": 1})
         for row, i in enumerate(index):
             out[i] = logits[row].float().cpu()
     return torch.stack(out) if out else torch.empty(0)
@@ -93,7 +93,7 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
                 with model.generate(inputs, generation_config=config) as tracer:
                     token_ids = tracer.result.save()
             else:
-                rows = plan.row_masks([languages[i] for i in index])
+                rows = plan.row_inputs([languages[i] for i in index])
                 with warnings.catch_warnings():
                     # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
                     warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)

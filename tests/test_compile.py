@@ -52,7 +52,7 @@ def test_ops_follow_execution_order_whatever_the_spec_order():
 
 def test_rows_default_to_non_anchor():
     plan = compile_plan(spec_with(), config())
-    assert plan.row_masks(["en", "de", "fr", "en"])["except:en"].tolist() == [False, True, True, False]
+    assert plan.row_inputs(["en", "de", "fr", "en"])["except:en"].tolist() == [False, True, True, False]
 
 
 def test_golden_plan_and_trace_source():
@@ -86,7 +86,8 @@ def test_site_paths_come_from_the_architecture_table():
                              num_attention_heads=2, num_key_value_heads=1, head_dim=8)
     source = emit_source(compile_plan(spec_with(), gemma))
     assert "mlp = model.model.layers[1].mlp" in source
-    assert "h = mlp.act_fn.output * mlp.up_proj.output" in source and "mlp.down_proj.input = h" in source
+    assert "a = mlp.act_fn.output" in source and "h = a * mlp.up_proj.output" in source
+    assert "mlp.down_proj.input = h" in source
 
 
 def test_unsupported_architecture_names_the_supported_ones():

@@ -8,10 +8,12 @@ import torch
 
 from ..errors import CompileError
 from ..sites import architecture_for, dims_of
-from ..spec import AutoLayers, ClasIntervention, FixedAnchor, LanguageRows, RunSpec
+from ..spec import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, FixedAnchor,
+                    IntMuIntervention, LanguageRows, RunSpec, ScaleIntervention)
 from ..spec.run_spec import BASE_CONDITION
 from .masks import resolve_mask
-from .plan import SITE_H, SITE_ORDER, Plan, RowSelect, ScaleNeurons
+from .plan import SITE_ACT, SITE_H, SITE_ORDER, AddVector, Plan, RowSelect, ScaleNeurons, SetNeurons
+from .vectors import resolve_vector
 
 
 def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None) -> Plan:
@@ -41,9 +43,10 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None)
     ops = []
     for order, ident in enumerate(ids):
         index = next(i for i, iv in enumerate(spec.interventions) if iv.id == ident)
-        ops.extend((op, order) for op in _compile_intervention(spec, index, dims, stats))
+        ops.extend((op, order) for op in _compile_intervention(spec, index, dims, stats, architecture))
     # nnsight needs module values in execution order: layer, then site, then spec order.
     ops.sort(key=lambda pair: (pair[0].layer, SITE_ORDER[pair[0].site], pair[1]))
+    _check_conflicts(spec, [op for op, _ in ops])
     return Plan(
         condition=condition,
         model_type=dims.model_type,
@@ -114,29 +117,51 @@ def _check_layers(spec: RunSpec, index: int, layers: list[int], dims) -> None:
             raise CompileError(f"layer {layer} is listed twice", where=where, fix="list each layer once")
 
 
-def _compile_intervention(spec: RunSpec, index: int, dims, stats) -> list[ScaleNeurons]:
-    intervention = spec.interventions[index]
-    if isinstance(intervention, ClasIntervention):
-        return _compile_clas(spec, index, intervention, dims, stats)
-    raise CompileError(f"intervention kind '{intervention.kind}' cannot be compiled yet",
-                       where=_where(spec, f"interventions[{index}].kind"))
+class _Context:
+    """What compiling one intervention needs: the spec field it came from, model sizes, statistics."""
+
+    def __init__(self, spec: RunSpec, index: int, dims, stats, architecture):
+        self.spec, self.index, self.dims, self.stats, self.architecture = spec, index, dims, stats, architecture
+        self.intervention = spec.interventions[index]
+        self.base_dir = Path(spec.source).parent if spec.source else Path.cwd()
+        self.rows = _rows(spec, self.intervention.rows)
+
+    def where(self, field: str) -> str:
+        return _where(self.spec, f"interventions[{self.index}].{field}")
+
+    def layers(self) -> list[int]:
+        iv = self.intervention
+        layers = list(self.stats.bridge_layers) if isinstance(iv.layers, AutoLayers) else list(iv.layers)
+        _check_layers(self.spec, self.index, layers, self.dims)
+        return layers
+
+    def mask(self, field: str, layers: list[int]) -> dict[int, torch.Tensor]:
+        return resolve_mask(getattr(self.intervention, field), layers=layers, dims=self.dims, where=self.where(field),
+                            base_dir=self.base_dir, stats=self.stats)
+
+    def check_site(self, site: str) -> None:
+        if site not in self.architecture.sites:
+            raise CompileError(
+                f"site '{site}' does not exist on {self.architecture.family} models "
+                f"(they have: {', '.join(sorted(self.architecture.sites))})",
+                where=self.where("site"), fix="choose one of the sites listed",
+            )
+
+    def op_fields(self, layer: int, site: str, params: dict) -> dict:
+        iv = self.intervention
+        return dict(intervention=iv.id, kind=iv.kind, layer=layer, site=site, rows=self.rows, steps=iv.steps,
+                    params=params)
 
 
-def _layers(iv, stats) -> list[int]:
-    if isinstance(iv.layers, AutoLayers):
-        return list(stats.bridge_layers)
-    return list(iv.layers)
+def _compile_intervention(spec: RunSpec, index: int, dims, stats, architecture) -> list:
+    context = _Context(spec, index, dims, stats, architecture)
+    return _COMPILERS[type(context.intervention)](context)
 
 
-def _compile_clas(spec: RunSpec, index: int, iv: ClasIntervention, dims, stats) -> list[ScaleNeurons]:
-    layers = _layers(iv, stats)
-    _check_layers(spec, index, layers, dims)
-    base_dir = Path(spec.source).parent if spec.source else Path.cwd()
-    field = f"interventions[{index}]"
-    common = dict(layers=layers, dims=dims, base_dir=base_dir, stats=stats)
-    shared = resolve_mask(iv.shared, where=_where(spec, f"{field}.shared"), **common)
-    specific = resolve_mask(iv.specific, where=_where(spec, f"{field}.specific"), **common)
-    rows = _rows(spec, iv.rows)
+def _compile_clas(ctx: _Context) -> list:
+    iv, layers = ctx.intervention, ctx.layers()
+    ctx.check_site(SITE_H)
+    shared, specific = ctx.mask("shared", layers), ctx.mask("specific", layers)
     ops = []
     for layer in layers:
         overlap = (shared[layer] & specific[layer]).nonzero().flatten().tolist()
@@ -144,16 +169,89 @@ def _compile_clas(spec: RunSpec, index: int, iv: ClasIntervention, dims, stats) 
             raise CompileError(
                 f"layer {layer}: {len(overlap)} neuron(s) are in both `shared` and `specific` "
                 f"(e.g. {overlap[:5]}); the paper's categories are exclusive",
-                where=_where(spec, f"{field}.specific"),
-                fix="remove them from one mask, or set `require_disjoint: false`",
+                where=ctx.where("specific"), fix="remove them from one mask, or set `require_disjoint: false`",
             )
-        ops.append(ScaleNeurons(
-            intervention=iv.id, kind="clas", layer=layer, site=SITE_H, rows=rows,
-            scale=clas_scale(shared[layer], specific[layer], beta=iv.beta, gamma=iv.gamma, alpha=iv.alpha),
-            params={"beta": iv.beta, "gamma": iv.gamma, "alpha": iv.alpha,
-                    "shared_neurons": int(shared[layer].sum()), "specific_neurons": int(specific[layer].sum())},
-        ))
+        scale = clas_scale(shared[layer], specific[layer], beta=iv.beta, gamma=iv.gamma, alpha=iv.alpha)
+        params = {"beta": iv.beta, "gamma": iv.gamma, "alpha": iv.alpha,
+                  "shared_neurons": int(shared[layer].sum()), "specific_neurons": int(specific[layer].sum())}
+        ops.append(ScaleNeurons(**ctx.op_fields(layer, SITE_H, params), scale=scale))
     return ops
+
+
+def _compile_scale(ctx: _Context) -> list:
+    iv, layers = ctx.intervention, ctx.layers()
+    ctx.check_site(iv.site)
+    masks = ctx.mask("neurons", layers)
+    return [ScaleNeurons(**ctx.op_fields(layer, iv.site, {"factor": iv.factor, "neurons": int(masks[layer].sum())}),
+                         scale=torch.where(masks[layer], torch.tensor(float(iv.factor)), torch.tensor(1.0)))
+            for layer in layers]
+
+
+def _compile_ablate(ctx: _Context) -> list:
+    iv, layers = ctx.intervention, ctx.layers()
+    ctx.check_site(iv.site)
+    masks = ctx.mask("neurons", layers)
+    return [SetNeurons(**ctx.op_fields(layer, iv.site, {"neurons": int(masks[layer].sum())}),
+                       mask=masks[layer], values=torch.zeros(ctx.dims.intermediate_size))
+            for layer in layers]
+
+
+def _compile_int_mu(ctx: _Context) -> list:
+    iv, layers, stats = ctx.intervention, ctx.layers(), ctx.stats
+    ctx.check_site(iv.site)
+    means = stats.tensors["act_mean" if iv.site == SITE_ACT else "mean"].to(torch.float32)  # [G, L, I]
+    owner = stats.tensors["specific_language"].to(torch.long)  # [L, I], -1 = not language-specific
+    languages = torch.arange(len(stats.languages))[:, None]
+    ops = []
+    for layer in layers:
+        mask = owner[layer][None, :] == languages  # [G, I]: neuron n is specific to language g
+        params = {"specific_neurons_per_language": dict(zip(stats.languages, mask.sum(1).tolist())),
+                  "values": "dataset mean of the row language at this site"}
+        ops.append(SetNeurons(**ctx.op_fields(layer, iv.site, params), mask=mask,
+                              values=torch.where(mask, means[:, layer], torch.zeros(()))))
+    return ops
+
+
+def _compile_add_vector(ctx: _Context) -> list:
+    iv, layers = ctx.intervention, ctx.layers()
+    ctx.check_site(iv.site)
+    anchor = ctx.spec.anchor.language if isinstance(ctx.spec.anchor, FixedAnchor) else None
+    vectors = resolve_vector(iv.vector, layers=layers, dims=ctx.dims, where=ctx.where("vector"),
+                             base_dir=ctx.base_dir, stats=ctx.stats, languages=tuple(ctx.spec.languages),
+                             anchor=anchor)
+    ops = []
+    for layer in layers:
+        vector = (iv.coefficient * vectors[layer].to(torch.float32)).contiguous()
+        params = {"coefficient": iv.coefficient, "source": iv.vector.kind,
+                  "norm": round(float(vectors[layer].norm(dim=-1).mean()), 6)}
+        ops.append(AddVector(**ctx.op_fields(layer, iv.site, params), vector=vector))
+    return ops
+
+
+_COMPILERS = {
+    ClasIntervention: _compile_clas,
+    IntMuIntervention: _compile_int_mu,
+    AddVectorIntervention: _compile_add_vector,
+    ScaleIntervention: _compile_scale,
+    AblateIntervention: _compile_ablate,
+}
+
+
+def _check_conflicts(spec: RunSpec, ops: list) -> None:
+    """Two overwrites of the same neurons at the same place cannot both hold."""
+    sets = [op for op in ops if isinstance(op, SetNeurons)]
+    for i, first in enumerate(sets):
+        for second in sets[i + 1:]:
+            if (first.layer, first.site) != (second.layer, second.site) or first.intervention == second.intervention:
+                continue
+            both = first.mask & second.mask  # [I] and [languages, I] tables broadcast: same row language
+            if bool(both.any()):
+                raise CompileError(
+                    f"'{first.intervention}' ({first.kind}) and '{second.intervention}' ({second.kind}) both overwrite "
+                    f"{int(both.sum())} of the same neurons at layer {first.layer}, {first.site}; only the later one "
+                    "would hold",
+                    where=_where(spec, "conditions"), fix="drop one of them from the condition, or use disjoint neurons",
+                )
 
 
 def clas_scale(shared: torch.Tensor, specific: torch.Tensor, *, beta: float, gamma: float, alpha: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .plan import SITE_H, Plan
+from .plan import LANGUAGE_INDEX, SITE_ACT, SITE_H, SITE_RESID, AddVector, Plan, ScaleNeurons, SetNeurons
 
 INDENT = " " * 8  # inside `def` + `with`
 
@@ -35,36 +35,83 @@ class EmittedTrace:
     """generate(model, inputs, rows, tensors, generate_kwargs) -> token ids [batch, prompt + new]."""
 
 
-def emit_body(plan: Plan, indent: str = INDENT) -> str:
-    """The intervention statements, in execution order (one block per layer and site)."""
+def _op_lines(op, x: str) -> list[str]:
+    """Statements applying one op to the site value held in variable `x`."""
+
+    def tensor(part: str, cast: bool = True) -> str:
+        to = f"{x}.device, {x}.dtype" if cast else f"{x}.device"
+        return f"tensors[{op.tensor_name(part)!r}].to({to})"
+
+    def per_row(expr: str) -> str:  # a [languages, dim] table -> each row's own language, broadcast over tokens
+        return f"{expr}[rows[{LANGUAGE_INDEX!r}].to({x}.device)][:, None, :]"
+
+    lines = [f"# {op.kind} '{op.intervention}' on {op.rows.describe()}: {_formula(op)}",
+             f"rows_here = rows[{op.rows.key!r}].to({x}.device)[:, None, None]"]
+    if isinstance(op, ScaleNeurons):
+        lines.append(f"{x} = torch.where(rows_here, {x} * {tensor('scale')}, {x})")
+    elif isinstance(op, SetNeurons):
+        mask, values = tensor("mask", cast=False), tensor("values")
+        if op.per_language:
+            mask, values = per_row(mask), per_row(values)
+        lines.append(f"{x} = torch.where(rows_here & {mask}, {values}, {x})")
+    elif isinstance(op, AddVector):
+        vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
+        lines.append(f"{x} = torch.where(rows_here, {x} + {vector}, {x})")
+    else:  # pragma: no cover - every Op subclass is handled above
+        raise NotImplementedError(type(op).__name__)
+    return lines
+
+
+def _formula(op) -> str:
+    if op.kind == "clas":
+        return "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale"
+    return {ScaleNeurons: "x * scale", SetNeurons: "x[n] = value[n] where mask[n]",
+            AddVector: "x + coefficient * v"}[type(op)]
+
+
+def _guarded(op, lines: list[str], in_generation: bool) -> list[str]:
+    """Restrict an op to the prompt forward (step 0) or to generated tokens (steps > 0)."""
+    if not in_generation or op.steps == "all":
+        return lines
+    condition = "step == 0" if op.steps == "prompt" else "step > 0"
+    return [f"if {condition}:  # steps: {op.steps}"] + ["    " + line for line in lines]
+
+
+def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False) -> str:
+    """The intervention statements in execution order: per layer, act_fn output, then h, then the residual."""
+    arch = plan.architecture
+    ops = [op for op in plan.ops if in_generation or op.steps != "generated"]  # a plain forward is a prompt step
     lines: list[str] = []
-    for (layer, site), group in groupby(plan.ops, key=lambda op: (op.layer, op.site)):
-        group = list(group)
-        if site != SITE_H:
-            raise NotImplementedError(f"site {site} has no emitter")
-        mlp = f"model.{plan.architecture.mlp_path(layer)}"
-        arch = plan.architecture
-        lines += [
-            f"# layer {layer}: h = act_fn(gate_proj(x)) * up_proj(x), the input of down_proj",
-            f"mlp = {mlp}",
-            f"h = mlp.{arch.act_fn}.output * mlp.{arch.up_proj}.output",
-        ]
-        for op in group:
-            lines += [
-                f"# {op.kind} '{op.intervention}' on {op.rows.describe()}: "
-                "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale",
-                f"rows_here = rows[{op.rows.key!r}].to(h.device)[:, None, None]",
-                f"h = torch.where(rows_here, h * tensors[{op.tensor_name!r}].to(h.device, h.dtype), h)",
-            ]
-        lines.append(f"mlp.{arch.down_proj}.input = h")
+    for layer, group in groupby(ops, key=lambda op: op.layer):
+        by_site = {site: [op for op in group_ops if op.site == site]
+                   for group_ops in [list(group)] for site in (SITE_ACT, SITE_H, SITE_RESID)}
+        layer_path = f"model.{arch.layer_path(layer)}"
+        if by_site[SITE_ACT] or by_site[SITE_H]:
+            lines += [f"# layer {layer}: a = act_fn(gate_proj(x)); h = a * up_proj(x) is the input of down_proj",
+                      f"mlp = {layer_path}.{arch.mlp}",
+                      f"a = mlp.{arch.act_fn}.output"]
+            for op in by_site[SITE_ACT]:
+                lines += _guarded(op, _op_lines(op, "a"), in_generation)
+            if by_site[SITE_ACT]:
+                lines.append(f"mlp.{arch.act_fn}.output = a")
+            if by_site[SITE_H]:
+                lines.append(f"h = a * mlp.{arch.up_proj}.output")
+                for op in by_site[SITE_H]:
+                    lines += _guarded(op, _op_lines(op, "h"), in_generation)
+                lines.append(f"mlp.{arch.down_proj}.input = h")
+        if by_site[SITE_RESID]:
+            lines += [f"# layer {layer}: the residual stream after the layer", f"r = {layer_path}.output"]
+            for op in by_site[SITE_RESID]:
+                lines += _guarded(op, _op_lines(op, "r"), in_generation)
+            lines.append(f"{layer_path}.output = r")
     if not lines:
-        lines = ["pass  # base condition: no intervention"]
+        lines = ["pass  # no intervention"]
     return "\n".join(indent + line for line in lines)
 
 
 def emit_source(plan: Plan) -> str:
     body = emit_body(plan)
-    loop_body = emit_body(plan, indent=INDENT + " " * 8)
+    loop_body = emit_body(plan, indent=INDENT + " " * 8, in_generation=True)
     return f'''# Generated trace for condition {plan.condition!r} on {plan.model_type}.
 # Reads only torch, the model and the plan's tensors: runs unchanged on a remote server
 # (nothing here may import or name the package that generated it).

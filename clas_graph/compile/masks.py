@@ -57,11 +57,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
+def read_tensor(source, *, where: str, base_dir: Path) -> torch.Tensor:
+    """The tensor `source.key` of the safetensors file `source.file`, after checking `source.sha256`."""
     path = Path(source.file)
     path = path if path.is_absolute() else base_dir / path
     if not path.is_file():
-        raise CompileError(f"mask file '{path}' does not exist", where=f"{where}.file", fix="check the path (relative to the spec file)")
+        raise CompileError(f"file '{path}' does not exist", where=f"{where}.file", fix="check the path (relative to the spec file)")
     actual = sha256_file(path)
     if actual != source.sha256:
         raise CompileError(
@@ -76,11 +77,15 @@ def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_di
                     f"tensor '{source.key}' is not in '{path}' (it holds: {', '.join(sorted(handle.keys())) or 'nothing'})",
                     where=f"{where}.key",
                 )
-            tensor = handle.get_tensor(source.key)
+            return handle.get_tensor(source.key)
     except CompileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise CompileError(f"cannot read '{path}' as safetensors ({exc})", where=f"{where}.file") from None
+
+
+def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
+    tensor = read_tensor(source, where=where, base_dir=base_dir)
     expected = (dims.num_layers, dims.intermediate_size)
     if tuple(tensor.shape) != expected:
         raise CompileError(

@@ -3,25 +3,38 @@
 Ordered ops with plain CPU tensors and no framework objects, so a plan can be
 printed, hashed, saved (plan.json + safetensors) and shipped to a remote
 server unchanged. `emit.py` turns a plan into an nnsight trace body.
+
+Three op kinds cover every intervention (x is the site's value, per row):
+  ScaleNeurons  x <- x * scale                      (CLAS, scale)
+  SetNeurons    x[n] <- value[n] where mask[n]      (Int-mu, ablate)
+  AddVector     x <- x + vector                     (add_vector)
+Tensors of SetNeurons/AddVector may be per language ([languages, dim]); each
+row then uses its own language's row of the table.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from ..sites import Architecture, ModelDims
 
+SITE_ACT = "mlp.act_fn.output"
+"""a = act_fn(gate_proj(x)), the gate activation (Int-mu's site in Mondal et al.)."""
 SITE_H = "mlp.down_proj.input"
-"""h = act_fn(gate_proj(x)) * up_proj(x), the MLP intermediate activation."""
+"""h = a * up_proj(x), the MLP intermediate activation (CLAS's site)."""
+SITE_RESID = "resid_post"
+"""The residual stream after the decoder layer (its output)."""
 
 # Execution order of sites inside one decoder layer; ops are sorted by
-# (layer, site order, spec order) because nnsight needs values in the order
-# the forward pass produces them.
-SITE_ORDER = {SITE_H: 0}
+# (layer, site order, order in the condition) because nnsight needs values in
+# the order the forward pass produces them.
+SITE_ORDER = {SITE_ACT: 0, SITE_H: 1, SITE_RESID: 2}
+LANGUAGE_INDEX = "language_index"
+"""Name of the per-row language index [batch] among the trace's row inputs."""
 
 
 @dataclass(frozen=True)
@@ -51,32 +64,69 @@ class RowSelect:
 
 
 @dataclass(frozen=True)
-class ScaleNeurons:
-    """h <- h * scale (per intermediate neuron) on the selected rows, at one layer.
-
-    CLAS compiles to this: (1-alpha)*h + alpha*h*(1+beta*Ms)*(1-gamma*Mspec)
-    = h * [(1-alpha) + alpha*(1+beta*Ms)*(1-gamma*Mspec)], elementwise.
-    """
-
+class Op:
     intervention: str
     kind: str
     layer: int
     site: str
     rows: RowSelect
-    scale: torch.Tensor
-    """[intermediate_size] float32 on CPU."""
-    params: dict = field(default_factory=dict)
-    """What the scale was made from (coefficients, mask sizes), for humans and plan.json."""
+    steps: str
+    """`all`, `prompt` (the first forward of generation) or `generated` (the following ones)."""
+    params: dict
+    """What the tensors were made from (coefficients, mask sizes), for humans and plan.json."""
 
-    @property
-    def tensor_name(self) -> str:
-        return f"{self.intervention}.L{self.layer}.scale"
+    def tensor_name(self, part: str) -> str:
+        return f"{self.intervention}.L{self.layer}.{self.site}.{part}"
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 
     def describe(self) -> str:
-        return f"L{self.layer} {self.site}: {self.kind} '{self.intervention}' scales neurons on {self.rows.describe()}"
+        return f"L{self.layer} {self.site}: {self.kind} '{self.intervention}' on {self.rows.describe()}"
 
 
-Op = ScaleNeurons
+@dataclass(frozen=True)
+class ScaleNeurons(Op):
+    """x <- x * scale on the selected rows. CLAS folds into this:
+    (1-alpha)*h + alpha*h*(1+beta*Ms)*(1-gamma*Mspec) = h * [(1-alpha) + alpha*(1+beta*Ms)*(1-gamma*Mspec)]."""
+
+    scale: torch.Tensor
+    """[intermediate_size] float32."""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {self.tensor_name("scale"): self.scale}
+
+
+@dataclass(frozen=True)
+class SetNeurons(Op):
+    """x[n] <- values[n] where mask[n], on the selected rows (per-language tables when 2-D)."""
+
+    mask: torch.Tensor
+    """[intermediate_size] or [languages, intermediate_size] bool."""
+    values: torch.Tensor
+    """Same shape as mask, float32."""
+
+    @property
+    def per_language(self) -> bool:
+        return self.mask.dim() == 2
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {self.tensor_name("mask"): self.mask, self.tensor_name("values"): self.values}
+
+
+@dataclass(frozen=True)
+class AddVector(Op):
+    """x <- x + vector on the selected rows (coefficient already applied; per-language table when 2-D)."""
+
+    vector: torch.Tensor
+    """[hidden_size] or [languages, hidden_size] float32."""
+
+    @property
+    def per_language(self) -> bool:
+        return self.vector.dim() == 2
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {self.tensor_name("vector"): self.vector}
 
 
 @dataclass(frozen=True)
@@ -88,21 +138,27 @@ class Plan:
     architecture: Architecture
     dims: ModelDims
     languages: tuple[str, ...]
+    """Row languages the plan accepts; per-language tables are indexed in this order."""
     ops: tuple[Op, ...]
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor the trace needs, by name (what travels to a remote server)."""
-        return {op.tensor_name: op.scale for op in self.ops}
+        out: dict[str, torch.Tensor] = {}
+        for op in self.ops:
+            out.update(op.tensors())
+        return out
 
     def row_selects(self) -> dict[str, RowSelect]:
         return {op.rows.key: op.rows for op in self.ops}
 
-    def row_masks(self, languages: list[str]) -> dict[str, torch.Tensor]:
-        """Boolean [batch] mask per row selection, from each row's language."""
-        return {
+    def row_inputs(self, languages: list[str]) -> dict[str, torch.Tensor]:
+        """Per-row inputs of the trace: a boolean [batch] mask per row selection, and each row's language index."""
+        out = {
             key: torch.tensor([select.applies(lang) for lang in languages], dtype=torch.bool)
             for key, select in self.row_selects().items()
         }
+        out[LANGUAGE_INDEX] = torch.tensor([self.languages.index(lang) for lang in languages], dtype=torch.long)
+        return out
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -122,14 +178,20 @@ class Plan:
                     "kind": op.kind,
                     "intervention": op.intervention,
                     "rows": {"mode": op.rows.mode, "languages": list(op.rows.languages)},
+                    "steps": op.steps,
                     "params": op.params,
-                    "tensor": {
-                        "name": op.tensor_name,
-                        "shape": list(op.scale.shape),
-                        "distinct_values": sorted({round(v, 6) for v in op.scale.unique().tolist()}),
-                        "sha256": hashlib.sha256(op.scale.numpy().tobytes()).hexdigest(),
-                    },
+                    "tensors": {name: _describe(tensor) for name, tensor in op.tensors().items()},
                 }
                 for op in self.ops
             ],
         }
+
+
+def _describe(tensor: torch.Tensor) -> dict:
+    info = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).replace("torch.", ""),
+            "sha256": hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()}
+    if tensor.dtype == torch.bool:
+        info["true"] = int(tensor.sum())
+    elif tensor.numel() and len(unique := tensor.unique()) <= 8:
+        info["distinct_values"] = sorted(round(v, 6) for v in unique.tolist())
+    return info

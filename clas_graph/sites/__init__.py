@@ -23,6 +23,8 @@ class Architecture:
     act_fn: str = "act_fn"
     up_proj: str = "up_proj"
     down_proj: str = "down_proj"
+    sites: frozenset = frozenset({"mlp.act_fn.output", "mlp.down_proj.input", "resid_post"})
+    """Abstract sites this family exposes (all gated MLPs with an `act_fn` module have these three)."""
 
     def layer_path(self, layer: int) -> str:
         return f"{self.layers_path}[{layer}]"

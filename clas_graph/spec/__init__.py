@@ -1,7 +1,8 @@
 """What users write: the pydantic models of a spec file, and the loader."""
 
 from .corpora import BibleCorpus, Corpus, FileCorpus, XQuADCorpus
-from .interventions import AutoLayers, ClasIntervention, Intervention
+from .interventions import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention,
+                            IntMuIntervention, Intervention, ScaleIntervention)
 from .load import load_spec, validate_data
 from .masks import FileMask, InlineMask, MaskSource, StatsMask
 from .model_ref import ModelRef
@@ -9,8 +10,11 @@ from .rows import AnchorRule, FixedAnchor, LanguageRows, NoAnchor, RowRule
 from .run_spec import BASE_CONDITION, RunSpec
 from .stats import AbsoluteThreshold, BridgeRule, QuantileThreshold, StatsConfig, Threshold
 from .tasks import NextTokenTask, Task
+from .vectors import FileVector, InlineVector, StatsVector, VectorSource
 
 __all__ = [
+    "AblateIntervention", "AddVectorIntervention", "FileVector", "InlineVector", "IntMuIntervention",
+    "ScaleIntervention", "StatsVector", "VectorSource",
     "AbsoluteThreshold", "AutoLayers", "BridgeRule", "Corpus", "FileCorpus", "QuantileThreshold", "StatsConfig",
     "StatsMask", "Threshold", "XQuADCorpus",
     "AnchorRule", "BASE_CONDITION", "BibleCorpus", "ClasIntervention", "FileMask", "FixedAnchor",

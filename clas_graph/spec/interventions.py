@@ -1,8 +1,12 @@
 """Intervention kinds. Each is kind-tagged, states its formula, and compiles to plan ops.
 
 Sites use one vocabulary across architectures (see `clas_graph.sites`):
-`mlp.down_proj.input` is h = act_fn(gate_proj(x)) * up_proj(x), the MLP's
-intermediate activation that CLAS rewrites.
+- `mlp.act_fn.output`: a = act_fn(gate_proj(x)), the gate activation;
+- `mlp.down_proj.input`: h = a * up_proj(x), the MLP's intermediate activation (CLAS's site);
+- `resid_post`: the residual stream after the decoder layer (the layer's output).
+
+Composition: a condition lists intervention ids; on the same layer and site they apply in that
+order, each seeing the previous one's output; across sites, in the model's execution order.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from pydantic import Field, NonNegativeInt
 from .base import FiniteFloat, Identifier, StrictModel
 from .masks import MaskSource
 from .rows import RowRule
+from .vectors import VectorSource
+
+MlpSite = Literal["mlp.act_fn.output", "mlp.down_proj.input"]
+Steps = Literal["all", "prompt", "generated"]
 
 
 class AutoLayers(StrictModel):
@@ -54,6 +62,89 @@ class ClasIntervention(StrictModel):
     """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
     require_disjoint: bool = True
     """The paper's categories are exclusive, so a neuron in both masks is an error unless this is false."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
-Intervention = Annotated[Union[ClasIntervention], Field(discriminator="kind")]
+class IntMuIntervention(StrictModel):
+    """Int-mu (Mondal et al. 2025): overwrite each row language's language-specific neurons with their
+    dataset mean for that language: x[n] <- mean_lang[n] for n in S_lang, at `site`, in `layers`.
+
+    Needs statistics (categories and means). Mondal et al. hook `mlp.act_fn.output`, the default.
+    """
+
+    kind: Literal["int_mu"]
+    id: Identifier = "int_mu"
+    """Name of this intervention; conditions refer to it."""
+    layers: Layers
+    """Decoder layers, or `{auto: bridge}`."""
+    site: MlpSite = "mlp.act_fn.output"
+    """Where to overwrite: the gate activation (Mondal et al.) or h, the input of down_proj."""
+    rows: RowRule = "non_anchor"
+    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+
+
+class AddVectorIntervention(StrictModel):
+    """Additive steering: r <- r + coefficient * v on the residual stream after each layer in `layers`."""
+
+    kind: Literal["add_vector"]
+    id: Identifier = "add_vector"
+    """Name of this intervention; conditions refer to it."""
+    layers: Layers
+    """Decoder layers whose output gets the vector, or `{auto: bridge}`."""
+    site: Literal["resid_post"] = "resid_post"
+    """The residual stream after the layer (the decoder layer's output)."""
+    vector: VectorSource
+    """The vector v: inline values, a safetensors file, or `{from_stats: diffmean}` (CLaS-Bench's DiffMean)."""
+    coefficient: FiniteFloat = 1.0
+    """Scale of the vector; negative values steer away."""
+    rows: RowRule = "non_anchor"
+    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+
+
+class ScaleIntervention(StrictModel):
+    """Multiply chosen neurons: x[n] <- factor * x[n] for n in `neurons`, at `site`, in `layers`."""
+
+    kind: Literal["scale"]
+    id: Identifier = "scale"
+    """Name of this intervention; conditions refer to it."""
+    layers: Layers
+    """Decoder layers, or `{auto: bridge}`."""
+    site: MlpSite = "mlp.down_proj.input"
+    """The MLP activation to scale."""
+    neurons: MaskSource
+    """Which neurons: inline, file or `{from_stats: ...}`."""
+    factor: FiniteFloat
+    """The multiplier (0 ablates, 1 changes nothing)."""
+    rows: RowRule = "non_anchor"
+    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+
+
+class AblateIntervention(StrictModel):
+    """Zero chosen neurons: x[n] <- 0 for n in `neurons`, at `site`, in `layers`."""
+
+    kind: Literal["ablate"]
+    id: Identifier = "ablate"
+    """Name of this intervention; conditions refer to it."""
+    layers: Layers
+    """Decoder layers, or `{auto: bridge}`."""
+    site: MlpSite = "mlp.down_proj.input"
+    """The MLP activation to ablate."""
+    neurons: MaskSource
+    """Which neurons: inline, file or `{from_stats: ...}`."""
+    rows: RowRule = "non_anchor"
+    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+
+
+Intervention = Annotated[
+    Union[ClasIntervention, IntMuIntervention, AddVectorIntervention, ScaleIntervention, AblateIntervention],
+    Field(discriminator="kind"),
+]

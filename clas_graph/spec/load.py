@@ -65,29 +65,109 @@ def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
+Origins = dict  # field path (tuple) -> (file, 1-based line or None): where each value came from
+
+
 def load_spec(path: str | Path) -> RunSpec:
-    """Load and validate a spec file. Raises `clas_graph.SpecError` naming file, field and line."""
+    """Load and validate a spec file (following `include:`). Raises `clas_graph.SpecError` naming file, field, line."""
     path = Path(path)
+    data, origins = _load_tree(path, chain=(path.resolve(),))
+    spec = validate_data(data, where=str(path), origins=origins)
+    spec._source = str(path.resolve())
+    return spec
+
+
+def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:
+    """One file with its includes merged underneath it: (data, origins)."""
     data, node = parse_file(path)
     if not isinstance(data, dict):
         raise SpecError(
             f"the top level must be a mapping of fields, not {type(data).__name__}",
             where=str(path), fix="start with `schema_version: 1` and `name: ...`",
         )
-    spec = validate_data(data, where=str(path), node=node)
-    spec._source = str(path.resolve())
-    return spec
+    own = _origins(node, str(path), data)
+    includes = data.pop("include", None)
+    merged: dict = {}
+    origins: Origins = {}
+    for position, name in enumerate([includes] if isinstance(includes, str) else includes or []):
+        field = "include" if isinstance(includes, str) else f"include[{position}]"
+        line = own.get(("include",) if isinstance(includes, str) else ("include", position), (None, None))[1]
+        where = f"{path}:{line}" if line else str(path)
+        if not isinstance(name, str):
+            raise SpecError(f"{field}: an include is a file path, not {type(name).__name__}", where=where)
+        target = Path(name) if Path(name).is_absolute() else path.parent / name
+        if target.resolve() in chain:
+            cycle = " -> ".join(str(p) for p in (*chain, target.resolve()))
+            raise SpecError(f"{field}: include cycle: {cycle}", where=where, fix="remove one of the includes")
+        if not target.is_file():
+            raise SpecError(f"{field}: included file '{target}' does not exist", where=where,
+                            fix="check the path (relative to the including file)")
+        base, base_origins = _load_tree(target, chain + (target.resolve(),))
+        merged, origins = _merge(merged, origins, base, base_origins, ())
+    own = {loc: origin for loc, origin in own.items() if loc[:1] != ("include",)}
+    return _merge(merged, origins, data, own, ())
 
 
-def validate_data(data: dict, *, where: str = "<spec>", node: yaml.Node | None = None) -> RunSpec:
+def _merge(base: dict, base_origins: Origins, over: dict, over_origins: Origins, prefix: tuple) -> tuple[dict, Origins]:
+    """Deep merge: mappings merge key by key, anything else (lists included) is replaced by `over`."""
+    out, origins = dict(base), dict(base_origins)
+    for key, value in over.items():
+        here = prefix + (key,)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key], origins = _merge(out[key], origins, value, over_origins, here)
+            if here in over_origins:
+                origins[here] = over_origins[here]
+            continue
+        origins = {loc: o for loc, o in origins.items() if loc[: len(here)] != here}
+        origins.update({loc: o for loc, o in over_origins.items() if loc[: len(here)] == here})
+        out[key] = value
+    return out, origins
+
+
+def _origins(node: yaml.Node | None, file: str, data: Any) -> Origins:
+    """Every field path of a file -> (file, line); JSON files have no node tree, so lines are None."""
+    out: Origins = {}
+
+    def walk(node, loc):
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                try:
+                    key_value = yaml.safe_load(yaml.serialize(key)) if key.tag != "tag:yaml.org,2002:str" else key.value
+                except yaml.YAMLError:
+                    key_value = key.value
+                out[loc + (key_value,)] = (file, key.start_mark.line + 1)
+                walk(value, loc + (key_value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                out[loc + (index,)] = (file, item.start_mark.line + 1)
+                walk(item, loc + (index,))
+
+    def walk_data(value, loc):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                out[loc + (key,)] = (file, None)
+                walk_data(item, loc + (key,))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                out[loc + (index,)] = (file, None)
+                walk_data(item, loc + (index,))
+
+    if node is None:
+        walk_data(data, ())
+    else:
+        walk(node, ())
+    return out
+
+
+def validate_data(data: dict, *, where: str = "<spec>", origins: Origins | None = None) -> RunSpec:
     """Validate already-parsed spec data (the file-free half of `load_spec`)."""
     try:
         return RunSpec.model_validate(data)
     except ValidationError as exc:
-        raise _to_spec_error(exc, data, where, node) from None
+        raise _to_spec_error(exc, data, where, origins or {}) from None
 
 
-def _to_spec_error(exc: ValidationError, data: Any, where: str, node: yaml.Node | None) -> SpecError:
+def _to_spec_error(exc: ValidationError, data: Any, where: str, origins: Origins) -> SpecError:
     lines = []
     for error in exc.errors():
         loc = _data_path(data, tuple(error["loc"]))
@@ -101,15 +181,25 @@ def _to_spec_error(exc: ValidationError, data: Any, where: str, node: yaml.Node 
             message = _unknown_key_message(loc[-1])
         elif error["type"] == "missing":
             message = "required field is missing"
-        line = _line_of(node, loc)
-        place = f"{where}:{line}" if line else where
-        lines.append(f"{place}: {field_path(loc)}: {message}")
+        lines.append(f"{_place(origins, loc, where)}: {field_path(loc)}: {message}")
     head = lines[0]
     if len(lines) > 1:
         head += f"\n  ({len(lines) - 1} more problem(s):)\n  " + "\n  ".join(lines[1:])
     error = SpecError(head)
     error.where = where
     return error
+
+
+def _place(origins: Origins, loc: tuple, default: str) -> str:
+    """file:line of the deepest part of `loc` some file defined (with includes, the file the value came from)."""
+    for end in range(len(loc), 0, -1):
+        prefix = loc[:end]
+        origin = origins.get(prefix) or origins.get(tuple(str(p) for p in prefix))  # JSON keys are strings
+        if origin:
+            file, line = origin
+            return f"{file}:{line}" if line else file
+    has_lines = any(line for _, line in origins.values())
+    return f"{default}:1" if has_lines else default
 
 
 def _data_path(data: Any, loc: tuple) -> tuple:
@@ -129,26 +219,6 @@ def _data_path(data: Any, loc: tuple) -> tuple:
             current = next(v for k, v in current.items() if str(k) == str(part))
             out.append(part)
     return tuple(out)
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the deepest YAML node the location reaches."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if str(k.value) == str(part)), None)
-            if match is None:
-                break
-            key_line = next(k for k, v in node.value if v is match).start_mark.line + 1
-            node, line = match, key_line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 def _all_field_names() -> set[str]:

@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 from .base import FieldError, Identifier, LanguageCode, StrictModel
 from .interventions import AutoLayers, Intervention
 from .masks import StatsMask
+from .vectors import StatsVector
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
@@ -22,6 +23,10 @@ class RunSpec(StrictModel):
 
     schema_version: Literal[1]
     """Version of this spec format. Only 1 exists."""
+    include: str | list[str] | None = None
+    """Spec file(s) to start from (deep merge: mappings merge, lists and values are replaced by this file's).
+    Resolved by the loader; relative to the including file. Relative paths inside specs resolve against the
+    top-level spec's folder."""
     name: Identifier
     """Short name of the experiment; used in run directory names."""
     description: str = ""
@@ -78,8 +83,12 @@ class RunSpec(StrictModel):
                         "this needs neuron statistics, but the spec has no `stats:` section; add one "
                         "(e.g. `stats: {corpus: {kind: bible, limit: 100}}`)",
                     )
-            for name in ("shared", "specific"):
+            for name in ("shared", "specific", "neurons", "vector"):
                 source = getattr(intervention, name, None)
+                language = getattr(source, "language", None)
+                if language is not None and language not in langs:
+                    raise FieldError(("interventions", index, name, "language"),
+                                     f"language '{language}' is not in `languages` {langs}")
                 for j, code in enumerate(getattr(source, "languages", None) or []):
                     if code not in langs:
                         raise FieldError(("interventions", index, name, "languages", j),
@@ -128,9 +137,13 @@ class RunSpec(StrictModel):
 def _stats_fields(intervention) -> list[str]:
     """Fields of an intervention that refer to the statistics artifact."""
     fields = []
+    if intervention.kind == "int_mu":
+        fields.append("kind")  # its neurons and values are statistics by definition
     if isinstance(getattr(intervention, "layers", None), AutoLayers):
         fields.append("layers")
-    for name in ("shared", "specific"):
+    for name in ("shared", "specific", "neurons"):
         if isinstance(getattr(intervention, name, None), StatsMask):
             fields.append(name)
+    if isinstance(getattr(intervention, "vector", None), StatsVector):
+        fields.append("vector")
     return fields
