@@ -34,8 +34,9 @@ def model(request):
     return wrap(tiny_model(request.param), tiny_tokenizer())
 
 
-def hook_moments(hf, tokenizer, samples, languages):
-    """Independent reference: one text at a time, plain forward hooks, float64 sums over all tokens."""
+def hook_moments(hf, tokenizer, samples, languages, skip_bos=True):
+    """Independent reference: one text at a time, plain forward hooks, float64 sums over all tokens
+    (but the BOS token, which the tiny tokenizer puts first, when `skip_bos`)."""
     layers = hf.model.layers
     n, inter = len(layers), hf.config.intermediate_size
     h_sum = torch.zeros(n, len(languages), inter, dtype=torch.float64)
@@ -54,12 +55,14 @@ def hook_moments(hf, tokenizer, samples, languages):
                 ids = tokenizer(sample.texts[lang], return_tensors="pt")
                 with torch.no_grad():
                     hf(**ids)
-                tokens[g] += ids["input_ids"].shape[1]
+                first = 1 if skip_bos else 0
+                assert ids["input_ids"][0, 0].item() == tokenizer.bos_token_id
+                tokens[g] += ids["input_ids"].shape[1] - first
                 for i in range(n):
-                    h = captured[("h", i)][0].double()
+                    h = captured[("h", i)][0, first:].double()
                     h_sum[i, g] += h.sum(0)
                     h_sq[i, g] += (h * h).sum(0)
-                    resid[i, g] += captured[("r", i)][0].double().sum(0)
+                    resid[i, g] += captured[("r", i)][0, first:].double().sum(0)
     finally:
         for handle in handles:
             handle.remove()
@@ -71,11 +74,11 @@ def rel_close(got, want):
     assert ((got - want).abs().max() / scale).item() < REL
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 8])
-def test_batched_moments_equal_one_at_a_time_hooks(model, samples, batch_size):
+@pytest.mark.parametrize("batch_size,exclude_bos", [(1, True), (3, True), (8, True), (8, False)])
+def test_batched_moments_equal_one_at_a_time_hooks(model, samples, batch_size, exclude_bos):
     moments, counts, t_act = stats_runner.collect(model, samples, LANGS, threshold=QuantileThreshold(),
-                                                  batch_size=batch_size)
-    h_sum, h_sq, resid, tokens = hook_moments(model._module, model.tokenizer, samples, LANGS)
+                                                  batch_size=batch_size, exclude_bos=exclude_bos)
+    h_sum, h_sq, resid, tokens = hook_moments(model._module, model.tokenizer, samples, LANGS, skip_bos=exclude_bos)
     assert torch.equal(moments.tokens, tokens)
     rel_close(moments.h_sum, h_sum)
     rel_close(moments.h_sqsum, h_sq)
@@ -108,7 +111,7 @@ def test_active_fraction_counts_tokens_above_the_threshold(model, samples):
             for g, lang in enumerate(LANGS):
                 with torch.no_grad():
                     hf(**tok(sample.texts[lang], return_tensors="pt"))
-                expected[g] += (captured["h"][0] > value).sum(0).double()
+                expected[g] += (captured["h"][0, 1:] > value).sum(0).double()  # BOS excluded by default
     finally:
         handle.remove()
     assert torch.equal(counts[1], expected)

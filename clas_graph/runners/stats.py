@@ -33,6 +33,7 @@ def moments_key(spec: RunSpec) -> str:
         "languages": list(spec.languages),
         "corpus": stats.corpus.model_dump(mode="json"),
         "max_length": stats.max_length,
+        "exclude_bos": stats.exclude_bos,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -64,7 +65,7 @@ def _progress(console: Console) -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console):
+def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console, exclude_bos):
     """Run the stats trace over all rows; sum what it returns."""
     tokenizer = model.tokenizer
     totals: dict[str, torch.Tensor] = {}
@@ -80,6 +81,8 @@ def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, des
             groups = torch.tensor([rows[i][1] for i in index])
             onehot = torch.nn.functional.one_hot(groups, len(languages)).to(torch.float64)
             mask = encoded["attention_mask"].to(torch.float64)
+            if exclude_bos and tokenizer.bos_token_id is not None:
+                mask[encoded["input_ids"] == tokenizer.bos_token_id] = 0.0
             with torch.inference_mode():
                 out = trace.run(model, inputs, onehot, mask, t_act, {"logits_to_keep": 1})
             for key, value in out.items():
@@ -92,14 +95,14 @@ def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, des
 
 
 def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_length: int = 512,
-            console: Console | None = None) -> tuple[Moments, torch.Tensor, torch.Tensor]:
+            exclude_bos: bool = True, console: Console | None = None) -> tuple[Moments, torch.Tensor, torch.Tensor]:
     """(moments, active counts [L, G, I], T_act [L]) over the samples, batched, padding masked out."""
     console = console or Console(stderr=True)
     config = model._module.config
     arch, dims = architecture_for(config), dims_of(config)
     rows = _rows(samples, languages)
     quantile = isinstance(threshold, QuantileThreshold)
-    common = dict(batch_size=batch_size, max_length=max_length, console=console)
+    common = dict(batch_size=batch_size, max_length=max_length, console=console, exclude_bos=exclude_bos)
     if quantile:
         sums, tokens = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers), t_act=None,
                                description="statistics: means", **common)
@@ -121,7 +124,8 @@ def compute_stats(spec: RunSpec, model, *, console: Console | None = None) -> St
     base_dir = Path(spec.source).parent if spec.source else None
     samples = load_corpus(stats.corpus, spec.languages, base_dir)
     moments, counts, t_act = collect(model, samples, list(spec.languages), threshold=stats.threshold,
-                                     batch_size=stats.batch_size, max_length=stats.max_length, console=console)
+                                     batch_size=stats.batch_size, max_length=stats.max_length,
+                                     exclude_bos=stats.exclude_bos, console=console)
     config = model._module.config
     dims = dims_of(config)
     meta = {
@@ -136,7 +140,8 @@ def compute_stats(spec: RunSpec, model, *, console: Console | None = None) -> St
         "threshold": {**stats.threshold.model_dump(mode="json"), "note": THRESHOLD_NOTE},
         "active_frac": "fraction of non-pad tokens with " + ("|h| > T_act" if isinstance(
             stats.threshold, QuantileThreshold) else "h > T_act") + " (T_act of the layer)",
-        "tokens_counted": "all non-pad tokens (BOS included), truncated at max_length",
+        "tokens_counted": ("non-pad tokens except BOS" if stats.exclude_bos else "all non-pad tokens (BOS included)")
+        + f", truncated at {stats.max_length}",
         "moments_key": moments_key(spec),
         "bridge_rule": stats.bridge.model_dump(mode="json"),
     }

@@ -60,6 +60,10 @@ class StatsConfig(StrictModel):
     """T_act: when a neuron counts as active for a language."""
     bridge: BridgeRule = BridgeRule()
     """How bridge layers are chosen for `layers: {auto: bridge}`."""
+    exclude_bos: bool = True
+    """Leave the BOS token out of every mean. It is the same token in every language with no context, so it
+    carries no language information, yet its huge ("massive") activations enter each language's mean with a
+    weight 1/tokens that differs by language, which swamps DiffMean vectors. False counts every non-pad token."""
     batch_size: PositiveInt = 8
     """Rows per forward pass (results do not depend on it)."""
     max_length: PositiveInt = 512
