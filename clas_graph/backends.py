@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from .compile import Plan, emit
+from .compile.emit import emit_readout
 from .errors import DataError
 
 
@@ -110,3 +111,51 @@ def generate(model, plan: Plan | None, texts: Sequence[str], languages: Sequence
     """Greedy continuations as text, the plan applied at every step (prompt and generated tokens)."""
     ids = generate_ids(model, plan, texts, languages, max_new_tokens, batch_size=batch_size, max_length=max_length)
     return [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+
+
+def _plan_or_base(model, plan: Plan | None, languages: Sequence[str]) -> Plan:
+    """The plan, or an empty one (the unmodified model) that the readout traces can run."""
+    if plan is not None:
+        return plan
+    from .sites import architecture_for, dims_of
+
+    config = model._module.config
+    dims = dims_of(config)
+    return Plan("base", dims.model_type, architecture_for(config), dims, tuple(dict.fromkeys(languages)), ())
+
+
+def token_nll(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
+              batch_size: int = 8, max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text: summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
+    _check_rows(plan, texts, languages)
+    plan = _plan_or_base(model, plan, languages)
+    trace = emit_readout(plan, "token_nll")
+    nll = torch.zeros(len(texts), dtype=torch.float64)
+    counts = torch.zeros(len(texts), dtype=torch.float64)
+    for index in _batches(model.tokenizer, texts, batch_size, max_length):
+        inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
+        with torch.inference_mode():
+            sums, n = trace(model, inputs, plan.row_inputs([languages[i] for i in index]), plan.tensors(), {}, {})
+        nll[index] = sums.double()
+        counts[index] = n.double()
+    return nll, counts
+
+
+def pooled_hidden(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], layer: int, *,
+                  batch_size: int = 8, max_length: int = 512, exclude_bos: bool = True) -> torch.Tensor:
+    """[len(texts), hidden] mean of decoder layer `layer`'s output over each text's tokens (BOS left out)."""
+    _check_rows(plan, texts, languages)
+    plan = _plan_or_base(model, plan, languages)
+    trace = emit_readout(plan, "pooled", layer)
+    tokenizer = model.tokenizer
+    out = torch.zeros(len(texts), plan.dims.hidden_size)
+    for index in _batches(tokenizer, texts, batch_size, max_length):
+        inputs = _encode(tokenizer, [texts[i] for i in index], max_length)
+        pool_mask = inputs["attention_mask"].clone()
+        if exclude_bos and tokenizer.bos_token_id is not None:
+            pool_mask[inputs["input_ids"] == tokenizer.bos_token_id] = 0
+        with torch.inference_mode():
+            pooled = trace(model, inputs, plan.row_inputs([languages[i] for i in index]), plan.tensors(),
+                           {"logits_to_keep": 1}, {"pool_mask": pool_mask})
+        out[index] = pooled.float()
+    return out

@@ -117,6 +117,18 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
     run_stats(load_spec(spec_file), runs_root=runs_dir, console=out)
 
 
+@app.command("eval")
+@user_errors
+def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
+          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+    """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
+    from .runners.run import run as run_spec
+    from .spec import load_spec
+
+    path = run_spec(load_spec(spec_file), runs_root=runs_dir, console=out, compute_stats=False)
+    out.print(f"[green]done[/]: {path}")
+
+
 @app.command()
 @user_errors
 def run(spec_file: Path = typer.Argument(..., help="Spec file."),

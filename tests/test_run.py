@@ -78,9 +78,10 @@ def test_run_writes_a_complete_run_directory_with_correct_metrics(spec_file, tmp
     assert manifest["status"] == "complete" and manifest["versions"]["torch"].startswith("2.13")
     assert set(json.loads((run_dir / "plan.json").read_text())) == {"base", "clas"}
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())["tasks"]["next_token"]
-    assert metrics["clas"]["en"]["kl_from_base"] == 0.0 and metrics["clas"]["en"]["top1_agreement"] == 1.0
+    metrics = json.loads((run_dir / "metrics.json").read_text())["tasks"]["next_token"]["per_language"]
+    assert metrics["clas"]["en"]["kl_from_base"] == 0.0 and metrics["clas"]["en"]["top1_agreement"] == 100.0
     assert all(metrics["clas"][lang]["kl_from_base"] > 0 for lang in ("de", "fr", "zh"))
+    assert (run_dir / "summary.md").is_file() and (run_dir / "figures" / "deltas.png").is_file()
 
     # Independent check: recompute every row's numbers with plain hooks on the same weights.
     hf, tok = tiny_model("llama"), tiny_tokenizer()
@@ -156,7 +157,7 @@ def test_failed_run_is_recorded_in_the_manifest(spec_file, tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr("clas_graph.runners.run.run_probe", fail)
+    monkeypatch.setattr("clas_graph.runners.tasks.NextTokenRunner.run", fail)
     runs = tmp_path / "runs"
     result = CliRunner().invoke(app, ["run", str(spec_file), "--runs-dir", str(runs)])
     assert result.exit_code != 0

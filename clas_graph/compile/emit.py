@@ -77,10 +77,16 @@ def _guarded(op, lines: list[str], in_generation: bool) -> list[str]:
     return [f"if {condition}:  # steps: {op.steps}"] + ["    " + line for line in lines]
 
 
-def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False) -> str:
-    """The intervention statements in execution order: per layer, act_fn output, then h, then the residual."""
+def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False, read_layer: int | None = None) -> str:
+    """The intervention statements in execution order: per layer, act_fn output, then h, then the residual.
+
+    With `read_layer`, ops after that layer are left out and the variable `r` ends up holding that
+    layer's output (after its own residual ops), for readouts of hidden states.
+    """
     arch = plan.architecture
     ops = [op for op in plan.ops if in_generation or op.steps != "generated"]  # a plain forward is a prompt step
+    if read_layer is not None:
+        ops = [op for op in ops if op.layer <= read_layer]
     lines: list[str] = []
     for layer, group in groupby(ops, key=lambda op: op.layer):
         by_site = {site: [op for op in group_ops if op.site == site]
@@ -104,9 +110,52 @@ def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False) 
             for op in by_site[SITE_RESID]:
                 lines += _guarded(op, _op_lines(op, "r"), in_generation)
             lines.append(f"{layer_path}.output = r")
+    if read_layer is not None and not any(op.layer == read_layer and op.site == SITE_RESID for op in ops):
+        lines += [f"# layer {read_layer}: read its output", f"r = model.{arch.layer_path(read_layer)}.output"]
     if not lines:
         lines = ["pass  # no intervention"]
     return "\n".join(indent + line for line in lines)
+
+
+def emit_readout_source(plan: Plan, readout: str, layer: int | None = None) -> str:
+    """A forward trace with another readout than last-position logits:
+    `token_nll`: per-row summed next-token NLL and token counts; `pooled`: masked mean of layer `layer`'s output."""
+    if readout == "token_nll":
+        body = emit_body(plan)
+        tail = """\
+        # next-token negative log-likelihood over real (non-pad) target tokens, summed per row
+        logits = model.output.logits[:, :-1].float()
+        target = inputs["input_ids"][:, 1:].to(logits.device)
+        mask = inputs["attention_mask"].to(logits.device)
+        valid = (mask[:, 1:] * mask[:, :-1]).float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        nll_sum = (nll * valid).sum(-1).cpu().save()
+        counts = valid.sum(-1).cpu().save()
+    return nll_sum, counts"""
+    elif readout == "pooled":
+        body = emit_body(plan, read_layer=layer)
+        tail = """\
+        # mean over the tokens marked in pool_mask (non-pad, BOS left out)
+        weight = extra["pool_mask"].to(r.device, torch.float32)[:, :, None]
+        pooled = ((r.float() * weight).sum(1) / weight.sum(1).clamp(min=1)).cpu().save()
+        tracer.stop()  # the layers above `layer` and the LM head are not needed
+    return pooled"""
+    else:
+        raise ValueError(f"unknown readout {readout!r}")
+    return f'''# Generated {readout} readout for condition {plan.condition!r} on {plan.model_type}.
+import torch
+
+
+def readout_trace(model, inputs, rows, tensors, trace_kwargs, extra):
+    with model.trace(inputs, **trace_kwargs) as tracer:
+{body}
+{tail}
+'''
+
+
+def emit_readout(plan: Plan, readout: str, layer: int | None = None) -> Callable:
+    """readout_trace(model, inputs, rows, tensors, trace_kwargs, extra) for the plan (cached by source)."""
+    return _compile(emit_readout_source(plan, readout, layer), f"{readout}-{plan.condition}")["readout_trace"]
 
 
 def emit_source(plan: Plan) -> str:
@@ -137,21 +186,24 @@ def generate_trace(model, inputs, rows, tensors, generate_kwargs):
 '''
 
 
-_CACHE: dict[str, EmittedTrace] = {}
+_NAMESPACES: dict[str, dict] = {}
+
+
+def _compile(source: str, label: str) -> dict:
+    """Execute generated source once (cached by content) and return its namespace."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    if digest not in _NAMESPACES:
+        filename = f"<generated-{label}-{digest}>"
+        # nnsight reads the with-block back through linecache, as inspect does for files.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict = {"torch": torch, "__name__": f"generated_{digest}", "__file__": filename}
+        exec(compile(source, filename, "exec"), namespace)  # safe: our own generated source from a validated plan
+        _NAMESPACES[digest] = namespace
+    return _NAMESPACES[digest]
 
 
 def emit(plan: Plan) -> EmittedTrace:
     """Compile the plan's generated source into callable trace functions (cached by source)."""
     source = emit_source(plan)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    if digest in _CACHE:
-        return _CACHE[digest]
-    filename = f"<generated-trace-{plan.condition}-{digest}>"
-    # nnsight reads the with-block back through linecache, as inspect does for files.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"torch": torch, "__name__": f"generated_trace_{digest}"}
-    code = compile(source, filename, "exec")
-    exec(code, namespace)  # safe: our own generated source, built from a validated plan (no user code)
-    emitted = EmittedTrace(source, filename, namespace["forward_trace"], namespace["generate_trace"])
-    _CACHE[digest] = emitted
-    return emitted
+    namespace = _compile(source, f"trace-{plan.condition}")
+    return EmittedTrace(source, namespace["__file__"], namespace["forward_trace"], namespace["generate_trace"])

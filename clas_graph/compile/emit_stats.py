@@ -12,14 +12,11 @@ where G is the number of languages and each row belongs to one of them
 
 from __future__ import annotations
 
-import hashlib
-import linecache
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from ..sites import Architecture
+from .emit import _compile
 
 
 @dataclass(frozen=True)
@@ -84,16 +81,7 @@ def stats_trace(model, inputs, onehot, token_mask, thresholds, trace_kwargs):
 '''
 
 
-_CACHE: dict[str, StatsTrace] = {}
-
-
 def emit_stats(architecture: Architecture, num_layers: int, *, moments: bool = True, active: str | None = None) -> StatsTrace:
     source = emit_stats_source(architecture, num_layers, moments=moments, active=active)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    if digest not in _CACHE:
-        filename = f"<generated-stats-{digest}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace: dict = {"torch": torch, "__name__": f"generated_stats_{digest}"}
-        exec(compile(source, filename, "exec"), namespace)  # safe: our own generated source, no user code
-        _CACHE[digest] = StatsTrace(source, filename, namespace["stats_trace"])
-    return _CACHE[digest]
+    namespace = _compile(source, "stats")
+    return StatsTrace(source, namespace["__file__"], namespace["stats_trace"])

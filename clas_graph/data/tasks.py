@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..spec.tasks import XNLI_PROMPT, XQUAD_PROMPT
 
 __all__ = [
     "QaExample",
@@ -71,21 +72,7 @@ XQUAD_LANGUAGES: tuple[str, ...] = (
 #: XNLI label id -> name (the hub's ClassLabel order).
 XNLI_LABEL_NAMES: tuple[str, ...] = ("entailment", "neutral", "contradiction")
 
-#: XNLI prompt; ends with "Answer:" so the next token is the label digit 0/1/2.
-XNLI_PROMPT = (
-    "Premise: {premise}\n"
-    "Hypothesis: {hypothesis}\n"
-    "Does the premise entail the hypothesis? "
-    "Answer with a single number: 0 for entailment, 1 for neutral, 2 for contradiction.\n"
-    "Answer:"
-)
-#: XQuAD prompt for greedy generation of a short answer span.
-XQUAD_PROMPT = (
-    "Answer the question using a short span from the context.\n\n"
-    "Context: {context}\n"
-    "Question: {question}\n"
-    "Answer:"
-)
+# XNLI_PROMPT / XQUAD_PROMPT (imported above) live with the task spec models: one definition.
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,20 @@
-"""`clas-graph run`: the whole experiment a spec describes, recorded in a run directory."""
+"""`clas-graph run` / `stats` / `eval`: the experiment a spec describes, recorded in a run directory."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from safetensors.torch import save
 
 from ..compile import compile_plans, emit_source
+from ..errors import CompileError, SpecError
 from ..loading import load_model_for_spec
 from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..report.tables import probe_table
-from ..spec import FixedAnchor, NextTokenTask, RunSpec
-from .probe import run_probe
-from .stats import ensure_stats, report_stats
+from ..report.evaluation import deltas_figure, summary_markdown, task_table
+from ..spec import FixedAnchor, RunSpec
+from .evaluate import evaluate
+from .stats import ensure_stats, existing_stats, report_stats
 
 
 def _save_plans(run: RunDir, plans: dict) -> None:
@@ -26,67 +26,88 @@ def _save_plans(run: RunDir, plans: dict) -> None:
         atomic_write_text(run.path / "traces" / f"{name}.py", emit_source(plan))
 
 
-def _write_samples(run: RunDir, task_kind: str, samples: dict) -> None:
-    for condition, by_language in samples.items():
-        for language, rows in by_language.items():
-            text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            atomic_write_text(run.path / "samples" / f"{task_kind}_{language}_{condition}.jsonl", text)
-
-
-def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None) -> Path:
-    """Run every task of `spec` for base and every condition; returns the run directory."""
-    console = console or Console()
-    run_dir = RunDir.for_spec(spec, runs_root)
-    console.print(f"[bold]run[/] {spec.name} → {run_dir.path}")
-    run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
-    try:
-        model = load_model_for_spec(spec, console=console)
-        stats = None
-        if spec.stats is not None:
-            stats = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
-            report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
-        plans = compile_plans(spec, model, stats)
-        _save_plans(run_dir, plans)
-        anchor = spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None
-        results = {}
-        for task in spec.tasks:
-            if isinstance(task, NextTokenTask):
-                with console.status(f"next-token probe: {len(plans)} conditions × {len(spec.languages)} languages"):
-                    out = run_probe(model, plans, task, list(spec.languages), batch_size=spec.batch_size,
-                                    max_length=spec.max_length, base_dir=Path(spec.source).parent if spec.source else None)
-                _write_samples(run_dir, task.kind, out["samples"])
-                results[task.kind] = out["metrics"]
-                console.print(probe_table(out["metrics"], list(spec.languages), anchor,
-                                          title=f"{spec.name}: next-token probe ({task.corpus.limit} parallel verses)"))
-        atomic_write_json(run_dir.path / "metrics.json", {"schema_version": 1, "spec_hash": run_dir.spec_hash,
-                                                          "tasks": results})
-    except BaseException as exc:
-        run_dir.update_manifest(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                                error=str(exc)[:2000])
-        raise
-    run_dir.update_manifest(status="complete")
-    return run_dir.path
-
-
 def _seeds(spec: RunSpec) -> dict:
-    seeds = {f"tasks[{i}].corpus.seed": task.corpus.seed for i, task in enumerate(spec.tasks)}
+    seeds = {f"tasks[{i}].seed": getattr(task, "seed", None) or getattr(getattr(task, "corpus", None), "seed", None)
+             for i, task in enumerate(spec.tasks)}
     if spec.stats is not None:
         seeds["stats.corpus.seed"] = spec.stats.corpus.seed
     return seeds
+
+
+def _start(spec: RunSpec, runs_root: Path, console: Console) -> RunDir:
+    run_dir = RunDir.for_spec(spec, runs_root)
+    console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
+    run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
+    return run_dir
+
+
+def _recorded(run_dir: RunDir, work):
+    """Run `work()`, recording failure or interruption in the manifest (finished units stay on disk)."""
+    try:
+        result = work()
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run_dir.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    run_dir.update_manifest(status="complete")
+    return result
+
+
+def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,
+        compute_stats: bool = True) -> Path:
+    """Statistics when the spec needs them, then every task for base and every condition, then the report."""
+    console = console or Console()
+    if not spec.tasks:
+        raise SpecError("the spec has no `tasks:` to evaluate", where=spec.source or "<spec>",
+                        fix="add e.g. `tasks: [{kind: lm_loss}]` (or use `clas-graph stats` for statistics only)")
+    run_dir = _start(spec, runs_root, console)
+
+    def work():
+        model = load_model_for_spec(spec, console=console)
+        stats = None
+        if spec.stats is not None:
+            if compute_stats:
+                stats = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
+            else:
+                stats = existing_stats(spec, runs_root)
+                if stats is None and spec.needs_stats:
+                    raise CompileError("no statistics for this spec yet", where=f"{spec.source}: stats",
+                                       fix="run `clas-graph stats SPEC` first, or `clas-graph run SPEC`")
+            if stats is not None:
+                report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
+        plans = compile_plans(spec, model, stats)
+        _save_plans(run_dir, plans)
+        document = evaluate(spec, model, plans, run_dir.path, console=console)
+        report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
+        return run_dir.path
+
+    return _recorded(run_dir, work)
+
+
+def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_meta: dict | None) -> None:
+    anchor = spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None
+    for key, task in document["tasks"].items():
+        console.print(task_table(key, task, anchor))
+    deltas_figure(document, path / "figures" / "deltas.png")
+    text = summary_markdown(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
+    atomic_write_text(path / "summary.md", text)
+    findings = text.split("## Findings\n\n", 1)[1].split("\n\n", 1)[0]
+    console.print(findings, markup=False, highlight=False)
 
 
 def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None) -> Path:
     """`clas-graph stats`: the statistics alone (reused when cached), with table and figure."""
     console = console or Console()
     if spec.stats is None:
-        from ..errors import SpecError
-
         raise SpecError("the spec has no `stats:` section", where=spec.source or "<spec>",
                         fix="add e.g. `stats: {corpus: {kind: bible, limit: 100}}`")
-    run_dir = RunDir.for_spec(spec, runs_root)
-    run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
-    model = load_model_for_spec(spec, console=console)
-    artifact = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
-    figure = report_stats(artifact, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
-    console.print(f"artifact: {run_dir.path / 'stats.safetensors'}\nfigure:   {figure}")
-    return run_dir.path
+    run_dir = _start(spec, runs_root, console)
+
+    def work():
+        model = load_model_for_spec(spec, console=console)
+        artifact = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
+        figure = report_stats(artifact, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
+        console.print(f"artifact: {run_dir.path / 'stats.safetensors'}\nfigure:   {figure}")
+        return run_dir.path
+
+    return _recorded(run_dir, work)

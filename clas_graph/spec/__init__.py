@@ -9,10 +9,11 @@ from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows, NoAnchor, RowRule
 from .run_spec import BASE_CONDITION, RunSpec
 from .stats import AbsoluteThreshold, BridgeRule, QuantileThreshold, StatsConfig, Threshold
-from .tasks import NextTokenTask, Task
+from .tasks import LmLossTask, NextTokenTask, RetrievalTask, Task, XnliTask, XquadTask
 from .vectors import FileVector, InlineVector, StatsVector, VectorSource
 
 __all__ = [
+    "LmLossTask", "RetrievalTask", "XnliTask", "XquadTask",
     "AblateIntervention", "AddVectorIntervention", "FileVector", "InlineVector", "IntMuIntervention",
     "ScaleIntervention", "StatsVector", "VectorSource",
     "AbsoluteThreshold", "AutoLayers", "BridgeRule", "Corpus", "FileCorpus", "QuantileThreshold", "StatsConfig",

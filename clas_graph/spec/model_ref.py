@@ -24,6 +24,9 @@ class ModelRef(StrictModel):
     """Hub revision (branch, tag or commit) when `id` is given."""
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     """Weight and activation dtype. float32 on CPU; bfloat16 is typical on GPUs and NDIF."""
+    chat_template: Literal["auto", "none"] = "auto"
+    """Prompts of xnli/xquad go through the tokenizer's chat template when it has one (`auto`: instruct
+    models, as in the paper), or are plain text (`none`: base models). The exact text is kept in the samples."""
     device: str = "cpu"
     """Torch device for local runs: 'cpu', 'cuda', 'cuda:1', or 'auto' (accelerate's device map)."""
 

@@ -1,13 +1,27 @@
-"""What the run evaluates, and the parallel text it reads."""
+"""What the run evaluates for every condition, per language."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import StrictModel
+from .base import LanguageCode, StrictModel
 from .corpora import BibleCorpus, Corpus
+
+XNLI_PROMPT = (
+    "Premise: {premise}\n"
+    "Hypothesis: {hypothesis}\n"
+    "Does the premise entail the hypothesis? "
+    "Answer with a single number: 0 for entailment, 1 for neutral, 2 for contradiction.\n"
+    "Answer:"
+)
+XQUAD_PROMPT = (
+    "Answer the question using a short span from the context.\n\n"
+    "Context: {context}\n"
+    "Question: {question}\n"
+    "Answer:"
+)
 
 
 class NextTokenTask(StrictModel):
@@ -24,4 +38,62 @@ class NextTokenTask(StrictModel):
     """Fraction of each text kept as the prompt (cut at a word boundary where the script has spaces)."""
 
 
-Task = Annotated[Union[NextTokenTask], Field(discriminator="kind")]
+class XnliTask(StrictModel):
+    """XNLI (paper section 3.2): the prompt asks for one integer; the logits of the three label tokens at the
+    last position decide (0 entailment, 1 neutral, 2 contradiction). Accuracy and macro F1 per language."""
+
+    kind: Literal["xnli"]
+    split: str = "test"
+    limit: PositiveInt | None = 200
+    """Pairs per language (the same items in every language); null takes the whole split."""
+    seed: int = 0
+    """Seed of the subset."""
+    data_files: dict[LanguageCode, str] | None = None
+    """Local files per language in the hub's columns (premise, hypothesis, label), instead of the hub."""
+    hub_id: str = "facebook/xnli"
+    prompt: str = XNLI_PROMPT
+    """Template with {premise} and {hypothesis}; it should end where the label token comes next."""
+    labels: tuple[str, str, str] = ("0", "1", "2")
+    """The label strings; each must be one token for the model's tokenizer (checked before running)."""
+
+
+class XquadTask(StrictModel):
+    """XQuAD (paper section 3.2): context and question, greedy decoding with the plan at every step,
+    SQuAD-style token F1 and exact match per language."""
+
+    kind: Literal["xquad"]
+    split: str = "validation"
+    limit: PositiveInt | None = 100
+    """Questions per language (the same ids in every language); null takes all."""
+    seed: int = 0
+    data_files: dict[LanguageCode, str] | None = None
+    """Local files per language (hub columns, or the original SQuAD-format JSON), instead of the hub."""
+    hub_id: str = "google/xquad"
+    prompt: str = XQUAD_PROMPT
+    """Template with {context} and {question}."""
+    max_new_tokens: PositiveInt = 32
+    """Greedy decoding budget (the paper's 32)."""
+
+
+class RetrievalTask(StrictModel):
+    """Cross-lingual retrieval (Sundar et al. 2025): for each non-anchor text, find its parallel anchor text
+    among all anchor texts of the corpus by cosine similarity of mean-pooled hidden states at `layer`."""
+
+    kind: Literal["retrieval"]
+    corpus: Corpus = BibleCorpus(limit=100, offset=100)
+    """Held-out parallel text; the number of candidates is the corpus size."""
+    layer: NonNegativeInt | None = None
+    """Decoder layer whose output is pooled; default: the middle layer."""
+    center: bool = False
+    """Subtract each language's mean pooled vector first (removes a language offset; see the design notes)."""
+
+
+class LmLossTask(StrictModel):
+    """Language-modelling loss: mean next-token cross-entropy (nats per token) per language on held-out text."""
+
+    kind: Literal["lm_loss"]
+    corpus: Corpus = BibleCorpus(limit=50, offset=100)
+    """Held-out text."""
+
+
+Task = Annotated[Union[NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask], Field(discriminator="kind")]

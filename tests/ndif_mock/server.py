@@ -96,7 +96,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 import uuid
@@ -417,9 +416,10 @@ class MockNdif:
         if job.fault == "drop:http":
             job.status = "DROPPED"
             job.statuses.append("DROPPED")
+            _log(f"job {job.id}: POST connection dropped (http)")
             if request.transport is not None:
                 request.transport.abort()
-            raise ConnectionResetError("mock NDIF dropped the request connection (drop_next)")
+            return web.Response(status=503)  # never reaches the client: the connection is gone
         problem = self._check_model_key(job.model_key)
         if problem is not None:
             job.error = problem
@@ -525,6 +525,7 @@ class MockNdif:
             tmp.write_text(str(port))
             tmp.replace(self.args.port_file)
         _log(f"listening on {self.base_url}")
+        self.touch()  # the idle timeout counts from here, the max lifetime from process start
         watchdog = loop.create_task(self._watchdog(self.args.parent_pid))
         await self.stop_event.wait()
         watchdog.cancel()

@@ -1,0 +1,211 @@
+"""Task runners: each evaluates one (condition plan, language) unit and returns per-sample rows and metrics.
+
+Scores in percent (accuracy, F1, exact match, top-1) as in the paper's tables; lm_loss in nats per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ..backends import forward, generate, pooled_hidden, token_nll
+from ..compile import Plan
+from ..errors import DataError
+from ..eval import metrics as M
+from ..spec import FixedAnchor, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
+
+
+@dataclass
+class TaskRunner:
+    """Shared state of one task across its units (data is loaded once per language)."""
+
+    task: object
+    spec: RunSpec
+    key: str
+    base_dir: Path | None
+    _cache: dict = field(default_factory=dict)
+    primary: ClassVar[str] = ""
+    """The metric tables, deltas and the t-test use."""
+    higher_is_better: ClassVar[bool] = True
+
+    @property
+    def anchor(self) -> str | None:
+        return self.spec.anchor.language if isinstance(self.spec.anchor, FixedAnchor) else None
+
+    def languages(self) -> list[str]:
+        return list(self.spec.languages)
+
+    def options(self) -> dict:
+        return {"batch_size": self.spec.batch_size, "max_length": self.spec.max_length}
+
+    def prompt(self, model, text: str) -> str:
+        """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
+        tokenizer = model.tokenizer
+        if self.spec.model.chat_template == "none" or not getattr(tokenizer, "chat_template", None):
+            return text
+        templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+        bos = tokenizer.bos_token or ""
+        return templated[len(bos):] if bos and templated.startswith(bos) else templated  # the tokenizer adds BOS
+
+    def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
+        raise NotImplementedError
+
+
+class XnliRunner(TaskRunner):
+    primary = "accuracy"
+
+    def label_ids(self, model) -> list[int]:
+        ids = []
+        for label in self.task.labels:
+            tokens = model.tokenizer(label, add_special_tokens=False)["input_ids"]
+            if len(tokens) != 1:
+                raise DataError(f"label '{label}' is {len(tokens)} tokens for this tokenizer, not one",
+                                where=f"tasks ({self.key}).labels",
+                                fix="choose label strings that are single tokens (e.g. ' 0' with a leading space)")
+            ids.append(tokens[0])
+        return ids
+
+    def run(self, model, plan, language):
+        from ..data.tasks import load_xnli, render
+
+        task = self.task
+        examples = load_xnli(language, split=task.split, limit=task.limit, seed=task.seed, data_files=task.data_files,
+                             base_dir=self.base_dir, hub_id=task.hub_id)
+        prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
+        logits = forward(model, plan, prompts, [language] * len(prompts), **self.options())
+        probs = torch.softmax(logits[:, self.label_ids(model)].double(), -1)
+        preds = probs.argmax(-1).tolist()
+        golds = [e.label for e in examples]
+        scores = M.classification_scores(preds, golds)
+        rows = [{"id": e.id, "prompt": p, "gold": e.label, "prediction": pred, "probs": [round(v, 6) for v in pr]}
+                for e, p, pred, pr in zip(examples, prompts, preds, probs.tolist())]
+        return rows, {"accuracy": 100 * scores["accuracy"], "macro_f1": 100 * scores["macro_f1"], "n": len(rows)}
+
+
+class XquadRunner(TaskRunner):
+    primary = "f1"
+
+    def run(self, model, plan, language):
+        from ..data.tasks import load_xquad_qa, render
+
+        task = self.task
+        examples = load_xquad_qa(language, split=task.split, limit=task.limit, seed=task.seed,
+                                 data_files=task.data_files, base_dir=self.base_dir, hub_id=task.hub_id)
+        prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
+        outputs = generate(model, plan, prompts, [language] * len(prompts), task.max_new_tokens, **self.options())
+        rows = []
+        for example, prompt, output in zip(examples, prompts, outputs):
+            prediction = output.strip().split("\n")[0].strip()
+            rows.append({"id": example.id, "prompt": prompt, "output": output, "prediction": prediction,
+                         "golds": list(example.answers),
+                         "f1": 100 * M.best_over_golds(M.token_f1, prediction, example.answers, language),
+                         "exact_match": 100 * M.best_over_golds(M.exact_match, prediction, example.answers, language)})
+        n = max(len(rows), 1)
+        return rows, {"f1": sum(r["f1"] for r in rows) / n, "exact_match": sum(r["exact_match"] for r in rows) / n,
+                      "n": len(rows)}
+
+
+class CorpusRunner(TaskRunner):
+    """Tasks over a parallel corpus: the samples are loaded once for every language."""
+
+    def samples(self):
+        if "samples" not in self._cache:
+            from .stats import load_corpus
+
+            self._cache["samples"] = load_corpus(self.task.corpus, self.spec.languages, self.base_dir)
+        return self._cache["samples"]
+
+
+class LmLossRunner(CorpusRunner):
+    primary = "loss"
+    higher_is_better = False
+
+    def run(self, model, plan, language):
+        samples = self.samples()
+        texts = [s.texts[language] for s in samples]
+        nll, counts = token_nll(model, plan, texts, [language] * len(texts), **self.options())
+        rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
+                for s, a, b in zip(samples, nll, counts)]
+        total = float(nll.sum() / counts.sum().clamp(min=1))
+        return rows, {"loss": total, "perplexity": float(torch.tensor(total).exp()), "tokens": int(counts.sum()),
+                      "n": len(rows)}
+
+
+class RetrievalRunner(CorpusRunner):
+    primary = "top1"
+
+    def languages(self):
+        if self.anchor is None:
+            raise DataError("retrieval finds each text's anchor-language parallel, but the spec has no anchor",
+                            where=f"tasks ({self.key})", fix="set `anchor: {kind: fixed, language: en}`")
+        return [lang for lang in self.spec.languages if lang != self.anchor]
+
+    def layer(self, model) -> int:
+        layers = model._module.config.get_text_config().num_hidden_layers
+        layer = self.task.layer if self.task.layer is not None else layers // 2
+        if layer >= layers:
+            raise DataError(f"layer {layer} is out of range: the model has {layers} layers",
+                            where=f"tasks ({self.key}).layer", fix=f"use 0-{layers - 1}")
+        return layer
+
+    def pooled(self, model, plan, language):
+        key = (plan.condition, language)
+        if key not in self._cache:
+            texts = [s.texts[language] for s in self.samples()]
+            vectors = pooled_hidden(model, plan, texts, [language] * len(texts), self.layer(model), **self.options())
+            self._cache[key] = vectors - vectors.mean(0) if self.task.center else vectors
+        return self._cache[key]
+
+    def run(self, model, plan, language):
+        samples = self.samples()
+        queries = self.pooled(model, plan, language)
+        keys = self.pooled(model, plan, self.anchor)  # the anchor's texts under the same condition
+        ranks = M.retrieval_ranks(queries, keys)
+        scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
+        best = scores.argmax(-1).tolist()
+        rows = [{"id": s.id, "rank": int(r), "retrieved": samples[b].id} for s, r, b in zip(samples, ranks, best)]
+        return rows, {"top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
+                      "mrr": float((1.0 / torch.as_tensor(ranks, dtype=torch.float64)).mean()),
+                      "candidates": len(samples), "layer": self.layer(model), "n": len(rows)}
+
+
+class NextTokenRunner(CorpusRunner):
+    primary = "gold_logprob"
+
+    def run(self, model, plan, language):
+        from .probe import build_rows
+
+        rows = [r for r in build_rows(self.task, [language], model.tokenizer, self.base_dir)]
+        prompts = [r.prompt for r in rows]
+        lp = torch.log_softmax(forward(model, plan, prompts, [language] * len(rows), **self.options()), -1)
+        base = torch.log_softmax(forward(model, None, prompts, [language] * len(rows), **self.options()), -1)
+        kl = (base.exp() * (base - lp)).sum(-1)
+        top = lp.argmax(-1)
+        gold = [i for i, r in enumerate(rows) if r.gold_token is not None]
+        out = [{"id": r.sample_id, "prompt": r.prompt, "gold_token": r.gold_token, "top1_token": int(top[i]),
+                "top1_text": model.tokenizer.decode([int(top[i])]),
+                "gold_logprob": lp[i, r.gold_token].item() if r.gold_token is not None else None,
+                "kl_from_base": kl[i].item()} for i, r in enumerate(rows)]
+        gold_lp = [lp[i, rows[i].gold_token].item() for i in gold]
+        return out, {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
+                     "top1_agreement": 100 * float((top == base.argmax(-1)).double().mean()),
+                     "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
+
+
+RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
+           NextTokenTask: NextTokenRunner}
+
+
+def task_runners(spec: RunSpec) -> list[TaskRunner]:
+    """One runner per task; keys are the task kind, numbered when a kind repeats."""
+    base_dir = Path(spec.source).parent if spec.source else None
+    kinds = [task.kind for task in spec.tasks]
+    runners = []
+    for index, task in enumerate(spec.tasks):
+        key = task.kind if kinds.count(task.kind) == 1 else f"{task.kind}{index}"
+        runners.append(RUNNERS[type(task)](task=task, spec=spec, key=key, base_dir=base_dir))
+    return runners
