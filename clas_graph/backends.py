@@ -1,8 +1,10 @@
 """Running plans: the only place that calls the generated nnsight traces.
 
-`forward` and `generate` take texts with one language per row; the plan's row
-rules turn those languages into per-row boolean masks, so one batch can mix
-languages (left-padded) and the anchor rows stay untouched.
+`forward`, `generate`, `token_nll` and `pooled_hidden` take texts with one
+language per row; the plan's row rules turn those languages into per-row
+masks, so one batch can mix languages (left-padded) and anchor rows stay
+untouched. Every call goes through the current `Execution` (local, or NDIF
+with retries; see `clas_graph.execution`), unchanged either way.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from .compile import Plan, emit
 from .compile.emit import emit_readout
 from .errors import DataError
+from .execution import current
 
 
 def _check_rows(plan: Plan | None, texts: Sequence[str], languages: Sequence[str]) -> None:
@@ -27,6 +30,17 @@ def _check_rows(plan: Plan | None, texts: Sequence[str], languages: Sequence[str
                 f"row language(s) {unknown} are not among the spec's languages {list(plan.languages)}",
                 fix="add them to `languages` in the spec, or fix the row labels",
             )
+
+
+def _plan_or_base(model, plan: Plan | None, languages: Sequence[str]) -> Plan:
+    """The plan, or an empty one (the unmodified model), so every call takes the same generated-trace path."""
+    if plan is not None:
+        return plan
+    from .sites import architecture_for, dims_of
+
+    config = model._module.config
+    dims = dims_of(config)
+    return Plan("base", dims.model_type, architecture_for(config), dims, tuple(dict.fromkeys(languages)), ())
 
 
 def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int):
@@ -50,17 +64,15 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
     the result does not depend on which rows share a batch.
     """
     _check_rows(plan, texts, languages)
-    trace = emit(plan) if plan is not None and plan.ops else None
+    plan = _plan_or_base(model, plan, languages)
+    trace = emit(plan)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
-        rows_langs = [languages[i] for i in index]
+        rows = plan.row_inputs([languages[i] for i in index])
         with torch.inference_mode():
-            if trace is None:
-                with model.trace(inputs, logits_to_keep=1):
-                    logits = model.output.logits[:, -1, :].save()
-            else:
-                logits = trace.forward(model, inputs, plan.row_inputs(rows_langs), plan.tensors(), {"logits_to_keep": 1})
+            logits = current().run(model, trace.forward, inputs, rows, plan.tensors(),
+                                   call_kwargs={"logits_to_keep": 1})
         for row, i in enumerate(index):
             out[i] = logits[row].float().cpu()
     return torch.stack(out) if out else torch.empty(0)
@@ -78,7 +90,8 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
     from transformers import GenerationConfig
 
     _check_rows(plan, texts, languages)
-    trace = emit(plan) if plan is not None and plan.ops else None
+    plan = _plan_or_base(model, plan, languages)
+    trace = emit(plan)
     tokenizer = model.tokenizer
     eos = _eos_ids(model)
     config = GenerationConfig(
@@ -89,16 +102,12 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
     for index in _batches(tokenizer, texts, batch_size, max_length):
         inputs = _encode(tokenizer, [texts[i] for i in index], max_length)
         width = inputs["input_ids"].shape[1]
-        with torch.inference_mode():
-            if trace is None:
-                with model.generate(inputs, generation_config=config) as tracer:
-                    token_ids = tracer.result.save()
-            else:
-                rows = plan.row_inputs([languages[i] for i in index])
-                with warnings.catch_warnings():
-                    # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
-                    warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
-                    token_ids = trace.generate(model, inputs, rows, plan.tensors(), {"generation_config": config})
+        rows = plan.row_inputs([languages[i] for i in index])
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
+            warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
+            token_ids = current().run(model, trace.generate, inputs, rows, plan.tensors(),
+                                      call_kwargs={"generation_config": config})
         for row, i in enumerate(index):
             new = token_ids[row, width:].tolist()
             cut = next((k for k, t in enumerate(new) if t in eos), len(new))
@@ -113,17 +122,6 @@ def generate(model, plan: Plan | None, texts: Sequence[str], languages: Sequence
     return [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 
-def _plan_or_base(model, plan: Plan | None, languages: Sequence[str]) -> Plan:
-    """The plan, or an empty one (the unmodified model) that the readout traces can run."""
-    if plan is not None:
-        return plan
-    from .sites import architecture_for, dims_of
-
-    config = model._module.config
-    dims = dims_of(config)
-    return Plan("base", dims.model_type, architecture_for(config), dims, tuple(dict.fromkeys(languages)), ())
-
-
 def token_nll(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
               batch_size: int = 8, max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Per text: summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
@@ -134,8 +132,9 @@ def token_nll(model, plan: Plan | None, texts: Sequence[str], languages: Sequenc
     counts = torch.zeros(len(texts), dtype=torch.float64)
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
+        rows = plan.row_inputs([languages[i] for i in index])
         with torch.inference_mode():
-            sums, n = trace(model, inputs, plan.row_inputs([languages[i] for i in index]), plan.tensors(), {}, {})
+            sums, n = current().run(model, trace, inputs, rows, plan.tensors(), {}, call_kwargs={})
         nll[index] = sums.double()
         counts[index] = n.double()
     return nll, counts
@@ -154,8 +153,9 @@ def pooled_hidden(model, plan: Plan | None, texts: Sequence[str], languages: Seq
         pool_mask = inputs["attention_mask"].clone()
         if exclude_bos and tokenizer.bos_token_id is not None:
             pool_mask[inputs["input_ids"] == tokenizer.bos_token_id] = 0
+        rows = plan.row_inputs([languages[i] for i in index])
         with torch.inference_mode():
-            pooled = trace(model, inputs, plan.row_inputs([languages[i] for i in index]), plan.tensors(),
-                           {"logits_to_keep": 1}, {"pool_mask": pool_mask})
+            pooled = current().run(model, trace, inputs, rows, plan.tensors(), {"pool_mask": pool_mask},
+                                   call_kwargs={"logits_to_keep": 1})
         out[index] = pooled.float()
     return out

@@ -109,36 +109,43 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
 @app.command()
 @user_errors
 def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` section."),
-          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
+          remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
+          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
     from .runners.run import run_stats
     from .spec import load_spec
 
-    run_stats(load_spec(spec_file), runs_root=runs_dir, console=out)
+    run_stats(load_spec(spec_file), runs_root=runs_dir, console=out, remote=ndif_host or remote)
 
 
 @app.command("eval")
 @user_errors
 def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
-          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
+          remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
+          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
     from .runners.run import run as run_spec
     from .spec import load_spec
 
-    path = run_spec(load_spec(spec_file), runs_root=runs_dir, console=out, compute_stats=False)
+    path = run_spec(load_spec(spec_file), runs_root=runs_dir, console=out, compute_stats=False,
+                    remote=ndif_host or remote)
     out.print(f"[green]done[/]: {path}")
 
 
 @app.command()
 @user_errors
 def run(spec_file: Path = typer.Argument(..., help="Spec file."),
-        runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go.")):
+        runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
+        remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
+        ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
     """Run the experiment a spec describes and record it under runs/."""
     from .runners.run import run as run_spec
     from .spec import load_spec
 
     spec = load_spec(spec_file)
-    path = run_spec(spec, runs_root=runs_dir, console=out)
+    path = run_spec(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
     out.print(f"[green]done[/]: {path}")
 
 

@@ -136,10 +136,35 @@ def _in_spec(spec, error: BackendError) -> BackendError:
     return error
 
 
-def load_model_for_spec(spec, console=None):
-    """`load_model` for a loaded spec: relative paths resolve against the spec file; errors name it."""
+def load_remote_model(ref: ModelRef, base_dir: Path | None = None):
+    """A weightless (meta) nnsight model that names the checkpoint for a remote server; no weights download."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    if ref.embedded is not None:
+        raise BackendError("the embedded model is not served remotely", where="model.embedded",
+                           fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
+    source, kwargs = resolve_model_source(ref, base_dir)
+    kwargs.pop("local_files_only", None)
     try:
-        return load_model(spec.model, Path(spec.source).parent if spec.source else None, console=console)
+        model = TransformersModel(source, **kwargs)
+    except OSError as exc:
+        raise BackendError(f"cannot read the config and tokenizer of '{source}' ({str(exc).splitlines()[0][:160]})",
+                           where="model", fix="check the model id, or log in for gated models") from None
+    tokenizer = model.tokenizer
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model
+
+
+def load_model_for_spec(spec, console=None, remote: bool = False):
+    """`load_model` for a loaded spec (meta model when remote): relative paths resolve against the spec file;
+    errors name it."""
+    base_dir = Path(spec.source).parent if spec.source else None
+    try:
+        if remote:
+            return load_remote_model(spec.model, base_dir)
+        return load_model(spec.model, base_dir, console=console)
     except BackendError as error:
         raise _in_spec(spec, error) from None
 

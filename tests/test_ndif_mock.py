@@ -42,10 +42,24 @@ def model_dir(tmp_path_factory):
     return folder
 
 
+_START_FAILED: list[str] = []
+
+
 @pytest.fixture(scope="module")
-def ndif(model_dir):
-    with start_mock_ndif(model_dir, max_lifetime=240, idle_timeout=120) as server:
+def ndif(model_dir, tmp_path_factory):
+    if _START_FAILED:  # don't wait for a broken server once per test
+        pytest.fail(f"mock NDIF failed to start earlier: {_START_FAILED[0]}")
+    try:
+        context = start_mock_ndif(model_dir, max_lifetime=240, idle_timeout=120,
+                                  log_dir=tmp_path_factory.mktemp("mock_ndif"))
+        server = context.__enter__()
+    except Exception as error:
+        _START_FAILED.append(str(error)[:2000])
+        raise
+    try:
         yield server
+    finally:
+        context.__exit__(None, None, None)
     assert not server.alive()
 
 

@@ -146,7 +146,7 @@ def emit_readout_source(plan: Plan, readout: str, layer: int | None = None) -> s
 import torch
 
 
-def readout_trace(model, inputs, rows, tensors, trace_kwargs, extra):
+def readout_trace(model, inputs, rows, tensors, extra, trace_kwargs):
     with model.trace(inputs, **trace_kwargs) as tracer:
 {body}
 {tail}
@@ -154,7 +154,7 @@ def readout_trace(model, inputs, rows, tensors, trace_kwargs, extra):
 
 
 def emit_readout(plan: Plan, readout: str, layer: int | None = None) -> Callable:
-    """readout_trace(model, inputs, rows, tensors, trace_kwargs, extra) for the plan (cached by source)."""
+    """readout_trace(model, inputs, rows, tensors, extra, trace_kwargs) for the plan (cached by source)."""
     return _compile(emit_readout_source(plan, readout, layer), f"{readout}-{plan.condition}")["readout_trace"]
 
 

@@ -23,7 +23,7 @@ from ..spec import RunSpec
 MANIFEST_SCHEMA = 1
 
 # Fields that do not change results: excluded from the spec hash.
-_TRANSPORT = {"name": True, "description": True, "batch_size": True, "model": {"device"}}
+_TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"}}
 
 
 def spec_hash(spec: RunSpec) -> str:

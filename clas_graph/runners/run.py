@@ -9,10 +9,11 @@ from safetensors.torch import save
 
 from ..compile import compile_plans, emit_source
 from ..errors import CompileError, SpecError
+from ..execution import Execution, preflight, use
 from ..loading import load_model_for_spec
 from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..report.evaluation import deltas_figure, summary_markdown, task_table
-from ..spec import FixedAnchor, RunSpec
+from ..spec import FixedAnchor, NdifBackend, RunSpec
 from .evaluate import evaluate
 from .stats import ensure_stats, existing_stats, report_stats
 
@@ -34,36 +35,53 @@ def _seeds(spec: RunSpec) -> dict:
     return seeds
 
 
-def _start(spec: RunSpec, runs_root: Path, console: Console) -> RunDir:
+def execution_for(spec: RunSpec, remote: bool | str | None = None) -> Execution:
+    """The spec's backend, or `--remote` (True, or a host URL) from the command line."""
+    backend = spec.backend
+    if remote:
+        host = remote if isinstance(remote, str) else getattr(backend, "host", None)
+        backend = NdifBackend(host=host, **({} if not isinstance(backend, NdifBackend) else
+                                            {"retries": backend.retries, "backoff_s": backend.backoff_s}))
+    if isinstance(backend, NdifBackend):
+        return Execution(remote=backend.host or True, retries=backend.retries, backoff_s=backend.backoff_s)
+    return Execution()
+
+
+def _start(spec: RunSpec, runs_root: Path, console: Console, execution: Execution) -> RunDir:
+    preflight(execution)  # no key or no host: one sentence before any work
     run_dir = RunDir.for_spec(spec, runs_root)
     console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
-    run_dir.start(spec, backend={"kind": "local", "device": spec.model.device}, seeds=_seeds(spec))
+    run_dir.start(spec, backend={**execution.describe(), "device": spec.model.device}, seeds=_seeds(spec))
     return run_dir
 
 
-def _recorded(run_dir: RunDir, work):
-    """Run `work()`, recording failure or interruption in the manifest (finished units stay on disk)."""
+def _recorded(run_dir: RunDir, execution: Execution, work):
+    """Run `work()` under `execution`, recording failure or interruption and remote job ids in the manifest
+    (finished units stay on disk)."""
     try:
-        result = work()
+        with use(execution):
+            result = work()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run_dir.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}"[:2000])
+        run_dir.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                backend=execution.describe())
         raise
-    run_dir.update_manifest(status="complete")
+    run_dir.update_manifest(status="complete", backend=execution.describe())
     return result
 
 
 def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,
-        compute_stats: bool = True) -> Path:
+        compute_stats: bool = True, remote: bool | str | None = None) -> Path:
     """Statistics when the spec needs them, then every task for base and every condition, then the report."""
     console = console or Console()
     if not spec.tasks:
         raise SpecError("the spec has no `tasks:` to evaluate", where=spec.source or "<spec>",
                         fix="add e.g. `tasks: [{kind: lm_loss}]` (or use `clas-graph stats` for statistics only)")
-    run_dir = _start(spec, runs_root, console)
+    execution = execution_for(spec, remote)
+    run_dir = _start(spec, runs_root, console, execution)
 
     def work():
-        model = load_model_for_spec(spec, console=console)
+        model = load_model_for_spec(spec, console=console, remote=execution.is_remote and execution.remote != "local")
         stats = None
         if spec.stats is not None:
             if compute_stats:
@@ -81,7 +99,7 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
         report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
         return run_dir.path
 
-    return _recorded(run_dir, work)
+    return _recorded(run_dir, execution, work)
 
 
 def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_meta: dict | None) -> None:
@@ -95,19 +113,21 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
     console.print(findings, markup=False, highlight=False)
 
 
-def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None) -> Path:
+def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,
+              remote: bool | str | None = None) -> Path:
     """`clas-graph stats`: the statistics alone (reused when cached), with table and figure."""
     console = console or Console()
     if spec.stats is None:
         raise SpecError("the spec has no `stats:` section", where=spec.source or "<spec>",
                         fix="add e.g. `stats: {corpus: {kind: bible, limit: 100}}`")
-    run_dir = _start(spec, runs_root, console)
+    execution = execution_for(spec, remote)
+    run_dir = _start(spec, runs_root, console, execution)
 
     def work():
-        model = load_model_for_spec(spec, console=console)
+        model = load_model_for_spec(spec, console=console, remote=execution.is_remote and execution.remote != "local")
         artifact = ensure_stats(spec, model, run_dir.path, runs_root, console=console)
         figure = report_stats(artifact, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
         console.print(f"artifact: {run_dir.path / 'stats.safetensors'}\nfigure:   {figure}")
         return run_dir.path
 
-    return _recorded(run_dir, work)
+    return _recorded(run_dir, execution, work)

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..compile.emit_stats import emit_stats
 from ..errors import DataError
+from ..execution import current
 from ..sites import architecture_for, dims_of
 from ..spec import QuantileThreshold, RunSpec
 from ..stats import Moments, StatsArtifact, build_artifact, thresholds
@@ -84,7 +85,7 @@ def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, des
             if exclude_bos and tokenizer.bos_token_id is not None:
                 mask[encoded["input_ids"] == tokenizer.bos_token_id] = 0.0
             with torch.inference_mode():
-                out = trace.run(model, inputs, onehot, mask, t_act, {"logits_to_keep": 1})
+                out = current().run(model, trace.run, inputs, onehot, mask, t_act, call_kwargs={"logits_to_keep": 1})
             for key, value in out.items():
                 totals[key] = totals[key] + value if key in totals else value.clone()
             tokens += onehot.T @ mask.sum(1)

@@ -1,5 +1,6 @@
 """What users write: the pydantic models of a spec file, and the loader."""
 
+from .backend import Backend, LocalBackend, NdifBackend
 from .corpora import BibleCorpus, Corpus, FileCorpus, XQuADCorpus
 from .interventions import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention,
                             IntMuIntervention, Intervention, ScaleIntervention)
@@ -13,6 +14,7 @@ from .tasks import LmLossTask, NextTokenTask, RetrievalTask, Task, XnliTask, Xqu
 from .vectors import FileVector, InlineVector, StatsVector, VectorSource
 
 __all__ = [
+    "Backend", "LocalBackend", "NdifBackend",
     "LmLossTask", "RetrievalTask", "XnliTask", "XquadTask",
     "AblateIntervention", "AddVectorIntervention", "FileVector", "InlineVector", "IntMuIntervention",
     "ScaleIntervention", "StatsVector", "VectorSource",

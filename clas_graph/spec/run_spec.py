@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from .base import FieldError, Identifier, LanguageCode, StrictModel
+from .backend import Backend, LocalBackend
 from .interventions import AutoLayers, Intervention
 from .masks import StatsMask
 from .vectors import StatsVector
@@ -48,6 +49,9 @@ class RunSpec(StrictModel):
     """What `clas-graph run` evaluates for every condition."""
     batch_size: PositiveInt = 8
     """Rows per forward pass."""
+    backend: Backend = LocalBackend()
+    """Where to run: `{kind: local}` or `{kind: ndif}` (also `clas-graph run --remote`). Not part of the run's
+    identity: results must not depend on it."""
     max_length: PositiveInt = 512
     """Longest input in tokens (the paper's 512); longer inputs are truncated on the right."""
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def start_mock_ndif(
         raise ValueError(f"unknown faults {sorted(unknown)}; known: {sorted(DEFAULT_FAULTS)}")
     model_dir = str(model_dir)
     workdir = Path(tempfile.mkdtemp(prefix="mock-ndif-", dir=log_dir))
+    keep_workdir = log_dir is not None  # under the caller's dir: keep the log; else clean up
     port_file = workdir / "port"
     log_path = workdir / "server.log"
     command = [
@@ -195,8 +197,9 @@ def start_mock_ndif(
         else:
             command += [flag, str(value)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-    # The server must not find clas_graph through an inherited PYTHONPATH either
-    # (its import guard refuses it anyway).
+    # Debug settings of the test process (tracemalloc makes importing torch take minutes).
+    for name in ("PYTHONTRACEMALLOC", "PYTHONDEVMODE", "PYTHONBREAKPOINT"):
+        env.pop(name, None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = None
@@ -219,3 +222,5 @@ def start_mock_ndif(
             yield server
     finally:
         _stop(process)
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
