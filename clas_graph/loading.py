@@ -143,14 +143,17 @@ def load_remote_model(ref: ModelRef, base_dir: Path | None = None):
     if ref.embedded is not None:
         raise BackendError("the embedded model is not served remotely", where="model.embedded",
                            fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
+    from transformers import AutoTokenizer
+
     source, kwargs = resolve_model_source(ref, base_dir)
-    kwargs.pop("local_files_only", None)
     try:
-        model = TransformersModel(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        kwargs.pop("local_files_only", None)
+        # The task and tokenizer are given so the meta build asks the hub nothing more.
+        model = TransformersModel(source, tokenizer=tokenizer, task="text-generation", **kwargs)
     except OSError as exc:
         raise BackendError(f"cannot read the config and tokenizer of '{source}' ({str(exc).splitlines()[0][:160]})",
                            where="model", fix="check the model id, or log in for gated models") from None
-    tokenizer = model.tokenizer
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

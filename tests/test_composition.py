@@ -343,3 +343,13 @@ def test_include_of_a_missing_file(write):
     path = write("a.yaml", "include: nowhere.yaml\n" + BASE)
     message = run_cli("validate", path)
     assert "included file" in message and "nowhere.yaml" in message and f"{path}:1" in message
+
+
+def test_generation_with_only_prompt_step_ops_terminates_and_matches(setup):
+    # A step on which no op applies must still advance the model (an idle loop body would spin forever).
+    hf, tok, model = setup
+    the_spec = spec([{"kind": "add_vector", "layers": [1], "vector": {"from_stats": "diffmean"}, "coefficient": 2.0,
+                      "steps": "prompt"}])
+    plan = clas_graph.compile_plan(the_spec, model, stats=STATS)
+    ops = [HookOp(1, "resid", add_fn(1, 2.0), phase="prompt")]
+    assert clas_graph.generate_ids(model, plan, TEXTS, ROWS, 5, batch_size=4) == greedy(hf, tok, TEXTS, ROWS, ops, 5)

@@ -160,7 +160,25 @@ def emit_readout(plan: Plan, readout: str, layer: int | None = None) -> Callable
 
 def emit_source(plan: Plan) -> str:
     body = emit_body(plan)
-    loop_body = emit_body(plan, indent=INDENT + " " * 8, in_generation=True)
+    if plan.ops:
+        loop_body = emit_body(plan, indent=INDENT + " " * 8, in_generation=True)
+        embed = f"model.{plan.architecture.embed_path}.output"
+        per_step = f"""\
+        with tracer.invoke(inputs):
+            # every decoding step, prompt included
+            for step in tracer.iter[:]:
+                # wait for this step's forward even when no op applies to it (a loop body that touches
+                # no module would spin without the model advancing)
+                {embed}
+{loop_body}
+        with tracer.invoke():
+            token_ids = tracer.result.save()"""
+    else:
+        per_step = """\
+        with tracer.invoke(inputs):
+            pass  # no intervention
+        with tracer.invoke():
+            token_ids = tracer.result.save()"""
     return f'''# Generated trace for condition {plan.condition!r} on {plan.model_type}.
 # Reads only torch, the model and the plan's tensors: runs unchanged on a remote server
 # (nothing here may import or name the package that generated it).
@@ -176,12 +194,7 @@ def forward_trace(model, inputs, rows, tensors, trace_kwargs):
 
 def generate_trace(model, inputs, rows, tensors, generate_kwargs):
     with model.generate(**generate_kwargs) as tracer:
-        with tracer.invoke(inputs):
-            # every decoding step, prompt included
-            for step in tracer.iter[:]:
-{loop_body}
-        with tracer.invoke():
-            token_ids = tracer.result.save()
+{per_step}
     return token_ids
 '''
 

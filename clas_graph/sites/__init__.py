@@ -19,6 +19,8 @@ class Architecture:
     family: str
     layers_path: str
     """Attribute path from the top-level model to the list of decoder layers."""
+    embed_path: str = "model.embed_tokens"
+    """The token embedding: the first module each forward runs (generation traces wait on it every step)."""
     mlp: str = "mlp"
     act_fn: str = "act_fn"
     up_proj: str = "up_proj"
@@ -45,7 +47,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma2": Architecture("gemma2", _TEXT),
     "gemma3_text": Architecture("gemma3", _TEXT),
     # Gemma 3 multimodal checkpoints wrap the text model.
-    "gemma3": Architecture("gemma3", "model.language_model.layers"),
+    "gemma3": Architecture("gemma3", "model.language_model.layers", embed_path="model.language_model.embed_tokens"),
 }
 
 

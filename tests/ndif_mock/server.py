@@ -262,23 +262,26 @@ class MockNdif:
         return None
 
     async def _emit(self, job: Job, status: str, description: str = "", data: Any = None,
-                    meta: dict | None = None) -> None:
-        """Record a status update and send it on the job's websocket (if still open)."""
+                    meta: dict | None = None, inline: bytes | None = None) -> None:
+        """Record a status update and send it on the job's websocket (if still open).
+
+        ``inline``: send the update as a binary frame whose ``data`` is these bytes
+        (the result itself) instead of ``data``; the recorded copy that
+        ``/response/{id}`` serves keeps ``data`` (the download URL).
+        """
         from nnsight.schema.response import ResponseModel
 
         job.status = status
         job.statuses.append(status)
-        inline = isinstance(data, (bytes, bytearray))
-        response = ResponseModel(id=job.id, status=status, description=description,
-                                 data=None if inline else data, meta=meta)
+        response = ResponseModel(id=job.id, status=status, description=description, data=data, meta=meta)
         self.responses[job.id] = response.model_dump_json()
         entry = self.sessions.get(job.session_id)
         if entry is None or entry[0].closed:
             return
         try:
-            if inline:
-                response = ResponseModel(id=job.id, status=status, description=description, data=bytes(data), meta=meta)
-                await entry[0].send_bytes(response.pickle())
+            if inline is not None:
+                frame = ResponseModel(id=job.id, status=status, description=description, data=inline, meta=meta)
+                await entry[0].send_bytes(frame.pickle())
             else:
                 await entry[0].send_str(response.model_dump_json())
         except Exception as error:  # noqa: BLE001 - the client may be gone; the job goes on
@@ -360,11 +363,8 @@ class MockNdif:
             self.touch()
         self.results[job.id] = data
         meta = {"mock": True, "execution_s": job.execution_s, "result_bytes": len(data)}
-        if self.faults["inline_results"]:
-            await self._emit(job, "COMPLETED", "Your job has been completed.", data=data, meta=meta)
-        else:
-            await self._emit(job, "COMPLETED", "Your job has been completed.",
-                             data=f"{self.base_url}/result/{job.id}", meta=meta)
+        await self._emit(job, "COMPLETED", "Your job has been completed.", data=f"{self.base_url}/result/{job.id}",
+                         meta=meta, inline=data if self.faults["inline_results"] else None)
         _log(f"job {job.id}: COMPLETED in {job.execution_s}s, saved {job.saved}")
 
     # -- handlers ----------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""End to end through nnsight's real remote client against the mock NDIF server (tests/ndif_mock): statistics and
+evaluation give the local numbers; server errors and dropped connections are retried; exhausted retries fail
+clearly and a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny import tiny_model, tiny_tokenizer
+from typer.testing import CliRunner
+
+from clas_graph.cli import app
+from clas_graph.stats import StatsArtifact
+
+pytest.importorskip("aiohttp")
+from ndif_mock.harness import start_mock_ndif  # noqa: E402
+
+LANGS = ["en", "de", "fr"]
+
+
+def spec_text(model_dir, backend: str = "") -> str:
+    return f"""\
+schema_version: 1
+name: remote-e2e
+model: {{path: {model_dir}, chat_template: none}}
+languages: {json.dumps(LANGS)}
+stats:
+  corpus: {{kind: bible, limit: 2, seed: 4}}
+  bridge: {{k: 2, exclude_last: 1, min_layer: 1}}
+interventions:
+  - kind: clas
+    layers: {{auto: bridge}}
+    shared: {{from_stats: partial_shared}}
+    specific: {{from_stats: language_specific}}
+  - kind: add_vector
+    id: toward_en
+    layers: [1]
+    vector: {{from_stats: diffmean}}
+    coefficient: -0.5
+tasks:
+  - {{kind: lm_loss, corpus: {{kind: bible, limit: 2, offset: 20}}}}
+  - {{kind: retrieval, layer: 2, corpus: {{kind: bible, limit: 3, offset: 20}}}}
+  - {{kind: xquad, limit: null, max_new_tokens: 3, data_files: {{en: qa.jsonl, de: qa.jsonl, fr: qa.jsonl}}}}
+batch_size: 4
+{backend}"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-remote")
+    tiny_model("llama").save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ndif(model_dir):
+    with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, model_dir):
+    path = tmp_path_factory.mktemp("specs")
+    with (path / "qa.jsonl").open("w") as out:
+        for i in range(2):
+            out.write(json.dumps({"id": f"q{i}", "context": "Paris is in France.", "question": "Where is Paris?",
+                                  "answers": {"text": ["France"], "answer_start": [9]}}) + "\n")
+    (path / "local.yaml").write_text(spec_text(model_dir))
+    (path / "remote.yaml").write_text(spec_text(model_dir, "backend: {kind: ndif, retries: 2, backoff_s: 0.05}\n"))
+    return path
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def local_run(folder):
+    result = cli("run", folder / "local.yaml", "--runs-dir", folder / "local_runs")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (folder / "local_runs").iterdir()
+    return run_dir
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())["tasks"]
+
+
+def assert_same_metrics(got, want):
+    for task in want:
+        for condition, by_language in want[task]["per_language"].items():
+            for language, values in by_language.items():
+                for key, value in values.items():
+                    assert got[task]["per_language"][condition][language][key] == pytest.approx(value, abs=1e-4), \
+                        (task, condition, language, key)
+
+
+def test_remote_run_gives_the_local_numbers(ndif, folder, local_run):
+    runs = folder / "remote_runs"
+    result = cli("run", folder / "remote.yaml", "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs.iterdir()
+    assert_same_metrics(metrics(run_dir), metrics(local_run))
+    remote_stats = StatsArtifact.load(run_dir / "stats.safetensors")
+    local_stats = StatsArtifact.load(local_run / "stats.safetensors")
+    torch.testing.assert_close(remote_stats.tensors["mean"], local_stats.tensors["mean"], atol=1e-5, rtol=1e-5)
+    assert torch.equal(remote_stats.category, local_stats.category)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["backend"]["kind"] == "ndif" and manifest["backend"]["host"] == ndif.url
+    assert set(manifest["backend"]["job_ids"]) <= set(ndif.job_ids()) and len(manifest["backend"]["job_ids"]) > 10
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert ndif.api_key.encode() not in path.read_bytes(), path
+
+
+def test_server_errors_and_dropped_connections_are_retried(ndif, folder, local_run):
+    runs = folder / "flaky_runs"
+    ndif.set_faults(error_next=1)
+    first = cli("eval" if False else "stats", folder / "remote.yaml", "--runs-dir", runs)
+    assert first.exit_code == 0, first.output
+    ndif.set_faults(drop_next=1)
+    second = cli("run", folder / "remote.yaml", "--runs-dir", runs)
+    assert second.exit_code == 0, second.output
+    ndif.reset_faults()
+    (run_dir,) = runs.iterdir()
+    assert_same_metrics(metrics(run_dir), metrics(local_run))
+
+
+def test_exhausted_retries_fail_clearly_and_a_rerun_resumes(ndif, folder, local_run):
+    runs = folder / "broken_runs"
+    assert cli("stats", folder / "remote.yaml", "--runs-dir", runs).exit_code == 0
+    (run_dir,) = runs.iterdir()
+    ndif.set_faults(error_next=100)
+    failed = cli("run", folder / "remote.yaml", "--runs-dir", runs)
+    ndif.reset_faults()
+    assert failed.exit_code == 2, failed.output
+    assert "remote execution failed after 3 attempts" in failed.stderr and "Traceback" not in failed.output
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
+    resumed = cli("run", folder / "remote.yaml", "--runs-dir", runs)
+    assert resumed.exit_code == 0, resumed.output
+    assert_same_metrics(metrics(run_dir), metrics(local_run))
