@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+import torch
+
 from .errors import BackendError
 
 
@@ -48,7 +50,7 @@ class Execution:
             return fn(model, *args, call_kwargs)
         last: Exception | None = None
         for attempt in range(self.retries + 1):
-            backend = model._remote_backend(self.remote, True, None, False)
+            backend = _recording(model._remote_backend(self.remote, True, None, False))
             try:
                 result = fn(model, *args, {**call_kwargs, "backend": backend})
             except _retryable() as exc:
@@ -60,12 +62,37 @@ class Execution:
                 job = getattr(backend, "job_id", None)
                 if job and job not in self.job_ids:
                     self.job_ids.append(job)
-            return result
+            return _detached(result)  # a server may compute with autograd on: results are plain tensors here
         raise BackendError(
             f"remote execution failed after {self.retries + 1} attempts: {_scrub(str(last)) or type(last).__name__}",
             where=f"NDIF at {host_of(self.remote)}",
             fix="check the service status and your quota, then rerun: finished units are kept",
         )
+
+
+def _recording(backend):
+    """nnsight's blocking client drops the job id; keep it (for the manifest and for recovering a dropped job)."""
+    post = getattr(backend, "_post", None)
+    if post is None:
+        return backend
+
+    def recorded(request, blob):
+        response = post(request, blob)
+        backend.job_id = getattr(response, "id", None) or backend.job_id
+        return response
+
+    backend._post = recorded
+    return backend
+
+
+def _detached(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {key: _detached(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detached(item) for item in value)
+    return value
 
 
 def _retryable() -> tuple:
