@@ -3,6 +3,7 @@
     python -m benchmarks            # all
     python -m benchmarks overhead   # compiled CLAS trace vs plain forward vs PyTorch hooks
     python -m benchmarks stats      # statistics runner vs plain batched forward vs one-at-a-time
+    python -m benchmarks evaluation # logit task and generation vs plain transformers on the same inputs
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -13,9 +14,9 @@ import argparse
 
 from rich.console import Console
 
-from . import overhead, stats
+from . import evaluation, overhead, stats
 
-SUITES = {"overhead": overhead, "stats": stats}
+SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation}
 
 
 def main() -> None:
