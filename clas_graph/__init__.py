@@ -4,6 +4,7 @@
     model = clas_graph.load_model(spec.model)
     plan = clas_graph.compile_plan(spec, model, condition="clas")
     logits = clas_graph.forward(model, plan, texts, languages)
+    run_dir = clas_graph.run(spec)          # the whole experiment, as `clas-graph run`
 """
 
 from .backends import forward, generate, generate_ids
@@ -14,7 +15,16 @@ from .spec import RunSpec, load_spec
 
 __version__ = "0.1.0"
 
+
+def run(spec: RunSpec, **options):
+    """The whole experiment (statistics if needed, every condition x task x language, report); see
+    `clas_graph.runners.run.run`. Returns the run directory."""
+    from .runners.run import run as run_experiment
+
+    return run_experiment(spec, **options)
+
+
 __all__ = [
     "BackendError", "ClasGraphError", "CompileError", "DataError", "Plan", "RunSpec", "SpecError",
-    "compile_plan", "compile_plans", "forward", "generate", "generate_ids", "load_model", "load_spec",
+    "compile_plan", "compile_plans", "forward", "generate", "generate_ids", "load_model", "load_spec", "run",
 ]

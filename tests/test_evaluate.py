@@ -9,7 +9,7 @@ import torch
 from reference import ClasRef, ref_greedy, ref_last_logits
 from scipy import stats as scipy_stats
 from sklearn.metrics import accuracy_score, f1_score
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny, tiny_model
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -90,10 +90,7 @@ batch_size: 4
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    tiny_model("qwen2").save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -49,10 +49,7 @@ batch_size: 4
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-remote")
-    tiny_model("llama").save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("tiny-remote"), "llama")
 
 
 @pytest.fixture(scope="module")

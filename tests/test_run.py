@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from reference import ClasRef, ref_last_logits
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -40,10 +40,7 @@ batch_size: 5
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 @pytest.fixture

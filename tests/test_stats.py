@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import save_tiny, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph import CompileError, compile_plan
@@ -185,10 +185,7 @@ interventions:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-gemma")
-    tiny_model("gemma3").save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("tiny-gemma"), "gemma3")
 
 
 @pytest.fixture

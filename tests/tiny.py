@@ -198,3 +198,10 @@ def tiny_model(
     gc = model.generation_config
     gc.pad_token_id, gc.bos_token_id, gc.eos_token_id = PAD_ID, BOS_ID, EOS_ID
     return model
+
+
+def save_tiny(path, arch: str):
+    """Save a tiny model and the tiny tokenizer into `path` (a model folder as users have them); returns `path`."""
+    tiny_model(arch).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path

@@ -1,16 +1,8 @@
-"""Rich tables shaped like the paper's: language rows, base value and a delta column per condition."""
+"""Rich table of the statistics runner: category shares, T_act and bridge scores per layer."""
 
 from __future__ import annotations
 
-import math
-
 from rich.table import Table
-
-
-def _fmt(value: float, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
 def category_table(shares: dict[str, list[float]], scores: list[float], bridge: list[int], t_act: list[float],

@@ -35,7 +35,16 @@ Layers = Union[Annotated[list[NonNegativeInt], Field(min_length=1)], AutoLayers]
 """Explicit 0-based layers, or `{auto: bridge}`."""
 
 
-class ClasIntervention(StrictModel):
+class _Targeted(StrictModel):
+    """What every kind shares: which rows it touches and, during generation, at which steps."""
+
+    rows: RowRule = "non_anchor"
+    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
+    steps: Steps = "all"
+    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+
+
+class ClasIntervention(_Targeted):
     """Cross-Lingual Activation Steering (Pokharel et al.), on h = input of `down_proj`, in `layers`.
 
     For touched rows: h1 = h*(1 + beta*M_shared); h2 = h1*(1 - gamma*M_spec);
@@ -58,15 +67,11 @@ class ClasIntervention(StrictModel):
     """Damping of language-specific neurons: h2 = h1*(1 - gamma*M_spec). Paper grid {0.1, 0.2, 0.4}; chosen 0.2."""
     alpha: FiniteFloat = 1.0
     """Blend: h_final = (1-alpha)*h + alpha*h2. Any real; negative values push the other way."""
-    rows: RowRule = "non_anchor"
-    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
     require_disjoint: bool = True
     """The paper's categories are exclusive, so a neuron in both masks is an error unless this is false."""
-    steps: Steps = "all"
-    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
-class IntMuIntervention(StrictModel):
+class IntMuIntervention(_Targeted):
     """Int-mu (Mondal et al. 2025): overwrite each row language's language-specific neurons with their
     dataset mean for that language: x[n] <- mean_lang[n] for n in S_lang, at `site`, in `layers`.
 
@@ -80,13 +85,9 @@ class IntMuIntervention(StrictModel):
     """Decoder layers, or `{auto: bridge}`."""
     site: MlpSite = "mlp.act_fn.output"
     """Where to overwrite: the gate activation (Mondal et al.) or h, the input of down_proj."""
-    rows: RowRule = "non_anchor"
-    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
-    steps: Steps = "all"
-    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
-class AddVectorIntervention(StrictModel):
+class AddVectorIntervention(_Targeted):
     """Additive steering: r <- r + coefficient * v on the residual stream after each layer in `layers`."""
 
     kind: Literal["add_vector"]
@@ -100,48 +101,35 @@ class AddVectorIntervention(StrictModel):
     """The vector v: inline values, a safetensors file, or `{from_stats: diffmean}` (CLaS-Bench's DiffMean)."""
     coefficient: FiniteFloat = 1.0
     """Scale of the vector; negative values steer away."""
-    rows: RowRule = "non_anchor"
-    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
-    steps: Steps = "all"
-    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
-class ScaleIntervention(StrictModel):
+class _NeuronEdit(_Targeted):
+    """Kinds that edit chosen MLP neurons in chosen layers."""
+
+    layers: Layers
+    """Decoder layers, or `{auto: bridge}`."""
+    site: MlpSite = "mlp.down_proj.input"
+    """The MLP activation to edit."""
+    neurons: MaskSource
+    """Which neurons: inline, file or `{from_stats: ...}`."""
+
+
+class ScaleIntervention(_NeuronEdit):
     """Multiply chosen neurons: x[n] <- factor * x[n] for n in `neurons`, at `site`, in `layers`."""
 
     kind: Literal["scale"]
     id: Identifier = "scale"
     """Name of this intervention; conditions refer to it."""
-    layers: Layers
-    """Decoder layers, or `{auto: bridge}`."""
-    site: MlpSite = "mlp.down_proj.input"
-    """The MLP activation to scale."""
-    neurons: MaskSource
-    """Which neurons: inline, file or `{from_stats: ...}`."""
     factor: FiniteFloat
     """The multiplier (0 ablates, 1 changes nothing)."""
-    rows: RowRule = "non_anchor"
-    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
-    steps: Steps = "all"
-    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
-class AblateIntervention(StrictModel):
+class AblateIntervention(_NeuronEdit):
     """Zero chosen neurons: x[n] <- 0 for n in `neurons`, at `site`, in `layers`."""
 
     kind: Literal["ablate"]
     id: Identifier = "ablate"
     """Name of this intervention; conditions refer to it."""
-    layers: Layers
-    """Decoder layers, or `{auto: bridge}`."""
-    site: MlpSite = "mlp.down_proj.input"
-    """The MLP activation to ablate."""
-    neurons: MaskSource
-    """Which neurons: inline, file or `{from_stats: ...}`."""
-    rows: RowRule = "non_anchor"
-    """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
-    steps: Steps = "all"
-    """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
 
 
 Intervention = Annotated[
