@@ -31,6 +31,8 @@ class Execution:
     """Extra attempts after a network or server error."""
     backoff_s: float = 2.0
     """Wait before retry k is backoff_s * 2**k seconds."""
+    session_batches: int = 1
+    """Batches per remote request where a runner can group them (statistics)."""
     job_ids: list[str] = field(default_factory=list)
     """Remote job ids, in order (go into the run manifest)."""
 

@@ -60,8 +60,8 @@ class CaptureBackend:
 
 
 class CapturingExecution(Execution):
-    def __init__(self):
-        super().__init__(remote="capture")
+    def __init__(self, session_batches: int = 1):
+        super().__init__(remote="capture", session_batches=session_batches)
         self.capture = CaptureBackend()
 
     def run(self, model, fn, *args, call_kwargs):
@@ -70,14 +70,15 @@ class CapturingExecution(Execution):
         raise Captured
 
 
-def payloads(call) -> list[bytes]:
-    execution = CapturingExecution()
+def payloads(call, session_batches: int = 1) -> list[bytes]:
+    execution = CapturingExecution(session_batches)
     with use(execution), pytest.raises(Captured):
         call()
     return execution.capture.blobs
 
 
-@pytest.mark.parametrize("kind", ["forward", "mixed_batch", "generate", "token_nll", "pooled", "statistics"])
+@pytest.mark.parametrize("kind", ["forward", "mixed_batch", "generate", "token_nll", "pooled", "statistics",
+                                  "statistics_session"])
 def test_payloads_reference_nothing_from_clas_graph(model, plan, kind):
     calls = {
         "forward": lambda: clas_graph.forward(model, plan, TEXTS[:1], ROWS[:1]),
@@ -86,8 +87,10 @@ def test_payloads_reference_nothing_from_clas_graph(model, plan, kind):
         "token_nll": lambda: token_nll(model, plan, TEXTS, ROWS),
         "pooled": lambda: pooled_hidden(model, plan, TEXTS, ROWS, 2),
         "statistics": lambda: collect(model, load_bible(LANGS, limit=2), LANGS, threshold=QuantileThreshold()),
+        "statistics_session": lambda: collect(model, load_bible(LANGS, limit=2), LANGS, threshold=QuantileThreshold(),
+                                              batch_size=2),
     }
-    (blob,) = payloads(calls[kind])[:1]
+    (blob,) = payloads(calls[kind], session_batches=3 if kind == "statistics_session" else 1)[:1]
     assert len(blob) > 1000
     assert b"clas_graph" not in blob and b"clas-graph" not in blob
     if kind != "statistics":
@@ -106,6 +109,12 @@ def test_local_simulation_of_the_remote_path_gives_local_numbers(model, plan):
         torch.testing.assert_close(remote_nll[0], local_nll[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(pooled_hidden(model, plan, TEXTS, ROWS, 2), local_pooled, atol=1e-6, rtol=0)
         moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold())
+    local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+    with use(Execution(remote="local", session_batches=2)):  # several batches per request
+        batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+    for got, want in zip(batched[0].as_tuple(), local_small[0].as_tuple()):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
+    assert torch.equal(batched[1], local_small[1])
     torch.testing.assert_close(moments.h_sum, local_stats[0].h_sum, atol=1e-6, rtol=1e-9)
     assert torch.equal(counts, local_stats[1])
 

@@ -25,6 +25,8 @@ class StatsTrace:
     filename: str
     run: Callable
     """run(model, inputs, onehot, token_mask, thresholds, trace_kwargs) -> dict of saved tensors."""
+    session: Callable
+    """session(model, [(inputs, onehot, token_mask), ...], thresholds, session_kwargs) -> summed dict (one request)."""
 
 
 def emit_stats_source(architecture: Architecture, num_layers: int, *, moments: bool, active: str | None) -> str:
@@ -60,15 +62,15 @@ def emit_stats_source(architecture: Architecture, num_layers: int, *, moments: b
             f"    r = {layers}[i].output.to(torch.float64)",
             "    out_resid.append(g_here.T @ torch.einsum('bt,bth->bh', w_here.to(r.device), r))",
         ]
-    saved = []
-    if moments:
-        saved += ["h_sum = torch.stack(out_h).cpu().save()", "h_sqsum = torch.stack(out_hsq).cpu().save()",
-                  "act_sum = torch.stack(out_act).cpu().save()", "resid_sum = torch.stack(out_resid).cpu().save()"]
-    if active is not None:
-        saved += ["active = torch.stack(out_active).cpu().save()"]
-    names = [line.split(" = ")[0] for line in saved]
-    body = "\n".join(" " * 8 + line for line in lines + saved)
-    result = "{" + ", ".join(f"{name!r}: {name}" for name in names) + "}"
+    parts = (["h_sum", "h_sqsum", "act_sum", "resid_sum"] if moments else []) + (["active"] if active else [])
+    lists = {"h_sum": "out_h", "h_sqsum": "out_hsq", "act_sum": "out_act", "resid_sum": "out_resid",
+             "active": "out_active"}
+    body = "\n".join(" " * 8 + line for line in lines)
+    inner = "\n".join(" " * 16 + line for line in lines)
+    saved = "\n".join(f"        {name} = torch.stack({lists[name]}).cpu().save()" for name in parts)
+    stacked = ", ".join(f"{name!r}: torch.stack({lists[name]})" for name in parts)
+    session_saved = "\n".join(f"        {name} = sums[{name!r}].cpu().save()" for name in parts)
+    result = "{" + ", ".join(f"{name!r}: {name}" for name in parts) + "}"
     return f'''# Generated statistics trace: per-language sums over non-pad tokens, float64.
 # Reads only torch, the model and plain tensors: runs unchanged on a remote server.
 import torch
@@ -77,6 +79,20 @@ import torch
 def stats_trace(model, inputs, onehot, token_mask, thresholds, trace_kwargs):
     with model.trace(inputs, **trace_kwargs):
 {body}
+{saved}
+    return {result}
+
+
+def stats_session(model, batches, thresholds, session_kwargs):
+    # Many batches in one request: the running sums stay on the server, only they come back.
+    with model.session(**session_kwargs):
+        sums = None
+        for inputs, onehot, token_mask in batches:
+            with model.trace(inputs, logits_to_keep=1):
+{inner}
+                part = {{{stacked}}}
+            sums = part if sums is None else {{key: sums[key] + part[key] for key in sums}}
+{session_saved}
     return {result}
 '''
 
@@ -84,4 +100,4 @@ def stats_trace(model, inputs, onehot, token_mask, thresholds, trace_kwargs):
 def emit_stats(architecture: Architecture, num_layers: int, *, moments: bool = True, active: str | None = None) -> StatsTrace:
     source = emit_stats_source(architecture, num_layers, moments=moments, active=active)
     namespace = _compile(source, "stats")
-    return StatsTrace(source, namespace["__file__"], namespace["stats_trace"])
+    return StatsTrace(source, namespace["__file__"], namespace["stats_trace"], namespace["stats_session"])

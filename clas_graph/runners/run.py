@@ -41,9 +41,10 @@ def execution_for(spec: RunSpec, remote: bool | str | None = None) -> Execution:
     if remote:
         host = remote if isinstance(remote, str) else getattr(backend, "host", None)
         backend = NdifBackend(host=host, **({} if not isinstance(backend, NdifBackend) else
-                                            {"retries": backend.retries, "backoff_s": backend.backoff_s}))
+                                            backend.model_dump(exclude={"kind", "host"})))
     if isinstance(backend, NdifBackend):
-        return Execution(remote=backend.host or True, retries=backend.retries, backoff_s=backend.backoff_s)
+        return Execution(remote=backend.host or True, retries=backend.retries, backoff_s=backend.backoff_s,
+                         session_batches=backend.session_batches)
     return Execution()
 
 

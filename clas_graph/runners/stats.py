@@ -67,32 +67,47 @@ def _progress(console: Console) -> Progress:
 
 
 def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console, exclude_bos):
-    """Run the stats trace over all rows; sum what it returns."""
+    """Run the stats trace over all rows; sum what it returns. Remote runs send `session_batches` batches
+    per request (`model.session`), so the server keeps the running sums and returns only them."""
     tokenizer = model.tokenizer
+    execution = current()
+    per_request = execution.session_batches if execution.is_remote else 1
     totals: dict[str, torch.Tensor] = {}
     tokens = torch.zeros(len(languages), dtype=torch.float64)
     batches = list(_batches(tokenizer, rows, batch_size, max_length))
     seen_tokens = 0
     with _progress(console) as progress:
         task = progress.add_task(description, total=len(rows), tok_s="-")
-        for index, n_tokens in batches:
-            encoded = tokenizer([rows[i][0] for i in index], padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt")
-            inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-            groups = torch.tensor([rows[i][1] for i in index])
-            onehot = torch.nn.functional.one_hot(groups, len(languages)).to(torch.float64)
-            mask = encoded["attention_mask"].to(torch.float64)
-            if exclude_bos and tokenizer.bos_token_id is not None:
-                mask[encoded["input_ids"] == tokenizer.bos_token_id] = 0.0
+        for start in range(0, len(batches), per_request):
+            group = [_encode_batch(tokenizer, rows, index, languages, max_length, exclude_bos)
+                     for index, _ in batches[start:start + per_request]]
             with torch.inference_mode():
-                out = current().run(model, trace.run, inputs, onehot, mask, t_act, call_kwargs={"logits_to_keep": 1})
+                if per_request == 1:
+                    out = execution.run(model, trace.run, *group[0], t_act, call_kwargs={"logits_to_keep": 1})
+                else:
+                    out = execution.run(model, trace.session, group, t_act, call_kwargs={})
             for key, value in out.items():
                 totals[key] = totals[key] + value if key in totals else value.clone()
-            tokens += onehot.T @ mask.sum(1)
-            seen_tokens += n_tokens
+            for _, onehot, mask in group:
+                tokens += onehot.T @ mask.sum(1)
+            done = batches[start:start + per_request]
+            seen_tokens += sum(n for _, n in done)
             elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, advance=len(index), tok_s=f"{seen_tokens / elapsed:,.0f}")
+            progress.update(task, advance=sum(len(index) for index, _ in done), tok_s=f"{seen_tokens / elapsed:,.0f}")
     return totals, tokens
+
+
+def _encode_batch(tokenizer, rows, index, languages, max_length: int, exclude_bos: bool):
+    """(inputs, onehot [B, G], token mask [B, T]) for one batch of rows; BOS masked out when asked."""
+    encoded = tokenizer([rows[i][0] for i in index], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+    inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    groups = torch.tensor([rows[i][1] for i in index])
+    onehot = torch.nn.functional.one_hot(groups, len(languages)).to(torch.float64)
+    mask = encoded["attention_mask"].to(torch.float64)
+    if exclude_bos and tokenizer.bos_token_id is not None:
+        mask[encoded["input_ids"] == tokenizer.bos_token_id] = 0.0
+    return inputs, onehot, mask
 
 
 def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_length: int = 512,

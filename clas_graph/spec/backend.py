@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveFloat
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from .base import StrictModel
 
@@ -26,6 +26,8 @@ class NdifBackend(StrictModel):
     """Extra attempts after a network or server error, with exponential backoff."""
     backoff_s: PositiveFloat = 2.0
     """First wait between attempts, doubled each time."""
+    session_batches: PositiveInt = 8
+    """Statistics batches sent in one request (`model.session`); only their running sums come back."""
 
 
 Backend = Annotated[Union[LocalBackend, NdifBackend], Field(discriminator="kind")]
