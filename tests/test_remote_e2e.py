@@ -139,3 +139,17 @@ def test_exhausted_retries_fail_clearly_and_a_rerun_resumes(ndif, folder, local_
     resumed = cli("run", folder / "remote.yaml", "--runs-dir", runs)
     assert resumed.exit_code == 0, resumed.output
     assert_same_metrics(metrics(run_dir), metrics(local_run))
+
+
+def test_a_slow_server_is_waited_for(ndif, folder, local_run):
+    # nnsight's client waits for a slow answer (its read timeout is 600 s); the run just takes longer.
+    runs = folder / "slow_runs"
+    ndif.set_faults(delay=0.3)
+    try:
+        result = cli("stats", folder / "remote.yaml", "--runs-dir", runs)
+    finally:
+        ndif.reset_faults()
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs.iterdir()
+    slow = StatsArtifact.load(run_dir / "stats.safetensors")
+    assert torch.equal(slow.category, StatsArtifact.load(local_run / "stats.safetensors").category)
