@@ -179,7 +179,7 @@ class NextTokenRunner(CorpusRunner):
     def run(self, model, plan, language):
         from .probe import build_rows
 
-        rows = [r for r in build_rows(self.task, [language], model.tokenizer, self.base_dir)]
+        rows = build_rows(self.task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
         lp = torch.log_softmax(forward(model, plan, prompts, [language] * len(rows), **self.options()), -1)
         base = torch.log_softmax(forward(model, None, prompts, [language] * len(rows), **self.options()), -1)
