@@ -86,7 +86,7 @@ def load_hf(ref: ModelRef, base_dir: Path | None = None, console=None):
         raise BackendError(f"cannot load the model from '{source}' ({exc})", where="model") from None
     if ref.device not in ("cpu", "auto"):
         model = model.to(ref.device)
-    model.train(False)  # inference mode for dropout and the like (same as .eval())
+    model.train(False)  # inference mode: dropout and the like are off
     tokenizer.padding_side = "left"  # decoders: pad left so the last real token is at position -1
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -9,7 +9,7 @@ import torch
 from reference import ClasRef, ref_greedy, ref_last_logits
 from scipy import stats as scipy_stats
 from sklearn.metrics import accuracy_score, f1_score
-from tiny import save_tiny, tiny_model
+from tiny import save_tiny, spec_folder, tiny_model
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -95,11 +95,8 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def spec_file(tmp_path, model_dir):
-    (tmp_path / "model").symlink_to(model_dir)
     write_task_files(tmp_path)
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    return path
+    return spec_folder(tmp_path, model_dir, SPEC)
 
 
 def run(spec_file, runs):
@@ -132,10 +129,8 @@ def read_samples(run_dir, task, lang, condition):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, model_dir):
     folder = tmp_path_factory.mktemp("eval")
-    (folder / "model").symlink_to(model_dir)
     write_task_files(folder)
-    (folder / "spec.yaml").write_text(SPEC)
-    result = run(folder / "spec.yaml", folder / "runs")
+    result = run(spec_folder(folder, model_dir, SPEC), folder / "runs")
     assert result.exit_code == 0, result.output
     (run_dir,) = (folder / "runs").iterdir()
     return run_dir, json.loads((run_dir / "metrics.json").read_text())

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from reference import ClasRef, ref_last_logits
-from tiny import save_tiny, tiny_model, tiny_tokenizer
+from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -45,10 +45,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def spec_file(tmp_path, model_dir):
-    (tmp_path / "model").symlink_to(model_dir)
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    return path
+    return spec_folder(tmp_path, model_dir, SPEC)
 
 
 def masks():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import save_tiny, tiny_model, tiny_tokenizer
+from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph import CompileError, compile_plan
@@ -190,10 +190,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture
 def spec_file(tmp_path, model_dir):
-    (tmp_path / "model").symlink_to(model_dir)
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC)
-    return path
+    return spec_folder(tmp_path, model_dir, SPEC)
 
 
 def test_stats_command_writes_artifact_figure_and_reuses_it(spec_file, tmp_path, monkeypatch):

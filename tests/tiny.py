@@ -205,3 +205,11 @@ def save_tiny(path, arch: str):
     tiny_model(arch).save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def spec_folder(folder, model_dir, spec_text: str):
+    """`folder/spec.yaml` with `model/` linked to a saved tiny model (specs say `model: {path: model}`)."""
+    (folder / "model").symlink_to(model_dir)
+    path = folder / "spec.yaml"
+    path.write_text(spec_text)
+    return path

@@ -36,3 +36,14 @@ class FieldError(ValueError):
     def __init__(self, loc: tuple, message: str):
         self.loc = tuple(loc)
         super().__init__(message)
+
+
+class SafetensorsRef(StrictModel):
+    """A tensor in a safetensors file, pinned by the file's hash (never pickle)."""
+
+    file: str
+    """Path to a .safetensors file (relative paths are relative to the spec file)."""
+    key: str
+    """Name of the tensor inside the file."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the file (`sha256sum FILE`), so a run records exactly which tensor it used."""

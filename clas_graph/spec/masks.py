@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, NonNegativeInt, Tag
+from pydantic import Discriminator, NonNegativeInt, Tag
 
-from .base import LanguageCode, StrictModel
+from .base import LanguageCode, SafetensorsRef, StrictModel
 
 
 class InlineMask(StrictModel):
@@ -21,16 +21,10 @@ class InlineMask(StrictModel):
     """Layer -> indices of intermediate (MLP) neurons in the mask, e.g. `{13: [5, 17, 230]}`."""
 
 
-class FileMask(StrictModel):
+class FileMask(SafetensorsRef):
     """A mask stored in a safetensors file: a [num_layers, intermediate_size] 0/1 (or bool) tensor."""
 
     kind: Literal["file"] = "file"
-    file: str
-    """Path to a .safetensors file (relative paths are relative to the spec file). Never pickle."""
-    key: str
-    """Name of the tensor inside the file."""
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    """SHA-256 of the file, so a run records exactly which mask it used (`sha256sum FILE`)."""
 
 
 class StatsMask(StrictModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag
 
-from .base import FiniteFloat, LanguageCode, StrictModel
+from .base import FiniteFloat, LanguageCode, SafetensorsRef, StrictModel
 
 
 class InlineVector(StrictModel):
@@ -16,16 +16,10 @@ class InlineVector(StrictModel):
     values: list[FiniteFloat] = Field(min_length=1)
 
 
-class FileVector(StrictModel):
+class FileVector(SafetensorsRef):
     """A vector in a safetensors file: [hidden_size] (every listed layer) or [num_layers, hidden_size]."""
 
     kind: Literal["file"] = "file"
-    file: str
-    """Path to a .safetensors file (relative paths are relative to the spec file). Never pickle."""
-    key: str
-    """Name of the tensor inside the file."""
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    """SHA-256 of the file (`sha256sum FILE`)."""
 
 
 class StatsVector(StrictModel):
