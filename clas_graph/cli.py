@@ -10,10 +10,11 @@ import json
 import sys
 from functools import wraps
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -26,6 +27,14 @@ out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 
+# `--set KEY=VALUE` (repeatable), shared by every command that reads a spec: declare a parameter
+# `overrides: Overrides = None` and pass it to `load_spec(path, overrides or ())`.
+Overrides = Annotated[Optional[List[str]], typer.Option(
+    "--set", metavar="KEY=VALUE",
+    help="Override a spec field before validation (repeatable). KEY is a dotted path, list items by index "
+         "(tasks.0.limit); VALUE is YAML: --set model.path=/data/llama --set 'languages=[en, de]'.")]
+
+
 def user_errors(command):
     """Turn ClasGraphError into a one-message exit 2, Ctrl-C into exit 130."""
 
@@ -34,7 +43,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except ClasGraphError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished results are saved; rerun the same command to continue")
@@ -45,19 +54,20 @@ def user_errors(command):
 
 @app.command()
 @user_errors
-def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or JSON).")):
+def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or JSON)."),
+             overrides: Overrides = None):
     """Validate spec files without loading any model."""
     from .spec import load_spec
 
     failed = 0
     for path in files:
         try:
-            spec = load_spec(path)
+            spec = load_spec(path, overrides or ())
         except ClasGraphError as exc:
             failed += 1
-            err.print(f"[bold red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
-        out.print(f"[green]✓[/] {path}: '{spec.name}' on {spec.model.display_name}, "
+        out.print(f"[green]✓[/] {escape(str(path))}: '{spec.name}' on {escape(spec.model.display_name)}, "
                   f"{len(spec.interventions)} intervention(s), {len(spec.resolved_conditions)} condition(s)", soft_wrap=True)
     if failed:
         raise typer.Exit(2)
@@ -75,13 +85,14 @@ def schema():
 @user_errors
 def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
              condition: Optional[str] = typer.Option(None, help="Only this condition (default: all)."),
-             runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics.")):
+             runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics."),
+             overrides: Overrides = None):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
     from .compile import compile_plan, emit_source
     from .loading import load_config_for_spec
     from .spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, overrides or ())
     config = load_config_for_spec(spec)
     stats = None
     if spec.needs_stats:
@@ -111,12 +122,13 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
 def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` section."),
           runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
           remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
+          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+          overrides: Overrides = None):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
     from .runners.run import run_stats
     from .spec import load_spec
 
-    run_stats(load_spec(spec_file), runs_root=runs_dir, console=out, remote=ndif_host or remote)
+    run_stats(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, remote=ndif_host or remote)
 
 
 @app.command("eval")
@@ -124,14 +136,15 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
 def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
           runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
           remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
+          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+          overrides: Overrides = None):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
     from .runners.run import run as run_spec
     from .spec import load_spec
 
-    path = run_spec(load_spec(spec_file), runs_root=runs_dir, console=out, compute_stats=False,
+    path = run_spec(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, compute_stats=False,
                     remote=ndif_host or remote)
-    out.print(f"[green]done[/]: {path}")
+    out.print(f"[green]done[/]: {escape(str(path))}")
 
 
 @app.command()
@@ -139,14 +152,15 @@ def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
 def run(spec_file: Path = typer.Argument(..., help="Spec file."),
         runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
         remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-        ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote).")):
+        ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+        overrides: Overrides = None):
     """Run the experiment a spec describes and record it under runs/."""
     from .runners.run import run as run_spec
     from .spec import load_spec
 
-    spec = load_spec(spec_file)
+    spec = load_spec(spec_file, overrides or ())
     path = run_spec(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
-    out.print(f"[green]done[/]: {path}")
+    out.print(f"[green]done[/]: {escape(str(path))}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import BackendError
+from .errors import BackendError, SpecError
 from .spec import ModelRef
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
@@ -158,6 +158,29 @@ def load_remote_model(ref: ModelRef, base_dir: Path | None = None):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model
+
+
+def check_remote_model(spec) -> None:
+    """Before any remote work: the server must know the model by a hub id. nnsight names a remote model by
+    its hub id (canonicalised with `HfApi().model_info`), which a local folder is not, unless a client (a test
+    server) registered the folder as a served id in nnsight's id cache."""
+    ref, where = spec.model, spec.source or "<spec>"
+    if ref.embedded is not None:
+        raise SpecError("the embedded model is not served remotely", where=f"{where}: model.embedded",
+                        fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
+    if ref.path is not None:
+        from nnsight.modeling.huggingface import _ID_CACHE
+
+        path = Path(ref.path).expanduser()
+        if not path.is_absolute() and spec.source:
+            path = Path(spec.source).parent / path
+        if str(path) not in _ID_CACHE:
+            raise SpecError(
+                f"a remote run needs a hub id the NDIF server serves, but `model.path` is a local folder ({ref.path})",
+                where=f"{where}: model.path",
+                fix="name the model by its hub id (e.g. `--set model.path=null --set model.id=meta-llama/"
+                    "Llama-3.1-8B-Instruct`), or run locally without --remote / `backend: {kind: ndif}`",
+            )
 
 
 def load_model_for_spec(spec, console=None, remote: bool = False):

@@ -11,6 +11,7 @@ from ..sites import architecture_for, dims_of
 from ..spec import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, FixedAnchor,
                     IntMuIntervention, LanguageRows, RunSpec, ScaleIntervention)
 from ..spec.run_spec import BASE_CONDITION
+from .languages import cover_languages
 from .masks import resolve_mask
 from .plan import SITE_ACT, SITE_H, SITE_ORDER, AddVector, Plan, RowSelect, ScaleNeurons, SetNeurons
 from .vectors import resolve_vector
@@ -47,13 +48,14 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None)
     # nnsight needs module values in execution order: layer, then site, then spec order.
     ops.sort(key=lambda pair: (pair[0].layer, SITE_ORDER[pair[0].site], pair[1]))
     _check_conflicts(spec, [op for op, _ in ops])
+    languages = spec.all_languages  # the statistics' languages first: per-language tables index them
     return Plan(
         condition=condition,
         model_type=dims.model_type,
         architecture=architecture,
         dims=dims,
-        languages=tuple(spec.languages),
-        ops=tuple(op for op, _ in ops),
+        languages=languages,
+        ops=tuple(cover_languages(spec, [op for op, _ in ops], languages)),
     )
 
 

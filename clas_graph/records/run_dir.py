@@ -3,7 +3,9 @@
 Everything is written atomically (temp file + rename), so a crash never
 leaves a half-written file behind. The spec hash covers what changes results
 (model, dtype, languages, interventions, tasks), not transport settings, so a
-rerun of the same spec finds and reuses its directory.
+rerun of the same spec finds and reuses its directory. It is computed on the
+resolved spec (includes merged, `--set` overrides applied), so an override that
+changes a result-relevant value gives a new directory.
 """
 
 from __future__ import annotations
@@ -119,4 +121,5 @@ class RunDir:
         self.update_manifest(
             status="running", spec_name=spec.name, spec_source=spec.source, model=spec.model.display_name,
             versions=_versions(), git_commit=_git_commit(), backend=backend, seeds=seeds,
+            overrides=list(spec.overrides),  # --set KEY=VALUE on top of spec.yaml; spec.resolved.json has the result
         )

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..compile import Plan
@@ -33,14 +34,29 @@ def samples_path(run_dir: Path, task_key: str, language: str, condition: str) ->
 def run_unit(model, runner: TaskRunner, plan: Plan, language: str, run_dir: Path) -> dict:
     """Evaluate one unit (or load it when already finished); returns its metrics."""
     done = unit_path(run_dir, runner.key, language, plan.condition)
-    if done.is_file():
-        return json.loads(done.read_text())["metrics"]
+    finished = _finished_metrics(done)
+    if finished is not None:
+        return finished
     rows, metrics = runner.run(model, plan, language)
     atomic_write_text(samples_path(run_dir, runner.key, language, plan.condition),
                       "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     atomic_write_json(done, {"task": runner.key, "language": language, "condition": plan.condition,
                              "metrics": metrics})
     return metrics
+
+
+def _finished_metrics(done: Path) -> dict | None:
+    """A finished unit's metrics; a unit file that cannot be read (truncated, edited) counts as unfinished."""
+    if not done.is_file():
+        return None
+    try:
+        metrics = json.loads(done.read_text(encoding="utf-8"))["metrics"]
+        if isinstance(metrics, dict):
+            return metrics
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        pass
+    Console(stderr=True).print(f"[yellow]unit file {escape(str(done))} is damaged; recomputing the unit[/]")
+    return None
 
 
 def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None) -> dict:

@@ -10,11 +10,12 @@ from safetensors.torch import save
 from ..compile import compile_plans, emit_source
 from ..errors import CompileError, SpecError
 from ..execution import Execution, preflight, use
-from ..loading import load_model_for_spec
+from ..loading import check_remote_model, load_model_for_spec
 from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..report.evaluation import deltas_figure, summary_markdown, task_table
 from ..spec import FixedAnchor, NdifBackend, RunSpec
 from .evaluate import evaluate
+from .preflight import check_task_data
 from .stats import ensure_stats, existing_stats, report_stats
 
 
@@ -49,7 +50,10 @@ def execution_for(spec: RunSpec, remote: bool | str | None = None) -> Execution:
 
 
 def _start(spec: RunSpec, runs_root: Path, console: Console, execution: Execution) -> RunDir:
+    if execution.is_remote and execution.remote != "local":
+        check_remote_model(spec)  # a local folder or the embedded model: one sentence before any work
     preflight(execution)  # no key or no host: one sentence before any work
+    check_task_data(spec, runs_root)  # every task's data (and the statistics corpus) loads, before any model work
     run_dir = RunDir.for_spec(spec, runs_root)
     console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
     run_dir.start(spec, backend={**execution.describe(), "device": spec.model.device}, seeds=_seeds(spec))

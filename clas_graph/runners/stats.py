@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compile.emit_stats import emit_stats
@@ -193,53 +194,89 @@ def _model_name(model: dict) -> str:
     return model.get("id") or model.get("path") or f"embedded:{model.get('embedded')}"
 
 
-def find_cached(spec: RunSpec, runs_root: Path) -> Path | None:
-    """A complete artifact under `runs_root` with the same raw-sum identity, newest first."""
+def _cached_candidates(spec: RunSpec, runs_root: Path):
+    """Artifacts under `runs_root` with the same raw-sum identity (stats.json says so), newest first."""
     key = moments_key(spec)
     for meta_path in sorted(runs_root.glob(f"*/{META_FILE}"), reverse=True):
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, ValueError):
             continue
-        if meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
-            return meta_path.with_name(TENSOR_FILE)
-    return None
+        if isinstance(meta, dict) and meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
+            yield meta_path.with_name(TENSOR_FILE)
+
+
+def find_cached(spec: RunSpec, runs_root: Path) -> Path | None:
+    """A complete artifact under `runs_root` with the same raw-sum identity, newest first."""
+    return next(_cached_candidates(spec, runs_root), None)
+
+
+def _load_cached(path: Path) -> StatsArtifact | None:
+    """A cached artifact, or None when it is damaged (it is then recomputed, never trusted)."""
+    try:
+        return StatsArtifact.load(path)
+    except (DataError, OSError, ValueError, KeyError) as exc:
+        reason = exc.what if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        Console(stderr=True).print(f"[yellow]cached statistics at {escape(str(path))} are damaged "
+                                   f"({escape(reason)}); ignoring them, they will be recomputed[/]")
+        return None
 
 
 def existing_stats(spec: RunSpec, runs_root: Path) -> StatsArtifact | None:
-    """The spec's explicit artifact or a cached one with the same identity and rule; None if there is none."""
+    """The spec's explicit artifact or a cached one with the same identity and rule; None if there is none.
+
+    A damaged cached artifact is skipped (and recomputed by `ensure_stats`); a damaged artifact the spec
+    names in `stats.artifact` is refused, since it is the user's file.
+    """
     stats = spec.stats
     if stats.artifact is not None:
         base = Path(spec.source).parent if spec.source else Path.cwd()
         path = Path(stats.artifact) if Path(stats.artifact).is_absolute() else base / stats.artifact
-        return check_artifact_fits(StatsArtifact.load(path), spec, f"{spec.source or '<spec>'}: stats.artifact")
-    cached = find_cached(spec, runs_root)
-    if cached is None:
-        return None
-    artifact = StatsArtifact.load(cached)
-    threshold = {k: v for k, v in artifact.meta.get("threshold", {}).items() if k != "note"}
-    if threshold != stats.threshold.model_dump(mode="json") or \
-            artifact.meta.get("bridge_rule") != stats.bridge.model_dump(mode="json"):
-        return None  # same text, other rule: active counts differ, recompute
-    return check_artifact_fits(artifact, spec, str(cached))
+        where = f"{spec.source or '<spec>'}: stats.artifact"
+        try:
+            artifact = StatsArtifact.load(path)
+        except DataError as exc:
+            raise DataError(exc.what, where=where,
+                            fix="point `stats.artifact` at an intact artifact (stats.safetensors with its stats.json), "
+                                "or remove `stats.artifact` so `clas-graph stats SPEC` computes the statistics") from None
+        return check_artifact_fits(artifact, spec, where)
+    for cached in _cached_candidates(spec, runs_root):
+        artifact = _load_cached(cached)
+        if artifact is None:
+            continue
+        threshold = {k: v for k, v in artifact.meta.get("threshold", {}).items() if k != "note"}
+        if threshold != stats.threshold.model_dump(mode="json") or \
+                artifact.meta.get("bridge_rule") != stats.bridge.model_dump(mode="json"):
+            return None  # same text, other rule: active counts differ, recompute
+        return check_artifact_fits(artifact, spec, str(cached))
+    return None
 
 
 def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, console: Console | None = None) -> StatsArtifact:
     """The spec's statistics: its explicit artifact, a cached one of the same identity, or computed now.
 
     A cached artifact is reused only when its threshold and bridge rule equal the spec's (otherwise
-    the active-token counts would be wrong); whatever is used is saved in `run_dir`.
+    the active-token counts would be wrong); whatever is used is saved in `run_dir` (replacing a damaged copy).
     """
     console = console or Console(stderr=True)
     artifact = existing_stats(spec, runs_root)
     if artifact is not None:
         console.print(f"statistics: reusing the artifact computed on {artifact.meta.get('created', '?')}")
-        if not (run_dir / TENSOR_FILE).is_file():
+        own = run_dir / TENSOR_FILE
+        if not own.is_file() or _damaged(own):
             artifact.save(run_dir)
         return artifact
     artifact = compute_stats(spec, model, console=console)
     artifact.save(run_dir)
     return artifact
+
+
+def _damaged(path: Path) -> bool:
+    try:
+        StatsArtifact.load(path)
+    except (DataError, OSError, ValueError, KeyError):
+        return True
+    return False
 
 
 def report_stats(artifact: StatsArtifact, run_dir: Path, console: Console, title: str) -> Path:

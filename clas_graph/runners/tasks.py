@@ -36,7 +36,8 @@ class TaskRunner:
         return self.spec.anchor.language if isinstance(self.spec.anchor, FixedAnchor) else None
 
     def languages(self) -> list[str]:
-        return list(self.spec.languages)
+        """The languages this task reports: its own `languages:`, or the spec's."""
+        return self.spec.task_languages(self.task)
 
     def options(self) -> dict:
         return {"batch_size": self.spec.batch_size, "max_length": self.spec.max_length}
@@ -112,11 +113,14 @@ class XquadRunner(TaskRunner):
 class CorpusRunner(TaskRunner):
     """Tasks over a parallel corpus: the samples are loaded once for every language."""
 
+    def text_languages(self) -> list[str]:
+        return self.spec.task_languages(self.task)
+
     def samples(self):
         if "samples" not in self._cache:
             from .stats import load_corpus
 
-            self._cache["samples"] = load_corpus(self.task.corpus, self.spec.languages, self.base_dir)
+            self._cache["samples"] = load_corpus(self.task.corpus, self.text_languages(), self.base_dir)
         return self._cache["samples"]
 
 
@@ -142,7 +146,10 @@ class RetrievalRunner(CorpusRunner):
         if self.anchor is None:
             raise DataError("retrieval finds each text's anchor-language parallel, but the spec has no anchor",
                             where=f"tasks ({self.key})", fix="set `anchor: {kind: fixed, language: en}`")
-        return [lang for lang in self.spec.languages if lang != self.anchor]
+        return [lang for lang in self.spec.task_languages(self.task) if lang != self.anchor]
+
+    def text_languages(self) -> list[str]:
+        return [*self.languages(), self.anchor]  # queries and the anchor's candidates
 
     def layer(self, model) -> int:
         layers = model._module.config.get_text_config().num_hidden_layers

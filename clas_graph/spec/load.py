@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +70,100 @@ def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
 Origins = dict  # field path (tuple) -> (file, 1-based line or None): where each value came from
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Load and validate a spec file (following `include:`). Raises `clas_graph.SpecError` naming file, field, line."""
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> RunSpec:
+    """Load and validate a spec file (following `include:`), then apply `--set KEY=VALUE` overrides before
+    validation. Raises `clas_graph.SpecError` naming file, field and line (or the override)."""
     path = Path(path)
     data, origins = _load_tree(path, chain=(path.resolve(),))
+    data, origins = apply_overrides(data, overrides, origins)
     spec = validate_data(data, where=str(path), origins=origins)
     spec._source = str(path.resolve())
+    spec._overrides = tuple(overrides)
     return spec
+
+
+def apply_overrides(data: dict, overrides: Sequence[str], origins: Origins | None = None) -> tuple[dict, Origins]:
+    """Apply `KEY=VALUE` overrides to parsed spec data (a copy); returns (data, origins).
+
+    KEY is a dotted path whose list items are indices (`tasks.0.limit`; the index one past the end appends);
+    VALUE is YAML (`[en, de]`, `{de: de.jsonl}`, `null`, `0.5`). Missing mappings on the way are created.
+    Overridden values are attributed to the override in `origins`, so validation errors name it.
+    """
+    data = copy.deepcopy(data)
+    origins = dict(origins or {})
+    for raw in overrides:
+        loc, value = _parse_override(raw)
+        _set_path(data, loc, value, raw)
+        label = f"--set {raw}"
+        origins = {k: o for k, o in origins.items() if k[: len(loc)] != loc}
+        for sub in _paths(value, loc):
+            origins[sub] = (label, None)
+    return data, origins
+
+
+def _parse_override(raw: str) -> tuple[tuple, Any]:
+    key, sep, text = str(raw).partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"--set {raw}: an override is KEY=VALUE",
+                        fix="write e.g. `--set tasks.0.limit=200` or `--set 'languages=[en, de]'`")
+    parts = key.split(".")
+    if any(not part.strip() for part in parts):
+        raise SpecError(f"--set {raw}: '{key}' has an empty part", fix="separate keys with single dots, e.g. model.path")
+    try:
+        value = yaml.load(text, Loader=_StrictLoader) if text.strip() else ""  # safe: a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"--set {raw}: the value is not valid YAML ({problem})",
+                        fix="quote the whole override in the shell, e.g. --set 'languages=[en, de]'") from None
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts), value
+
+
+def _set_path(data: dict, loc: tuple, value: Any, raw: str) -> None:
+    """data[loc[0]][loc[1]]... = value, creating mappings on the way; errors name the override."""
+    current: Any = data
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        here = field_path(loc[:depth]) if depth else "the top level"
+        if isinstance(current, list):
+            if not isinstance(part, int):
+                raise SpecError(f"--set {raw}: {here} is a list; '{part}' is not an item index",
+                                fix=f"use an index 0-{len(current) - 1}, e.g. {'.'.join(map(str, loc[:depth]))}.0")
+            if not 0 <= part <= len(current) or (part == len(current) and not last):
+                raise SpecError(f"--set {raw}: {here} has {len(current)} item(s), no index {part}",
+                                fix=f"use an index 0-{len(current) - 1}" + (f" ({len(current)} appends)" if last else ""))
+            if part == len(current):
+                current.append(value)
+                return
+        elif isinstance(current, dict):
+            part = _existing_key(current, part)
+            if not last and part not in current:
+                current[part] = {}
+        else:
+            raise SpecError(f"--set {raw}: {here} is a {type(current).__name__} value, so it has no '{part}'",
+                            fix=f"set {field_path(loc[:depth])} itself, e.g. --set {'.'.join(map(str, loc[:depth]))}=...")
+        if last:
+            current[part] = value
+        else:
+            current = current[part]
+
+
+def _existing_key(mapping: dict, part: Any) -> Any:
+    """The key as the data spells it: YAML keys like `24:` are ints, `tasks.0` addresses them as text."""
+    for key in mapping:
+        if str(key) == str(part):
+            return key
+    return str(part) if isinstance(part, int) and any(isinstance(k, str) for k in mapping) else part
+
+
+def _paths(value: Any, loc: tuple):
+    yield loc
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, loc + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, loc + (index,))
 
 
 def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:

@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 from .base import FieldError, Identifier, LanguageCode, StrictModel
 from .backend import Backend, LocalBackend
 from .interventions import AutoLayers, Intervention
+from .languages import all_languages, check_languages, task_languages
 from .masks import StatsMask
 from .vectors import StatsVector
 from .model_ref import ModelRef
@@ -57,6 +58,8 @@ class RunSpec(StrictModel):
 
     # Where the spec was loaded from; relative file paths resolve against it.
     _source: str | None = PrivateAttr(default=None)
+    # `--set KEY=VALUE` overrides applied before validation (recorded in the run's manifest).
+    _overrides: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _check_references(self) -> "RunSpec":
@@ -99,10 +102,10 @@ class RunSpec(StrictModel):
                                          f"language '{code}' is not in `languages` {langs}")
             if isinstance(intervention.rows, LanguageRows):
                 for j, code in enumerate(intervention.rows.languages):
-                    if code not in langs:
+                    if code not in self.all_languages:
                         raise FieldError(
                             ("interventions", index, "rows", "languages", j),
-                            f"language '{code}' is not in `languages` {langs}",
+                            f"language '{code}' is neither in `languages` {langs} nor in any task's languages",
                         )
         for name, ids in (self.conditions or {}).items():
             if name == BASE_CONDITION:
@@ -115,7 +118,17 @@ class RunSpec(StrictModel):
                         ("conditions", name, j),
                         f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
                     )
+        check_languages(self)
         return self
+
+    @property
+    def all_languages(self) -> tuple[str, ...]:
+        """`languages` (the statistics' languages), then any further language a task evaluates."""
+        return all_languages(self)
+
+    def task_languages(self, task) -> list[str]:
+        """The languages `task` evaluates: its own `languages:`, or the spec's."""
+        return task_languages(self, task)
 
     @property
     def needs_stats(self) -> bool:
@@ -136,6 +149,11 @@ class RunSpec(StrictModel):
     def source(self) -> str | None:
         """Path of the file this spec was loaded from, if any."""
         return self._source
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """The `--set KEY=VALUE` overrides applied on top of the file, in order."""
+        return self._overrides
 
 
 def _stats_fields(intervention) -> list[str]:

@@ -24,7 +24,14 @@ XQUAD_PROMPT = (
 )
 
 
-class NextTokenTask(StrictModel):
+class _TaskBase(StrictModel):
+    languages: list[LanguageCode] | None = Field(None, min_length=1)
+    """Languages this task evaluates; default: the spec's `languages`. They may differ from the statistics'
+    (e.g. XNLI's 15 vs XQuAD's 12): CLAS's masks are language-independent and act on any row language; a
+    per-language intervention (int_mu, per-language DiffMean) needs statistics in every language it touches."""
+
+
+class NextTokenTask(_TaskBase):
     """Next-token probe: each parallel text is cut at about 60% and the model predicts what follows.
 
     Reports per language and condition: top-1 agreement with the base model, KL(base || condition)
@@ -38,7 +45,7 @@ class NextTokenTask(StrictModel):
     """Fraction of each text kept as the prompt (cut at a word boundary where the script has spaces)."""
 
 
-class XnliTask(StrictModel):
+class XnliTask(_TaskBase):
     """XNLI (paper section 3.2): the prompt asks for one integer; the logits of the three label tokens at the
     last position decide (0 entailment, 1 neutral, 2 contradiction). Accuracy and macro F1 per language."""
 
@@ -57,7 +64,7 @@ class XnliTask(StrictModel):
     """The label strings; each must be one token for the model's tokenizer (checked before running)."""
 
 
-class XquadTask(StrictModel):
+class XquadTask(_TaskBase):
     """XQuAD (paper section 3.2): context and question, greedy decoding with the plan at every step,
     SQuAD-style token F1 and exact match per language."""
 
@@ -75,7 +82,7 @@ class XquadTask(StrictModel):
     """Greedy decoding budget (the paper's 32)."""
 
 
-class RetrievalTask(StrictModel):
+class RetrievalTask(_TaskBase):
     """Cross-lingual retrieval (Sundar et al. 2025): for each non-anchor text, find its parallel anchor text
     among all anchor texts of the corpus by cosine similarity of mean-pooled hidden states at `layer`."""
 
@@ -88,7 +95,7 @@ class RetrievalTask(StrictModel):
     """Subtract each language's mean pooled vector first (removes a language offset; see the design notes)."""
 
 
-class LmLossTask(StrictModel):
+class LmLossTask(_TaskBase):
     """Language-modelling loss: mean next-token cross-entropy (nats per token) per language on held-out text."""
 
     kind: Literal["lm_loss"]

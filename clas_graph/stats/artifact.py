@@ -101,8 +101,12 @@ class StatsArtifact:
             raise DataError(f"'{meta_path}' is missing, so '{tensor_path}' is incomplete (interrupted run?)",
                             where="stats.artifact", fix="recompute it with `clas-graph stats SPEC`")
         blob = tensor_path.read_bytes()
-        meta = json.loads(meta_path.read_text())
-        if meta.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise DataError(f"'{meta_path}' is not valid JSON ({exc})", where="stats.artifact",
+                            fix="recompute it with `clas-graph stats SPEC`") from None
+        if not isinstance(meta, dict) or meta.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
             raise DataError(f"'{tensor_path}' does not match its stats.json (sha256 differs)",
                             where="stats.artifact", fix="recompute it with `clas-graph stats SPEC`")
         return cls(tuple(meta["languages"]), load_tensors(blob), meta)

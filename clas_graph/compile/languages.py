@@ -1,0 +1,56 @@
+"""Task languages the statistics did not see: what per-language ops do with them.
+
+A plan accepts every row language of the spec (`spec.all_languages`: the statistics' languages, then task
+languages beyond them). Language-independent ops (CLAS's M_shared/M_spec, scale, ablate, a fixed vector)
+act on such rows like on any other, per their row rule. A per-language table (int_mu's means and neurons, a
+per-row-language DiffMean) has no entry for a language without statistics: if the op's row rule selects
+such a language, compiling fails naming it and the fixes; rows it does not select get an all-zero entry
+that is never used (the row mask skips them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ..errors import CompileError
+from .plan import AddVector, SetNeurons
+
+
+def cover_languages(spec, ops: list, languages: tuple[str, ...]) -> list:
+    """Pad per-language tables from the statistics' languages to `languages`; refuse ops that would need
+    statistics in a language they do not have."""
+    extra = languages[len(spec.languages):]
+    if not extra:
+        return ops
+    out = []
+    for op in ops:
+        if not getattr(op, "per_language", False):
+            out.append(op)
+            continue
+        for language in extra:
+            if op.rows.applies(language):
+                raise _unseen(spec, op, language)
+        pad = len(extra)
+        if isinstance(op, SetNeurons):
+            op = replace(op, mask=torch.cat([op.mask, op.mask.new_zeros(pad, op.mask.shape[1])]),
+                         values=torch.cat([op.values, op.values.new_zeros(pad, op.values.shape[1])]))
+        elif isinstance(op, AddVector):
+            op = replace(op, vector=torch.cat([op.vector, op.vector.new_zeros(pad, op.vector.shape[1])]))
+        out.append(op)
+    return out
+
+
+def _unseen(spec, op, language: str) -> CompileError:
+    index = next(i for i, iv in enumerate(spec.interventions) if iv.id == op.intervention)
+    task = next(i for i, t in enumerate(spec.tasks) if language in spec.task_languages(t))
+    stats_languages = ", ".join(spec.languages)
+    return CompileError(
+        f"'{op.intervention}' ({op.kind}) uses each row language's own statistics, but tasks[{task}] evaluates "
+        f"'{language}', which the statistics did not see (their languages: {stats_languages})",
+        where=f"{spec.source or '<spec>'}: interventions[{index}]",
+        fix=f"drop '{language}' from tasks[{task}].languages; or limit the intervention to languages with "
+            f"statistics (`rows: {{languages: [...]}}`; other rows stay unmodified and show a delta of 0); "
+            f"or add '{language}' to `languages` with a statistics corpus that has it",
+    )

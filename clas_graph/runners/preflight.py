@@ -1,0 +1,44 @@
+"""Before any model work: every task's data and the statistics corpus load for every language they use.
+
+A language a dataset lacks, a missing local file or a bad column is then one error before the model is
+loaded (minutes for an 8B model) and before a run directory is made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+from ..spec import RunSpec
+
+
+def check_task_data(spec: RunSpec, runs_root: Path | None = None) -> None:
+    """Load what each task and the statistics will read; raise DataError naming the task and language."""
+    from ..data.tasks import load_xnli, load_xquad_qa
+    from .stats import find_cached, load_corpus
+    from .tasks import CorpusRunner, task_runners
+
+    base_dir = Path(spec.source).parent if spec.source else None
+    source = spec.source or "<spec>"
+    if spec.stats is not None and spec.stats.artifact is None and (runs_root is None or find_cached(spec, runs_root) is None):
+        _named(lambda: load_corpus(spec.stats.corpus, spec.languages, base_dir), f"{source}: stats.corpus")
+    for index, runner in enumerate(task_runners(spec)):
+        task = runner.task
+        where = f"{source}: tasks[{index}] ({task.kind})"
+        if isinstance(runner, CorpusRunner):
+            _named(lambda: load_corpus(task.corpus, runner.text_languages(), base_dir), where)
+            continue
+        loader = {"xnli": load_xnli, "xquad": load_xquad_qa}.get(task.kind)
+        for language in runner.languages() if loader else ():
+            _named(lambda: loader(language, split=task.split, limit=task.limit, seed=task.seed,
+                                  data_files=task.data_files, base_dir=base_dir, hub_id=task.hub_id),
+                   f"{where}, language '{language}'")
+
+
+def _named(load, field: str) -> None:
+    try:
+        load()
+    except DataError as error:
+        error.where = f"{field}: {error.where}" if error.where else field
+        error.args = (error.message,)
+        raise
