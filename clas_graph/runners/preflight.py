@@ -12,17 +12,20 @@ from ..errors import DataError
 from ..spec import RunSpec
 
 
-def check_task_data(spec: RunSpec, runs_root: Path | None = None) -> None:
-    """Load what each task and the statistics will read; raise DataError naming the task and language."""
+def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool = True,
+                    stats_corpus: bool = True) -> None:
+    """Load what each task (`tasks`) and the statistics (`stats_corpus`, unless cached) will read; raise
+    DataError naming the task and language."""
     from ..data.tasks import load_xnli, load_xquad_qa
     from .stats import find_cached, load_corpus
     from .tasks import CorpusRunner, task_runners
 
     base_dir = Path(spec.source).parent if spec.source else None
     source = spec.source or "<spec>"
-    if spec.stats is not None and spec.stats.artifact is None and (runs_root is None or find_cached(spec, runs_root) is None):
+    if stats_corpus and spec.stats is not None and spec.stats.artifact is None and (
+            runs_root is None or find_cached(spec, runs_root) is None):
         _named(lambda: load_corpus(spec.stats.corpus, spec.languages, base_dir), f"{source}: stats.corpus")
-    for index, runner in enumerate(task_runners(spec)):
+    for index, runner in enumerate(task_runners(spec) if tasks else ()):
         task = runner.task
         where = f"{source}: tasks[{index}] ({task.kind})"
         if isinstance(runner, CorpusRunner):

@@ -49,11 +49,13 @@ def execution_for(spec: RunSpec, remote: bool | str | None = None) -> Execution:
     return Execution()
 
 
-def _start(spec: RunSpec, runs_root: Path, console: Console, execution: Execution) -> RunDir:
+def _start(spec: RunSpec, runs_root: Path, console: Console, execution: Execution, *, tasks: bool = True,
+           stats_corpus: bool = True) -> RunDir:
     if execution.is_remote and execution.remote != "local":
         check_remote_model(spec)  # a local folder or the embedded model: one sentence before any work
     preflight(execution)  # no key or no host: one sentence before any work
-    check_task_data(spec, runs_root)  # every task's data (and the statistics corpus) loads, before any model work
+    # every task's data (and the statistics corpus) loads before any model work and before a run directory exists
+    check_task_data(spec, runs_root, tasks=tasks, stats_corpus=stats_corpus)
     run_dir = RunDir.for_spec(spec, runs_root)
     console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
     run_dir.start(spec, backend={**execution.describe(), "device": spec.model.device}, seeds=_seeds(spec))
@@ -83,7 +85,7 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
         raise SpecError("the spec has no `tasks:` to evaluate", where=spec.source or "<spec>",
                         fix="add e.g. `tasks: [{kind: lm_loss}]` (or use `clas-graph stats` for statistics only)")
     execution = execution_for(spec, remote)
-    run_dir = _start(spec, runs_root, console, execution)
+    run_dir = _start(spec, runs_root, console, execution, stats_corpus=compute_stats)
 
     def work():
         model = load_model_for_spec(spec, console=console, remote=execution.is_remote and execution.remote != "local")
@@ -126,7 +128,7 @@ def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console
         raise SpecError("the spec has no `stats:` section", where=spec.source or "<spec>",
                         fix="add e.g. `stats: {corpus: {kind: bible, limit: 100}}`")
     execution = execution_for(spec, remote)
-    run_dir = _start(spec, runs_root, console, execution)
+    run_dir = _start(spec, runs_root, console, execution, tasks=False)
 
     def work():
         model = load_model_for_spec(spec, console=console, remote=execution.is_remote and execution.remote != "local")
