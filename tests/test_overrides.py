@@ -14,7 +14,7 @@ from clas_graph.cli import app
 from clas_graph.errors import SpecError
 from clas_graph.records import RunDir, spec_hash
 from clas_graph.spec import load_spec
-from clas_graph.spec.load import apply_overrides
+from clas_graph.spec.load import apply_overrides, apply_overrides_traced
 
 SPECS = Path(__file__).parent.parent / "specs"
 DEMO = SPECS / "demo.yaml"
@@ -24,7 +24,7 @@ runner = CliRunner()
 def test_apply_overrides_paths_indices_yaml_values_and_int_keys():
     data = {"model": {"path": "a"}, "tasks": [{"kind": "xnli", "limit": 3}],
             "interventions": [{"kind": "clas", "shared": {"neurons": {24: [1, 2]}}}]}
-    out, origins = apply_overrides(data, [
+    out, origins = apply_overrides_traced(data, [
         "tasks.0.limit=200", "languages=[en, de, fr]", "tasks.0.data_files={de: de.jsonl}", "model.path=null",
         "interventions.0.shared.neurons.24=[5]", "tasks.1={kind: lm_loss}", "stats.corpus.limit=7", "name=x=y",
     ])
@@ -35,6 +35,15 @@ def test_apply_overrides_paths_indices_yaml_values_and_int_keys():
     assert out["stats"] == {"corpus": {"limit": 7}} and out["name"] == "x=y"
     assert data["tasks"][0]["limit"] == 3  # the input is not modified
     assert origins[("tasks", 0, "data_files", "de")] == ("--set tasks.0.data_files={de: de.jsonl}", None)
+    assert apply_overrides(data, ["tasks.0.limit=200"])["tasks"][0]["limit"] == 200
+
+
+def test_python_callers_may_pass_values_as_a_mapping():
+    spec = load_spec(DEMO, {"interventions.0.alpha": -0.5, "tasks.1.corpus": {"kind": "bible", "limit": 4}})
+    assert spec.intervention("clas").alpha == -0.5 and spec.tasks[1].corpus.limit == 4
+    assert spec.overrides == ("interventions.0.alpha=-0.5", 'tasks.1.corpus={"kind": "bible", "limit": 4}')
+    with pytest.raises(SpecError, match=r"^--set interventions.0.alpah=1: interventions\[0\].alpah: unknown key"):
+        load_spec(DEMO, {"interventions.0.alpah": 1})
 
 
 @pytest.mark.parametrize("override, message", [

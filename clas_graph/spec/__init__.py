@@ -4,7 +4,7 @@ from .backend import Backend, LocalBackend, NdifBackend
 from .corpora import BibleCorpus, Corpus, FileCorpus, XQuADCorpus
 from .interventions import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention,
                             IntMuIntervention, Intervention, ScaleIntervention)
-from .load import load_spec, validate_data
+from .load import apply_overrides, load_spec, validate_data
 from .masks import FileMask, InlineMask, MaskSource, StatsMask
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows, NoAnchor, RowRule
@@ -22,5 +22,5 @@ __all__ = [
     "StatsMask", "Threshold", "XQuADCorpus",
     "AnchorRule", "BASE_CONDITION", "BibleCorpus", "ClasIntervention", "FileMask", "FixedAnchor",
     "InlineMask", "Intervention", "LanguageRows", "MaskSource", "ModelRef", "NextTokenTask",
-    "NoAnchor", "RowRule", "RunSpec", "Task", "load_spec", "validate_data",
+    "NoAnchor", "RowRule", "RunSpec", "Task", "apply_overrides", "load_spec", "validate_data",
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -70,35 +70,53 @@ def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
 Origins = dict  # field path (tuple) -> (file, 1-based line or None): where each value came from
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> RunSpec:
+Overrides = Union[Sequence[str], Mapping[str, Any]]
+"""`["KEY=VALUE", ...]` (VALUE is YAML, as on the command line) or `{KEY: value}` (values used as given)."""
+
+
+def load_spec(path: str | Path, overrides: Overrides = ()) -> RunSpec:
     """Load and validate a spec file (following `include:`), then apply `--set KEY=VALUE` overrides before
     validation. Raises `clas_graph.SpecError` naming file, field and line (or the override)."""
     path = Path(path)
     data, origins = _load_tree(path, chain=(path.resolve(),))
-    data, origins = apply_overrides(data, overrides, origins)
+    data, origins = apply_overrides_traced(data, overrides, origins)
     spec = validate_data(data, where=str(path), origins=origins)
     spec._source = str(path.resolve())
-    spec._overrides = tuple(overrides)
+    spec._overrides = tuple(label for label, _, _ in _parsed(overrides))
     return spec
 
 
-def apply_overrides(data: dict, overrides: Sequence[str], origins: Origins | None = None) -> tuple[dict, Origins]:
-    """Apply `KEY=VALUE` overrides to parsed spec data (a copy); returns (data, origins).
+def apply_overrides(data: dict, overrides: Overrides) -> dict:
+    """A copy of parsed spec data with the overrides applied (before validation).
 
     KEY is a dotted path whose list items are indices (`tasks.0.limit`; the index one past the end appends);
-    VALUE is YAML (`[en, de]`, `{de: de.jsonl}`, `null`, `0.5`). Missing mappings on the way are created.
-    Overridden values are attributed to the override in `origins`, so validation errors name it.
+    with `KEY=VALUE` strings VALUE is YAML (`[en, de]`, `{de: de.jsonl}`, `null`, `0.5`). Mappings missing on
+    the way are created. Raises SpecError naming the override.
     """
+    return apply_overrides_traced(data, overrides)[0]
+
+
+def apply_overrides_traced(data: dict, overrides: Overrides, origins: Origins | None = None) -> tuple[dict, Origins]:
+    """`apply_overrides`, also attributing each overridden value to its override in `origins` (field path ->
+    (where, line)), so validation errors name the override."""
     data = copy.deepcopy(data)
     origins = dict(origins or {})
-    for raw in overrides:
-        loc, value = _parse_override(raw)
-        _set_path(data, loc, value, raw)
-        label = f"--set {raw}"
+    for label, loc, value in _parsed(overrides):
+        _set_path(data, loc, value, label)
         origins = {k: o for k, o in origins.items() if k[: len(loc)] != loc}
         for sub in _paths(value, loc):
-            origins[sub] = (label, None)
+            origins[sub] = (f"--set {label}", None)
     return data, origins
+
+
+def _parsed(overrides: Overrides) -> list[tuple[str, tuple, Any]]:
+    """(label as the user wrote it, field path, value) per override."""
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if isinstance(overrides, Mapping):
+        return [(f"{key}={json.dumps(value, ensure_ascii=False)}", _parse_key(str(key), str(key)), value)
+                for key, value in overrides.items()]
+    return [(str(raw), *_parse_override(str(raw))) for raw in overrides]
 
 
 def _parse_override(raw: str) -> tuple[tuple, Any]:
@@ -107,16 +125,21 @@ def _parse_override(raw: str) -> tuple[tuple, Any]:
     if not sep or not key:
         raise SpecError(f"--set {raw}: an override is KEY=VALUE",
                         fix="write e.g. `--set tasks.0.limit=200` or `--set 'languages=[en, de]'`")
-    parts = key.split(".")
-    if any(not part.strip() for part in parts):
-        raise SpecError(f"--set {raw}: '{key}' has an empty part", fix="separate keys with single dots, e.g. model.path")
+    loc = _parse_key(key, raw)
     try:
         value = yaml.load(text, Loader=_StrictLoader) if text.strip() else ""  # safe: a SafeLoader subclass
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"--set {raw}: the value is not valid YAML ({problem})",
                         fix="quote the whole override in the shell, e.g. --set 'languages=[en, de]'") from None
-    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts), value
+    return loc, value
+
+
+def _parse_key(key: str, raw: str) -> tuple:
+    parts = key.split(".")
+    if any(not part.strip() for part in parts):
+        raise SpecError(f"--set {raw}: '{key}' has an empty part", fix="separate keys with single dots, e.g. model.path")
+    return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
 
 
 def _set_path(data: dict, loc: tuple, value: Any, raw: str) -> None:
