@@ -36,6 +36,7 @@ def test_apply_overrides_paths_indices_yaml_values_and_int_keys():
     assert data["tasks"][0]["limit"] == 3  # the input is not modified
     assert origins[("tasks", 0, "data_files", "de")] == ("--set tasks.0.data_files={de: de.jsonl}", None)
     assert apply_overrides(data, ["tasks.0.limit=200"])["tasks"][0]["limit"] == 200
+    assert apply_overrides({"stats": None}, ["stats.corpus.limit=3"]) == {"stats": {"corpus": {"limit": 3}}}
 
 
 def test_python_callers_may_pass_values_as_a_mapping():

@@ -163,7 +163,7 @@ def _set_path(data: dict, loc: tuple, value: Any, raw: str) -> None:
                 return
         elif isinstance(current, dict):
             part = _existing_key(current, part)
-            if not last and part not in current:
+            if not last and current.get(part) is None:  # absent or `null` (e.g. `stats:` unset): start a mapping
                 current[part] = {}
         else:
             raise SpecError(f"--set {raw}: {here} is a {type(current).__name__} value, so it has no '{part}'",
