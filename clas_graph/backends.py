@@ -248,8 +248,9 @@ def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lang
     out: dict[str, list] = {name: [] for name in plans}
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
-        values = run_batch(model, schedule, base, plans, inputs, [languages[i] for i in index],
-                           extra(inputs) if extra else {}, call_kwargs)
+        with torch.inference_mode():
+            values = run_batch(model, schedule, base, plans, inputs, [languages[i] for i in index],
+                               extra(inputs) if extra else {}, call_kwargs)
         for name, value in values.items():
             out[name].append((index, value))
     return out
