@@ -66,10 +66,11 @@ def batch_plan(plans: Mapping[str, Plan | None], readout: str, layer: int | None
     """The schedule for `plans`. Without `share` every condition runs its full trace (conditions equal to the
     base model still reuse the base readout)."""
     read_layer = layer if readout == "pooled" else None
-    starts = {}
-    for name, plan in plans.items():
-        start = first_changed_layer(plan, read_layer)
-        starts[name] = start if (start is None or share) else 0
+    starts = {name: first_changed_layer(plan, read_layer) for name, plan in plans.items()}
+    own = [start for start in starts.values() if start is not None]
+    # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
+    if not share or not (len(own) < len(starts) or sum(1 for start in own if start) >= 2):
+        starts = {name: (None if start is None else 0) for name, start in starts.items()}
     return Schedule(readout, layer, starts)
 
 

@@ -58,6 +58,9 @@ def test_schedule_starts_at_each_conditions_first_changed_layer(setup):
     assert pooled["late"] is None and pooled["clas_late"] == 2  # ops above the read layer cannot change it
     assert batch_plan(plans, "last_logits", share=False).starts["clas"] == 0
     assert first_changed_layer(None) is None
+    # one condition alone gains nothing from a prefix trace: it runs its full trace
+    assert batch_plan({"clas": plans["clas"]}, "last_logits").starts == {"clas": 0}
+    assert batch_plan({"clas": plans["clas"], "late": plans["late"]}, "last_logits").starts == {"clas": 2, "late": 4}
 
 
 def test_forward_many_equals_single_plan_forward(setup):
