@@ -244,7 +244,13 @@ def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lang
     if not texts:
         return {name: [] for name in plans}
     base = _plan_or_base(model, None, languages)
-    schedule = batch_plan(plans, readout, layer, share=not current().is_remote)
+    if current().is_remote:
+        from .shared_remote import run_many_remote
+
+        return run_many_remote(model, plans, texts, languages, readout, base, layer=layer, extra=extra,
+                               call_kwargs=call_kwargs, batches=list(_batches(model.tokenizer, texts, batch_size,
+                                                                              max_length)), max_length=max_length)
+    schedule = batch_plan(plans, readout, layer)
     out: dict[str, list] = {name: [] for name in plans}
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)

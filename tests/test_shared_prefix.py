@@ -122,11 +122,32 @@ def test_a_subset_without_base_still_shares_the_prefix(setup):
         torch.testing.assert_close(many[name][0], token_nll(model, plan, TEXTS, ROWS)[0], atol=ATOL, rtol=0)
 
 
-def test_local_remote_simulation_gives_the_same_numbers(setup):
+def test_remote_sessions_give_the_local_numbers(setup):
+    """nnsight's local simulation of the remote path runs the generated session (several batches and every
+    condition per request, prefixes kept in the session) through serialization and back."""
     model, plans = setup
-    subset = {name: plans[name] for name in ("base", "clas", "late")}
-    local = forward_many(model, subset, TEXTS[:4], ROWS[:4], token_ids=[3, 4])
-    with use(Execution(remote="local")):
-        remote = forward_many(model, subset, TEXTS[:4], ROWS[:4], token_ids=[3, 4])
-    for name in subset:
-        torch.testing.assert_close(remote[name], local[name], atol=ATOL, rtol=0)
+    subset = {name: plans[name] for name in ("base", "clas", "late", "first", "gen_only")}
+    local = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
+             token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
+             pooled_hidden_many(model, subset, TEXTS, ROWS, READ_LAYER, batch_size=3))
+    execution = Execution(remote="local", session_batches=2)
+    with use(execution):
+        remote = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
+                  token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
+                  pooled_hidden_many(model, subset, TEXTS, ROWS, READ_LAYER, batch_size=3))
+    for want, got in zip(local, remote):
+        for name in subset:
+            pairs = zip(want[name], got[name]) if isinstance(want[name], tuple) else [(want[name], got[name])]
+            for a, b in pairs:
+                torch.testing.assert_close(b, a, atol=ATOL, rtol=0, msg=name)
+
+
+def test_result_budget_groups_batches():
+    from clas_graph.shared_remote import RESULT_BUDGET, groups
+
+    batches = [[0, 1], [2, 3], [4, 5], [6]]
+    assert groups(batches, 8, 4) == [batches]
+    assert groups(batches, 2, 4) == [[[0, 1], [2, 3]], [[4, 5], [6]]]
+    big = RESULT_BUDGET // 3  # bytes per row: three rows fit, a fourth does not
+    assert groups(batches, 8, big) == [[[0, 1]], [[2, 3]], [[4, 5], [6]]]
+    assert groups([[0, 1, 2, 3, 4]], 8, big) == [[[0, 1, 2, 3, 4]]]  # one batch always goes, even when large

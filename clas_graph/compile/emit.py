@@ -120,8 +120,18 @@ def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False, 
 READOUTS = ("last_logits", "token_nll", "pooled")
 
 
-def _readout_tail(readout: str) -> tuple[str, str]:
-    """Statements after the intervention body that compute and save a readout, and what to return."""
+READOUT_NAMES = {"last_logits": ("logits",), "token_nll": ("nll_sum", "counts"), "pooled": ("pooled",)}
+"""The variables each readout leaves (per row, batch first), in the order it returns them."""
+
+
+def _readout_tail(readout: str, save: bool = True) -> tuple[str, str]:
+    """Statements after the intervention body that compute and save a readout, and what to return.
+    `save=False` inside a session, where the session saves what travels back."""
+    tail, result = _readout_source(readout)
+    return (tail if save else tail.replace(".save()", "")), result
+
+
+def _readout_source(readout: str) -> tuple[str, str]:
     if readout == "last_logits":
         return """\
         # next-token logits at the last position (left padding: the last real token); with
@@ -149,14 +159,14 @@ def _readout_tail(readout: str) -> tuple[str, str]:
     raise ValueError(f"unknown readout {readout!r}; expected one of {READOUTS}")
 
 
-def _skip_lines(plan: Plan, skip_to: int) -> str:
+def _skip_lines(plan: Plan, skip_to: int, prefix: str = 'extra["prefix"]', indent: str = INDENT) -> str:
     """Layers below `skip_to` are not run: each returns extra["prefix"], the base run's output of layer
     skip_to - 1 (identical for every condition, since no op of this plan acts below skip_to)."""
     if any(op.layer < skip_to and op.steps != "generated" for op in plan.ops):
         raise ValueError(f"plan {plan.condition!r} has ops below layer {skip_to}: its prefix is not the base one")
-    return "\n".join(INDENT + line for line in [
+    return "\n".join(indent + line for line in [
         f"# shared prefix: layers 0-{skip_to - 1} ran once in the base trace of this batch; skipped here",
-        "prefix = extra[\"prefix\"]",
+        f"prefix = {prefix}",
         f"for i in range({skip_to}):",
         f"    model.{plan.architecture.layers_path}[i].skip(prefix)",
     ])
