@@ -102,16 +102,16 @@ def test_local_simulation_of_the_remote_path_gives_local_numbers(model, plan):
     local_nll = token_nll(model, plan, TEXTS, ROWS)
     local_pooled = pooled_hidden(model, plan, TEXTS, ROWS, 2)
     samples = load_bible(LANGS, limit=2)
-    local_stats = collect(model, samples, LANGS, threshold=QuantileThreshold())
+    local_stats = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
     with use(Execution(remote="local")):
         torch.testing.assert_close(clas_graph.forward(model, plan, TEXTS, ROWS), local_logits, atol=1e-6, rtol=0)
         remote_nll = token_nll(model, plan, TEXTS, ROWS)
         torch.testing.assert_close(remote_nll[0], local_nll[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(pooled_hidden(model, plan, TEXTS, ROWS, 2), local_pooled, atol=1e-6, rtol=0)
-        moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold())
-    local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+        moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
+    local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
     with use(Execution(remote="local", session_batches=2)):  # several batches per request
-        batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+        batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
     for got, want in zip(batched[0].as_tuple(), local_small[0].as_tuple()):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
     assert torch.equal(batched[1], local_small[1])
