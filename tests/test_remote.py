@@ -141,6 +141,32 @@ def test_unreachable_host_is_one_sentence(monkeypatch):
         preflight(Execution(remote="ftp://x"))
 
 
+def test_a_server_with_another_nnsight_is_refused_before_any_request(monkeypatch):
+    import importlib.metadata
+
+    import nnsight.ndif
+
+    monkeypatch.setenv("NDIF_API_KEY", "secret-key-123")
+    with socket.socket() as server:  # a host that answers the TCP connect
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        host = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setattr(nnsight.CONFIG.API, "HOST", host)
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": "0.1.0"}})
+        with pytest.raises(BackendError, match="runs nnsight 0.1.0, this client") as info:
+            preflight(Execution(remote=host), timeout=2)
+        assert "pip install nnsight==" in str(info.value) and "\n" not in str(info.value)
+        local = importlib.metadata.version("nnsight")
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": local}})
+        preflight(Execution(remote=host), timeout=2)
+
+        def no_endpoint():
+            raise RuntimeError("404")
+
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", no_endpoint)  # a server without /env: nothing to compare
+        preflight(Execution(remote=host), timeout=2)
+
+
 def test_retries_with_backoff_then_a_clear_error(monkeypatch):
     monkeypatch.setenv("NDIF_API_KEY", "secret-key-123")
     sleeps = []
