@@ -250,7 +250,7 @@ def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lang
         return run_many_remote(model, plans, texts, languages, readout, base, layer=layer, extra=extra,
                                call_kwargs=call_kwargs, batches=list(_batches(model.tokenizer, texts, batch_size,
                                                                               max_length)), max_length=max_length)
-    schedule = batch_plan(plans, readout, layer)
+    schedule = batch_plan(plans, readout, layer, row_languages=languages)
     out: dict[str, list] = {name: [] for name in plans}
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)

@@ -21,20 +21,24 @@ the whole batch group in one `model.session` instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .compile import Plan
 from .compile.emit import emit_prefix, emit_readout
 from .execution import current
 
 
-def first_changed_layer(plan: Plan | None, read_layer: int | None = None) -> int | None:
+def first_changed_layer(plan: Plan | None, read_layer: int | None = None,
+                        row_languages: Sequence[str] | None = None) -> int | None:
     """The lowest layer where `plan` differs from the unmodified model in a forward pass (ops on generated
-    tokens only do not act there); with `read_layer`, ops above it do not count. None: no difference."""
+    tokens only do not act there); with `read_layer`, ops above it do not count; with `row_languages`, ops
+    whose rows are none of these languages do not count (e.g. CLAS on English text: `torch.where` keeps
+    every value, so the result is base's, bit for bit). None: no difference."""
     if plan is None:
         return None
     layers = [op.layer for op in plan.ops if op.steps != "generated"
-              and (read_layer is None or op.layer <= read_layer)]
+              and (read_layer is None or op.layer <= read_layer)
+              and (row_languages is None or any(op.rows.applies(lang) for lang in row_languages))]
     return min(layers) if layers else None
 
 
@@ -62,11 +66,12 @@ class Schedule:
 
 
 def batch_plan(plans: Mapping[str, Plan | None], readout: str, layer: int | None = None, *,
-               share: bool = True) -> Schedule:
-    """The schedule for `plans`. Without `share` every condition runs its full trace (conditions equal to the
-    base model still reuse the base readout)."""
+               share: bool = True, row_languages: Sequence[str] | None = None) -> Schedule:
+    """The schedule for `plans` on texts in `row_languages` (None: any). Without `share` every condition runs
+    its full trace (conditions equal to the base model still reuse the base readout)."""
     read_layer = layer if readout == "pooled" else None
-    starts = {name: first_changed_layer(plan, read_layer) for name, plan in plans.items()}
+    languages = None if row_languages is None else sorted(set(row_languages))
+    starts = {name: first_changed_layer(plan, read_layer, languages) for name, plan in plans.items()}
     own = [start for start in starts.values() if start is not None]
     # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
     if not share or not (len(own) < len(starts) or sum(1 for start in own if start) >= 2):

@@ -53,7 +53,7 @@ def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str
     from .backends import _encode
 
     execution = current()
-    schedule = batch_plan(plans, readout, layer)
+    schedule = batch_plan(plans, readout, layer, row_languages=languages)
     traces = [(name, plans[name], start) for name, start in schedule.starts.items() if start is not None]
     base_readout = bool(schedule.as_base)
     session = emit_session(base, traces, readout, layer, schedule.prefix_layers, base_readout)

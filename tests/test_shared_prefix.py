@@ -58,6 +58,9 @@ def test_schedule_starts_at_each_conditions_first_changed_layer(setup):
     assert pooled["late"] is None and pooled["clas_late"] == 2  # ops above the read layer cannot change it
     assert batch_plan(plans, "last_logits", share=False).starts["clas"] == 0
     assert first_changed_layer(None) is None
+    # on anchor-language rows only, a non_anchor condition is base (steer acts on all rows)
+    english = batch_plan(plans, "last_logits", row_languages=["en", "en"]).starts
+    assert english["clas"] is None and english["late"] is None and english["steer"] == 1
     # one condition alone gains nothing from a prefix trace: it runs its full trace
     assert batch_plan({"clas": plans["clas"]}, "last_logits").starts == {"clas": 0}
     assert batch_plan({"clas": plans["clas"], "late": plans["late"]}, "last_logits").starts == {"clas": 2, "late": 4}
@@ -112,6 +115,16 @@ def test_batching_and_row_order_do_not_matter(setup):
     shuffled = forward_many(model, plans, [TEXTS[i] for i in order], [ROWS[i] for i in order], batch_size=2)
     for name in plans:
         torch.testing.assert_close(shuffled[name], reference[name][order], atol=ATOL, rtol=0, msg=name)
+
+
+def test_anchor_rows_only_give_base_results_for_non_anchor_conditions(setup):
+    model, plans = setup
+    english = [text for text, lang in zip(TEXTS, ROWS) if lang == "en"]
+    many = forward_many(model, plans, english, ["en"] * len(english))
+    for name, plan in plans.items():
+        torch.testing.assert_close(many[name], forward(model, plan, english, ["en"] * len(english)), atol=ATOL,
+                                   rtol=0, msg=name)
+    assert torch.equal(many["clas"], many["base"]) and not torch.equal(many["steer"], many["base"])
 
 
 def test_a_subset_without_base_still_shares_the_prefix(setup):
