@@ -4,6 +4,8 @@
     python -m benchmarks overhead   # compiled CLAS trace vs plain forward vs PyTorch hooks
     python -m benchmarks stats      # statistics runner vs plain batched forward vs one-at-a-time
     python -m benchmarks evaluation # logit task and generation vs plain transformers on the same inputs
+    python -m benchmarks conditions # K conditions with a shared prefix vs K separate passes
+    python -m benchmarks remote     # remote XNLI requests and MB per 100 items, before/after (mock NDIF server)
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -14,9 +16,9 @@ import argparse
 
 from rich.console import Console
 
-from . import evaluation, overhead, stats
+from . import conditions, evaluation, overhead, remote, stats
 
-SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation}
+SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "conditions": conditions, "remote": remote}
 
 
 def main() -> None:

@@ -50,6 +50,10 @@ def main(args, model, console: Console) -> None:
         runner.collect(model, samples, languages, threshold=QuantileThreshold(), batch_size=args.stats_batch,
                        console=quiet)
 
+    def stats_quantile_active():
+        runner.collect(model, samples, languages, threshold=QuantileThreshold(), batch_size=args.stats_batch,
+                       console=quiet, active_frac=True)
+
     def stats_absolute():
         runner.collect(model, samples, languages, threshold=AbsoluteThreshold(), batch_size=args.stats_batch,
                        console=quiet)
@@ -66,8 +70,9 @@ def main(args, model, console: Console) -> None:
         plain()  # warm-up
         rss_before = _peak_rss_bytes()
         for name, fn, n in (("plain batched forward (baseline)", plain, tokens),
-                            ("stats, absolute T_act (1 pass)", stats_absolute, tokens),
-                            ("stats, quantile T_act (2 passes)", stats_quantile, tokens),
+                            ("stats, default: quantile T_act (1 pass)", stats_quantile, tokens),
+                            ("stats, absolute T_act + active_frac (1 pass)", stats_absolute, tokens),
+                            ("stats, quantile T_act + active_frac (2 passes)", stats_quantile_active, tokens),
                             ("stats, one sample at a time (paper protocol)", one_at_a_time, one_tokens)):
             start = time.perf_counter()
             fn()

@@ -5,12 +5,18 @@ language per row; the plan's row rules turn those languages into per-row
 masks, so one batch can mix languages (left-padded) and anchor rows stay
 untouched. Every call goes through the current `Execution` (local, or NDIF
 with retries; see `clas_graph.execution`), unchanged either way.
+
+`forward_many`, `token_nll_many` and `pooled_hidden_many` evaluate several
+conditions on the same texts and share what they have in common (see
+`clas_graph.shared`): per batch, the layers below a condition's lowest
+intervened layer run once, in the base trace, and each condition runs only
+from there. The numbers equal the single-plan functions'.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -57,12 +63,16 @@ def _encode(tokenizer, texts: list[str], max_length: int) -> dict:
 
 
 def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
-            batch_size: int = 8, max_length: int = 512) -> torch.Tensor:
+            batch_size: int = 8, max_length: int = 512, token_ids: Sequence[int] | None = None) -> torch.Tensor:
     """Next-token logits at each text's last real token, with `plan` applied (None: unmodified model).
 
-    Returns a float32 CPU tensor [len(texts), vocab]. Rows are batched by length;
-    the result does not depend on which rows share a batch.
+    Returns a float32 CPU tensor [len(texts), vocab], or [len(texts), len(token_ids)] with `token_ids`
+    (only those logits are kept in the trace: what a remote run brings back). Rows are batched by
+    length; the result does not depend on which rows share a batch.
     """
+    if token_ids is not None:
+        return forward_many(model, {"plan": plan}, texts, languages, batch_size=batch_size, max_length=max_length,
+                            token_ids=token_ids)["plan"]
     _check_rows(plan, texts, languages)
     plan = _plan_or_base(model, plan, languages)
     trace = emit(plan)
@@ -158,4 +168,95 @@ def pooled_hidden(model, plan: Plan | None, texts: Sequence[str], languages: Seq
             pooled = current().run(model, trace, inputs, rows, plan.tensors(), {"pool_mask": pool_mask},
                                    call_kwargs={"logits_to_keep": 1})
         out[index] = pooled.float()
+    return out
+
+
+# --- several conditions on the same texts ------------------------------------------------------------
+
+
+def forward_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
+                 batch_size: int = 8, max_length: int = 512,
+                 token_ids: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """`forward` for every plan (by condition name), sharing each batch's common prefix: {name: [rows, vocab]}
+    (or [rows, len(token_ids)])."""
+    extra = {} if token_ids is None else {"token_ids": torch.tensor(list(token_ids), dtype=torch.long)}
+    parts = run_many(model, plans, texts, languages, "last_logits", extra=lambda inputs: dict(extra),
+                     call_kwargs={"logits_to_keep": 1}, batch_size=batch_size, max_length=max_length)
+    width = model._module.config.get_text_config().vocab_size if token_ids is None else len(token_ids)
+    out = {}
+    for name, batches in parts.items():
+        logits = torch.zeros(len(texts), width) if batches else torch.empty(0)
+        for index, value in batches:
+            logits[index] = value.float().cpu()
+        out[name] = logits
+    return out
+
+
+def token_nll_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
+                   batch_size: int = 8, max_length: int = 512) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """`token_nll` for every plan, sharing each batch's common prefix: {name: (nll sums, token counts)}."""
+    parts = run_many(model, plans, texts, languages, "token_nll", call_kwargs={},
+                     batch_size=batch_size, max_length=max_length)
+    out = {}
+    for name, batches in parts.items():
+        nll = torch.zeros(len(texts), dtype=torch.float64)
+        counts = torch.zeros(len(texts), dtype=torch.float64)
+        for index, (sums, n) in batches:
+            nll[index] = sums.double()
+            counts[index] = n.double()
+        out[name] = (nll, counts)
+    return out
+
+
+def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+                       layer: int, *, batch_size: int = 8, max_length: int = 512,
+                       exclude_bos: bool = True) -> dict[str, torch.Tensor]:
+    """`pooled_hidden` for every plan, sharing each batch's common prefix: {name: [rows, hidden]}.
+    A plan with no op at or below `layer` gets the base vectors (it cannot change them)."""
+    tokenizer = model.tokenizer
+
+    def pool_mask(inputs):
+        mask = inputs["attention_mask"].clone()
+        if exclude_bos and tokenizer.bos_token_id is not None:
+            mask[inputs["input_ids"] == tokenizer.bos_token_id] = 0
+        return {"pool_mask": mask}
+
+    parts = run_many(model, plans, texts, languages, "pooled", layer=layer, extra=pool_mask,
+                     call_kwargs={"logits_to_keep": 1}, batch_size=batch_size, max_length=max_length)
+    hidden = model._module.config.get_text_config().hidden_size
+    out = {}
+    for name, batches in parts.items():
+        vectors = torch.zeros(len(texts), hidden)
+        for index, value in batches:
+            vectors[index] = value.float()
+        out[name] = vectors
+    return out
+
+
+def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], readout: str, *,
+             layer: int | None = None, extra: Callable[[dict], dict] | None = None, call_kwargs: dict,
+             batch_size: int, max_length: int) -> dict[str, list[tuple[list[int], object]]]:
+    """Per condition, the readout of every batch as (row indices, value); batches visit every condition."""
+    from .shared import batch_plan, run_batch
+
+    for plan in plans.values():
+        _check_rows(plan, texts, languages)
+    if not texts:
+        return {name: [] for name in plans}
+    base = _plan_or_base(model, None, languages)
+    if current().is_remote:
+        from .shared_remote import run_many_remote
+
+        return run_many_remote(model, plans, texts, languages, readout, base, layer=layer, extra=extra,
+                               call_kwargs=call_kwargs, batches=list(_batches(model.tokenizer, texts, batch_size,
+                                                                              max_length)), max_length=max_length)
+    schedule = batch_plan(plans, readout, layer, row_languages=languages)
+    out: dict[str, list] = {name: [] for name in plans}
+    for index in _batches(model.tokenizer, texts, batch_size, max_length):
+        inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
+        with torch.inference_mode():
+            values = run_batch(model, schedule, base, plans, inputs, [languages[i] for i in index],
+                               extra(inputs) if extra else {}, call_kwargs)
+        for name, value in values.items():
+            out[name].append((index, value))
     return out

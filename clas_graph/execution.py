@@ -149,6 +149,33 @@ def preflight(execution: Execution, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise BackendError(f"the NDIF host {host} is unreachable ({exc.strerror or exc})", where="backend.host",
                            fix="check the network or NDIF_HOST, or run without --remote") from None
+    from nnsight import CONFIG
+
+    mismatch = environment_mismatch() if host == CONFIG.API.HOST else None  # nnsight asks its configured host
+    if mismatch:
+        raise BackendError(mismatch, where="backend",
+                           fix="install the server's version (pip install nnsight==<server version>); "
+                               "`python -c 'import nnsight; print(nnsight.compare())'` shows every package")
+
+
+def environment_mismatch() -> str | None:
+    """Before spending queue time: the server's nnsight must be the client's (the request format and the
+    generated traces depend on it). One sentence when it differs; None when it matches or the server does
+    not publish its environment (nnsight's `/env`; a private server may not have it). torch/transformers
+    differences are reported by `nnsight.compare()` but not refused: they change no request."""
+    import importlib.metadata
+
+    try:
+        from nnsight.ndif import get_remote_env
+
+        remote = get_remote_env().get("packages", {})
+    except Exception:  # noqa: BLE001 - an optional endpoint: no answer means nothing to compare
+        return None
+    local = importlib.metadata.version("nnsight")
+    server = remote.get("nnsight")
+    if server is None or server == local:
+        return None
+    return f"the NDIF server runs nnsight {server}, this client {local}"
 
 
 _CURRENT: contextvars.ContextVar[Execution] = contextvars.ContextVar("clas_graph_execution", default=Execution())

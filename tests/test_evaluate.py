@@ -228,9 +228,34 @@ def test_resume_skips_finished_units(spec_file, tmp_path, monkeypatch):
     calls = []
     for cls in task_module.RUNNERS.values():
         monkeypatch.setattr(cls, "run", lambda self, *a, **k: calls.append(self.key))
+        monkeypatch.setattr(cls, "run_many", lambda self, *a, **k: calls.append(self.key))
     again = run(spec_file, runs)
     assert again.exit_code == 0, again.output
     assert calls == []
+
+
+def test_rerun_computes_only_the_missing_conditions_together(spec_file, tmp_path, monkeypatch, finished):
+    _, uninterrupted = finished
+    runs = tmp_path / "runs"
+    assert run(spec_file, runs).exit_code == 0
+    (run_dir,) = runs.iterdir()
+    for condition in ("clas", "boost"):
+        (run_dir / "units" / f"lm_loss_de_{condition}.json").unlink()
+    (run_dir / "units" / "xnli_fr_base.json").unlink()
+    seen = []
+    for cls in (task_module.LmLossRunner, task_module.XnliRunner):
+        original = cls.run_many
+
+        def spy(self, model, plans, language, original=original):
+            seen.append((self.key, language, sorted(plans)))
+            return original(self, model, plans, language)
+
+        monkeypatch.setattr(cls, "run_many", spy)
+    again = run(spec_file, runs)
+    assert again.exit_code == 0, again.output
+    assert sorted(seen) == [("lm_loss", "de", ["boost", "clas"]), ("xnli", "fr", ["base"])]
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["tasks"] == uninterrupted["tasks"]
 
 
 def test_interrupted_run_resumes_to_the_same_metrics(spec_file, tmp_path, monkeypatch, finished):

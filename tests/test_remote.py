@@ -102,16 +102,16 @@ def test_local_simulation_of_the_remote_path_gives_local_numbers(model, plan):
     local_nll = token_nll(model, plan, TEXTS, ROWS)
     local_pooled = pooled_hidden(model, plan, TEXTS, ROWS, 2)
     samples = load_bible(LANGS, limit=2)
-    local_stats = collect(model, samples, LANGS, threshold=QuantileThreshold())
+    local_stats = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
     with use(Execution(remote="local")):
         torch.testing.assert_close(clas_graph.forward(model, plan, TEXTS, ROWS), local_logits, atol=1e-6, rtol=0)
         remote_nll = token_nll(model, plan, TEXTS, ROWS)
         torch.testing.assert_close(remote_nll[0], local_nll[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(pooled_hidden(model, plan, TEXTS, ROWS, 2), local_pooled, atol=1e-6, rtol=0)
-        moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold())
-    local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+        moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
+    local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
     with use(Execution(remote="local", session_batches=2)):  # several batches per request
-        batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2)
+        batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
     for got, want in zip(batched[0].as_tuple(), local_small[0].as_tuple()):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
     assert torch.equal(batched[1], local_small[1])
@@ -139,6 +139,32 @@ def test_unreachable_host_is_one_sentence(monkeypatch):
     assert "secret-key-123" not in str(info.value)
     with pytest.raises(BackendError, match="not an http"):
         preflight(Execution(remote="ftp://x"))
+
+
+def test_a_server_with_another_nnsight_is_refused_before_any_request(monkeypatch):
+    import importlib.metadata
+
+    import nnsight.ndif
+
+    monkeypatch.setenv("NDIF_API_KEY", "secret-key-123")
+    with socket.socket() as server:  # a host that answers the TCP connect
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        host = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setattr(nnsight.CONFIG.API, "HOST", host)
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": "0.1.0"}})
+        with pytest.raises(BackendError, match="runs nnsight 0.1.0, this client") as info:
+            preflight(Execution(remote=host), timeout=2)
+        assert "pip install nnsight==" in str(info.value) and "\n" not in str(info.value)
+        local = importlib.metadata.version("nnsight")
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": local}})
+        preflight(Execution(remote=host), timeout=2)
+
+        def no_endpoint():
+            raise RuntimeError("404")
+
+        monkeypatch.setattr(nnsight.ndif, "get_remote_env", no_endpoint)  # a server without /env: nothing to compare
+        preflight(Execution(remote=host), timeout=2)
 
 
 def test_retries_with_backoff_then_a_clear_error(monkeypatch):

@@ -153,3 +153,41 @@ def test_a_slow_server_is_waited_for(ndif, folder, local_run):
     (run_dir,) = runs.iterdir()
     slow = StatsArtifact.load(run_dir / "stats.safetensors")
     assert torch.equal(slow.category, StatsArtifact.load(local_run / "stats.safetensors").category)
+
+
+def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
+    """Several conditions, label logits only, 4 batches per request: the mock server sees fewer, smaller
+    requests than one full-logits request per (batch, condition), and the numbers are the local ones."""
+    import clas_graph
+    from clas_graph.backends import forward, forward_many
+    from clas_graph.execution import Execution, use
+    from clas_graph.spec import ModelRef, validate_data
+
+    model = clas_graph.load_model(ModelRef(path=str(model_dir)))
+    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": str(model_dir)}, "languages": LANGS,
+                          "interventions": [
+                              {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},
+                               "specific": {"neurons": {2: [5]}}},
+                              {"kind": "scale", "layers": [1], "factor": 2.0, "neurons": {"neurons": {1: [0, 4]}}}]})
+    plans = clas_graph.compile_plans(spec, model)
+    texts = [f"Premise {i}: the sky is blue. Hypothesis: it rains. Answer 0, 1 or 2:" for i in range(16)]
+    rows = [LANGS[i % 3] for i in range(16)]
+    labels = [15, 16, 17]
+    local = forward_many(model, plans, texts, rows, token_ids=labels, batch_size=2)
+
+    def measured(fn):
+        before = len(ndif.jobs())
+        with use(Execution(remote=True, session_batches=4)):
+            value = fn()
+        jobs = ndif.jobs()[before:]
+        return value, len(jobs), sum(job["result_bytes"] for job in jobs)
+
+    old, old_requests, old_bytes = measured(
+        lambda: {name: forward(model, plan, texts, rows, batch_size=2) for name, plan in plans.items()})
+    new, new_requests, new_bytes = measured(
+        lambda: forward_many(model, plans, texts, rows, token_ids=labels, batch_size=2))
+    assert old_requests == 8 * len(plans) and new_requests == 2  # 8 batches: per (batch, condition) vs 4 a request
+    assert new_bytes < old_bytes / 4
+    for name in plans:
+        torch.testing.assert_close(new[name], local[name], atol=1e-5, rtol=0)
+        torch.testing.assert_close(old[name][:, labels], local[name], atol=1e-5, rtol=0)

@@ -117,12 +117,31 @@ def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False, 
     return "\n".join(indent + line for line in lines)
 
 
-def emit_readout_source(plan: Plan, readout: str, layer: int | None = None) -> str:
-    """A forward trace with another readout than last-position logits:
-    `token_nll`: per-row summed next-token NLL and token counts; `pooled`: masked mean of layer `layer`'s output."""
+READOUTS = ("last_logits", "token_nll", "pooled")
+
+
+READOUT_NAMES = {"last_logits": ("logits",), "token_nll": ("nll_sum", "counts"), "pooled": ("pooled",)}
+"""The variables each readout leaves (per row, batch first), in the order it returns them."""
+
+
+def _readout_tail(readout: str, save: bool = True) -> tuple[str, str]:
+    """Statements after the intervention body that compute and save a readout, and what to return.
+    `save=False` inside a session, where the session saves what travels back."""
+    tail, result = _readout_source(readout)
+    return (tail if save else tail.replace(".save()", "")), result
+
+
+def _readout_source(readout: str) -> tuple[str, str]:
+    if readout == "last_logits":
+        return """\
+        # next-token logits at the last position (left padding: the last real token); with
+        # extra["token_ids"], only those columns are kept (e.g. XNLI's label tokens), so little travels back
+        logits = model.output.logits[:, -1, :]
+        if "token_ids" in extra:
+            logits = logits[:, extra["token_ids"].to(logits.device)]
+        logits = logits.save()""", "logits"
     if readout == "token_nll":
-        body = emit_body(plan)
-        tail = """\
+        return """\
         # next-token negative log-likelihood over real (non-pad) target tokens, summed per row
         logits = model.output.logits[:, :-1].float()
         target = inputs["input_ids"][:, 1:].to(logits.device)
@@ -130,19 +149,40 @@ def emit_readout_source(plan: Plan, readout: str, layer: int | None = None) -> s
         valid = (mask[:, 1:] * mask[:, :-1]).float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         nll_sum = (nll * valid).sum(-1).cpu().save()
-        counts = valid.sum(-1).cpu().save()
-    return nll_sum, counts"""
-    elif readout == "pooled":
-        body = emit_body(plan, read_layer=layer)
-        tail = """\
+        counts = valid.sum(-1).cpu().save()""", "(nll_sum, counts)"
+    if readout == "pooled":
+        return """\
         # mean over the tokens marked in pool_mask (non-pad, BOS left out)
         weight = extra["pool_mask"].to(r.device, torch.float32)[:, :, None]
         pooled = ((r.float() * weight).sum(1) / weight.sum(1).clamp(min=1)).cpu().save()
-        tracer.stop()  # the layers above `layer` and the LM head are not needed
-    return pooled"""
-    else:
-        raise ValueError(f"unknown readout {readout!r}")
-    return f'''# Generated {readout} readout for condition {plan.condition!r} on {plan.model_type}.
+        tracer.stop()  # the layers above `layer` and the LM head are not needed""", "pooled"
+    raise ValueError(f"unknown readout {readout!r}; expected one of {READOUTS}")
+
+
+def _skip_lines(plan: Plan, skip_to: int, prefix: str = 'extra["prefix"]', indent: str = INDENT) -> str:
+    """Layers below `skip_to` are not run: each returns extra["prefix"], the base run's output of layer
+    skip_to - 1 (identical for every condition, since no op of this plan acts below skip_to)."""
+    if any(op.layer < skip_to and op.steps != "generated" for op in plan.ops):
+        raise ValueError(f"plan {plan.condition!r} has ops below layer {skip_to}: its prefix is not the base one")
+    return "\n".join(indent + line for line in [
+        f"# shared prefix: layers 0-{skip_to - 1} ran once in the base trace of this batch; skipped here",
+        f"prefix = {prefix}",
+        f"for i in range({skip_to}):",
+        f"    model.{plan.architecture.layers_path}[i].skip(prefix)",
+    ])
+
+
+def emit_readout_source(plan: Plan, readout: str, layer: int | None = None, *, skip_to: int | None = None) -> str:
+    """A forward trace with a readout: `last_logits` (last position; optionally selected token ids),
+    `token_nll` (per-row summed next-token NLL and token counts), `pooled` (masked mean of layer `layer`'s output).
+
+    With `skip_to`, layers below it are skipped and take extra["prefix"] (see `emit_prefix_source`)."""
+    body = emit_body(plan, read_layer=layer if readout == "pooled" else None)
+    tail, result = _readout_tail(readout)
+    if skip_to:
+        body = _skip_lines(plan, skip_to) + "\n" + body
+    shared = f" from layer {skip_to} (shared prefix)" if skip_to else ""
+    return f'''# Generated {readout} readout for condition {plan.condition!r} on {plan.model_type}{shared}.
 import torch
 
 
@@ -150,12 +190,51 @@ def readout_trace(model, inputs, rows, tensors, extra, trace_kwargs):
     with model.trace(inputs, **trace_kwargs) as tracer:
 {body}
 {tail}
+    return {result}
 '''
 
 
-def emit_readout(plan: Plan, readout: str, layer: int | None = None) -> Callable:
+def emit_readout(plan: Plan, readout: str, layer: int | None = None, *, skip_to: int | None = None) -> Callable:
     """readout_trace(model, inputs, rows, tensors, extra, trace_kwargs) for the plan (cached by source)."""
-    return _compile(emit_readout_source(plan, readout, layer), f"{readout}-{plan.condition}")["readout_trace"]
+    source = emit_readout_source(plan, readout, layer, skip_to=skip_to)
+    return _compile(source, f"{readout}-{plan.condition}")["readout_trace"]
+
+
+def emit_prefix_source(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> str:
+    """The base trace of a batch shared by several conditions: it saves the outputs of `save_layers` (the
+    prefixes other conditions start from) and, unless `readout` is None, computes the base readout;
+    without a readout it stops after the last saved layer."""
+    if base.ops:
+        raise ValueError("the shared prefix comes from the unmodified model: the base plan must have no ops")
+    layers_path = base.architecture.layers_path
+    lines = ["# outputs of the layers other conditions start after (kept for this batch only)"]
+    lines += [f"prefix_{i} = model.{layers_path}[{i}].output.save()" for i in sorted(save_layers)]
+    saved = "{" + ", ".join(f"{i}: prefix_{i}" for i in sorted(save_layers)) + "}"
+    if readout is None:
+        body = "\n".join(INDENT + line for line in lines + ["tracer.stop()  # nothing above is needed"])
+        tail, result = "", "None"
+    else:
+        if readout == "pooled" and save_layers and max(save_layers) >= layer:
+            raise ValueError(f"pooled readout at layer {layer} cannot share a prefix ending at {max(save_layers)}")
+        body = "\n".join(INDENT + line for line in lines) + "\n" + emit_body(
+            base, read_layer=layer if readout == "pooled" else None)
+        tail, result = _readout_tail(readout)
+    return f'''# Generated shared-prefix base trace ({readout or "prefix only"}) on {base.model_type}.
+import torch
+
+
+def prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs):
+    with model.trace(inputs, **trace_kwargs) as tracer:
+{body}
+{tail}
+    return {result}, {saved}
+'''
+
+
+def emit_prefix(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> Callable:
+    """prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs) -> (base readout or None, {layer: output})."""
+    source = emit_prefix_source(base, readout, layer, tuple(sorted(save_layers)))
+    return _compile(source, f"prefix-{readout}")["prefix_trace"]
 
 
 def emit_source(plan: Plan) -> str:

@@ -1,7 +1,9 @@
 """Evaluation runner: every (task, language, condition) unit, resumable, then the per-language report.
 
-Each finished unit is written atomically (samples first, then the unit's metrics file, which marks it
-done), so Ctrl-C or a crash loses at most the unit in progress and a rerun skips finished units.
+The loop is per (task, language): all unfinished conditions run together (`TaskRunner.run_many`), so
+each batch computes the layers the conditions share only once (see clas_graph.shared). Each finished
+unit is written atomically (samples first, then the unit's metrics file, which marks it done), so
+Ctrl-C or a crash loses at most the (task, language) in progress and a rerun skips finished units.
 """
 
 from __future__ import annotations
@@ -33,16 +35,27 @@ def samples_path(run_dir: Path, task_key: str, language: str, condition: str) ->
 
 def run_unit(model, runner: TaskRunner, plan: Plan, language: str, run_dir: Path) -> dict:
     """Evaluate one unit (or load it when already finished); returns its metrics."""
-    done = unit_path(run_dir, runner.key, language, plan.condition)
-    finished = _finished_metrics(done)
-    if finished is not None:
-        return finished
-    rows, metrics = runner.run(model, plan, language)
-    atomic_write_text(samples_path(run_dir, runner.key, language, plan.condition),
-                      "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    atomic_write_json(done, {"task": runner.key, "language": language, "condition": plan.condition,
-                             "metrics": metrics})
-    return metrics
+    return run_units(model, runner, {plan.condition: plan}, language, run_dir)[plan.condition]
+
+
+def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, run_dir: Path) -> dict[str, dict]:
+    """Evaluate every condition's unit of one (task, language) together, loading finished ones; {condition: metrics}."""
+    metrics: dict[str, dict] = {}
+    todo: dict[str, Plan] = {}
+    for name, plan in plans.items():
+        finished = _finished_metrics(unit_path(run_dir, runner.key, language, name))
+        if finished is not None:
+            metrics[name] = finished
+        else:
+            todo[name] = plan
+    if todo:
+        for name, (rows, unit_metrics) in runner.run_many(model, todo, language).items():
+            atomic_write_text(samples_path(run_dir, runner.key, language, name),
+                              "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            atomic_write_json(unit_path(run_dir, runner.key, language, name),
+                              {"task": runner.key, "language": language, "condition": name, "metrics": unit_metrics})
+            metrics[name] = unit_metrics
+    return {name: metrics[name] for name in plans}
 
 
 def _finished_metrics(done: Path) -> dict | None:
@@ -63,16 +76,16 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
     """Run all units (base first) and return the metrics document (also written to metrics.json)."""
     console = console or Console(stderr=True)
     runners = task_runners(spec)
-    units = [(runner, language, name) for runner in runners for language in runner.languages() for name in plans]
-    results: dict = {}
+    groups = [(runner, language) for runner in runners for language in runner.languages()]
+    results: dict = {runner.key: {name: {} for name in plans} for runner in runners}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        bar = progress.add_task("evaluation", total=len(units))
-        for runner, language, name in units:
-            progress.update(bar, description=f"{runner.key} · {language} · {name}")
-            metrics = run_unit(model, runner, plans[name], language, run_dir)
-            results.setdefault(runner.key, {}).setdefault(name, {})[language] = metrics
-            progress.advance(bar)
+        bar = progress.add_task("evaluation", total=len(groups) * len(plans))
+        for runner, language in groups:
+            progress.update(bar, description=f"{runner.key} · {language} · {len(plans)} conditions")
+            for name, metrics in run_units(model, runner, plans, language, run_dir).items():
+                results[runner.key][name][language] = metrics
+            progress.advance(bar, len(plans))
     document = {"schema_version": METRICS_SCHEMA, "spec_name": spec.name,
                 "anchor": spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None,
                 "conditions": list(plans), "tasks": {}}

@@ -2,8 +2,11 @@
 
 Streams batches through a generated nnsight trace that returns only
 per-language float64 sums (never activations), so memory stays flat and the
-same trace can run remotely. With a quantile T_act a second pass counts
-active tokens once the per-layer thresholds are known.
+same trace can run remotely. One pass: categories compare each language's
+mean |h| (or mean h) with T_act, which the means give. `active_frac` (the
+fraction of tokens above T_act) is not used by categories; with an absolute
+T_act it is counted in the same pass, with a quantile T_act only on request
+(`active_frac=True`), by a second pass once the thresholds are known.
 """
 
 from __future__ import annotations
@@ -112,8 +115,12 @@ def _encode_batch(tokenizer, rows, index, languages, max_length: int, exclude_bo
 
 
 def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_length: int = 512,
-            exclude_bos: bool = True, console: Console | None = None) -> tuple[Moments, torch.Tensor, torch.Tensor]:
-    """(moments, active counts [L, G, I], T_act [L]) over the samples, batched, padding masked out."""
+            exclude_bos: bool = True, console: Console | None = None,
+            active_frac: bool | None = None) -> tuple[Moments, torch.Tensor | None, torch.Tensor]:
+    """(moments, active counts [L, G, I] or None, T_act [L]) over the samples, batched, padding masked out.
+
+    `active_frac`: None counts active tokens only when it costs no extra pass (absolute T_act); True always
+    (a second pass for a quantile T_act); False never."""
     console = console or Console(stderr=True)
     config = model._module.config
     arch, dims = architecture_for(config), dims_of(config)
@@ -125,24 +132,30 @@ def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_le
                                description="statistics: means", **common)
         moments = Moments(sums["h_sum"], sums["h_sqsum"], sums["act_sum"], sums["resid_sum"], tokens)
         t_act = thresholds(moments.mean(), kind="quantile", q=threshold.q)
+        if not active_frac:
+            return moments, None, t_act
         counts, _ = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers, moments=False, active="abs"),
                             t_act=t_act, description="statistics: active tokens", **common)
         return moments, counts["active"], t_act
     t_act = thresholds(torch.zeros(1, dims.num_layers, 1), kind="absolute", value=threshold.value)
-    sums, tokens = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers, active="signed"),
+    count = active_frac is not False
+    sums, tokens = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers,
+                                                                    active="signed" if count else None),
                            t_act=t_act, description="statistics", **common)
     moments = Moments(sums["h_sum"], sums["h_sqsum"], sums["act_sum"], sums["resid_sum"], tokens)
-    return moments, sums["active"], t_act
+    return moments, sums["active"] if count else None, t_act
 
 
-def compute_stats(spec: RunSpec, model, *, console: Console | None = None) -> StatsArtifact:
-    """Run the statistics the spec's `stats:` section asks for (no caching; see `ensure_stats`)."""
+def compute_stats(spec: RunSpec, model, *, console: Console | None = None,
+                  active_frac: bool | None = None) -> StatsArtifact:
+    """Run the statistics the spec's `stats:` section asks for (no caching; see `ensure_stats`).
+    `active_frac`: see `collect` (default: only when it needs no second pass)."""
     stats = spec.stats
     base_dir = Path(spec.source).parent if spec.source else None
     samples = load_corpus(stats.corpus, spec.languages, base_dir)
     moments, counts, t_act = collect(model, samples, list(spec.languages), threshold=stats.threshold,
                                      batch_size=stats.batch_size, max_length=stats.max_length,
-                                     exclude_bos=stats.exclude_bos, console=console)
+                                     exclude_bos=stats.exclude_bos, console=console, active_frac=active_frac)
     config = model._module.config
     dims = dims_of(config)
     meta = {
@@ -155,8 +168,10 @@ def compute_stats(spec: RunSpec, model, *, console: Console | None = None) -> St
         "sample_ids": [sample.id for sample in samples],
         "tokens_per_language": dict(zip(spec.languages, moments.tokens.tolist())),
         "threshold": {**stats.threshold.model_dump(mode="json"), "note": THRESHOLD_NOTE},
-        "active_frac": "fraction of non-pad tokens with " + ("|h| > T_act" if isinstance(
-            stats.threshold, QuantileThreshold) else "h > T_act") + " (T_act of the layer)",
+        "active_frac": ("fraction of non-pad tokens with " + ("|h| > T_act" if isinstance(
+            stats.threshold, QuantileThreshold) else "h > T_act") + " (T_act of the layer)") if counts is not None
+        else "not computed (categories do not use it; with a quantile T_act it needs a second pass: "
+             "compute_stats(..., active_frac=True))",
         "tokens_counted": ("non-pad tokens except BOS" if stats.exclude_bos else "all non-pad tokens (BOS included)")
         + f", truncated at {stats.max_length}",
         "moments_key": moments_key(spec),

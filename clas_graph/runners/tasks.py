@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from ..backends import forward, generate, pooled_hidden, token_nll
+from ..backends import forward_many, generate, pooled_hidden_many, token_nll_many
 from ..compile import Plan
 from ..errors import DataError
 from ..eval import metrics as M
@@ -55,8 +55,20 @@ class TaskRunner:
     def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
+    def run_many(self, model, plans: dict[str, Plan], language: str) -> dict[str, tuple[list[dict], dict]]:
+        """Every condition of `plans` on this language: {condition: (rows, metrics)}. The default runs them one
+        by one; runners that can share work across conditions (a batch's common prefix) override it."""
+        return {name: self.run(model, plan, language) for name, plan in plans.items()}
 
-class XnliRunner(TaskRunner):
+
+class _SharedRunner(TaskRunner):
+    """A runner whose work is done for all conditions at once (`run_many`); `run` is the one-condition case."""
+
+    def run(self, model, plan, language):
+        return self.run_many(model, {plan.condition: plan}, language)[plan.condition]
+
+
+class XnliRunner(_SharedRunner):
     primary = "accuracy"
 
     def label_ids(self, model) -> list[int]:
@@ -70,15 +82,20 @@ class XnliRunner(TaskRunner):
             ids.append(tokens[0])
         return ids
 
-    def run(self, model, plan, language):
+    def run_many(self, model, plans, language):
         from ..data.tasks import load_xnli, render
 
         task = self.task
         examples = load_xnli(language, split=task.split, limit=task.limit, seed=task.seed, data_files=task.data_files,
                              base_dir=self.base_dir, hub_id=task.hub_id)
         prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
-        logits = forward(model, plan, prompts, [language] * len(prompts), **self.options())
-        probs = torch.softmax(logits[:, self.label_ids(model)].double(), -1)
+        # only the label tokens' logits are computed into the result (and travel back from a remote run)
+        logits = forward_many(model, plans, prompts, [language] * len(prompts), token_ids=self.label_ids(model),
+                              **self.options())
+        return {name: self.score(examples, prompts, label_logits) for name, label_logits in logits.items()}
+
+    def score(self, examples, prompts, label_logits):
+        probs = torch.softmax(label_logits.double(), -1)
         preds = probs.argmax(-1).tolist()
         golds = [e.label for e in examples]
         scores = M.classification_scores(preds, golds)
@@ -124,14 +141,17 @@ class CorpusRunner(TaskRunner):
         return self._cache["samples"]
 
 
-class LmLossRunner(CorpusRunner):
+class LmLossRunner(CorpusRunner, _SharedRunner):
     primary = "loss"
     higher_is_better = False
 
-    def run(self, model, plan, language):
+    def run_many(self, model, plans, language):
         samples = self.samples()
         texts = [s.texts[language] for s in samples]
-        nll, counts = token_nll(model, plan, texts, [language] * len(texts), **self.options())
+        sums = token_nll_many(model, plans, texts, [language] * len(texts), **self.options())
+        return {name: self.score(samples, nll, counts) for name, (nll, counts) in sums.items()}
+
+    def score(self, samples, nll, counts):
         rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
                 for s, a, b in zip(samples, nll, counts)]
         total = float(nll.sum() / counts.sum().clamp(min=1))
@@ -139,7 +159,7 @@ class LmLossRunner(CorpusRunner):
                       "n": len(rows)}
 
 
-class RetrievalRunner(CorpusRunner):
+class RetrievalRunner(CorpusRunner, _SharedRunner):
     primary = "top1"
 
     def languages(self):
@@ -159,18 +179,24 @@ class RetrievalRunner(CorpusRunner):
                             where=f"tasks ({self.key}).layer", fix=f"use 0-{layers - 1}")
         return layer
 
-    def pooled(self, model, plan, language):
-        key = (plan.condition, language)
-        if key not in self._cache:
+    def pooled(self, model, plans, language):
+        """{condition: [samples, hidden]} for `language`, computed once per (condition, language) for all at once."""
+        missing = {name: plan for name, plan in plans.items() if (name, language) not in self._cache}
+        if missing:
             texts = [s.texts[language] for s in self.samples()]
-            vectors = pooled_hidden(model, plan, texts, [language] * len(texts), self.layer(model), **self.options())
-            self._cache[key] = vectors - vectors.mean(0) if self.task.center else vectors
-        return self._cache[key]
+            pooled = pooled_hidden_many(model, missing, texts, [language] * len(texts), self.layer(model),
+                                        **self.options())
+            for name, vectors in pooled.items():
+                self._cache[(name, language)] = vectors - vectors.mean(0) if self.task.center else vectors
+        return {name: self._cache[(name, language)] for name in plans}
 
-    def run(self, model, plan, language):
+    def run_many(self, model, plans, language):
+        queries = self.pooled(model, plans, language)
+        keys = self.pooled(model, plans, self.anchor)  # the anchor's texts under the same condition
+        return {name: self.score(queries[name], keys[name], model) for name in plans}
+
+    def score(self, queries, keys, model):
         samples = self.samples()
-        queries = self.pooled(model, plan, language)
-        keys = self.pooled(model, plan, self.anchor)  # the anchor's texts under the same condition
         ranks = M.retrieval_ranks(queries, keys)
         scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
         best = scores.argmax(-1).tolist()
@@ -180,16 +206,25 @@ class RetrievalRunner(CorpusRunner):
                       "candidates": len(samples), "layer": self.layer(model), "n": len(rows)}
 
 
-class NextTokenRunner(CorpusRunner):
+class NextTokenRunner(CorpusRunner, _SharedRunner):
     primary = "gold_logprob"
 
-    def run(self, model, plan, language):
+    def run_many(self, model, plans, language):
         from .probe import build_rows
 
         rows = build_rows(self.task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
-        lp = torch.log_softmax(forward(model, plan, prompts, [language] * len(rows), **self.options()), -1)
-        base = torch.log_softmax(forward(model, None, prompts, [language] * len(rows), **self.options()), -1)
+        # the unmodified model's log-probs are computed once per language (in the same batches as the
+        # conditions, sharing their prefix) and reused by every condition, also across separate `run` calls
+        cached = self._cache.get("base_logprobs")
+        wanted = dict(plans) if cached and cached[0] == language else {**plans, _BASE: None}
+        logits = forward_many(model, wanted, prompts, [language] * len(rows), **self.options())
+        if _BASE in logits:
+            self._cache["base_logprobs"] = (language, torch.log_softmax(logits.pop(_BASE), -1))  # one language kept
+        base = self._cache["base_logprobs"][1]
+        return {name: self.score(model, rows, torch.log_softmax(value, -1), base) for name, value in logits.items()}
+
+    def score(self, model, rows, lp, base):
         kl = (base.exp() * (base - lp)).sum(-1)
         top = lp.argmax(-1)
         gold = [i for i, r in enumerate(rows) if r.gold_token is not None]
@@ -202,6 +237,8 @@ class NextTokenRunner(CorpusRunner):
                      "top1_agreement": 100 * float((top == base.argmax(-1)).double().mean()),
                      "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
 
+
+_BASE = "\x00base"  # the unmodified model among a next_token batch's plans (no condition has this name)
 
 RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
            NextTokenTask: NextTokenRunner}

@@ -20,6 +20,8 @@ from ..records import atomic_write_bytes, atomic_write_json
 from . import categories as cat
 
 ARTIFACT_SCHEMA = 1
+OPTIONAL_TENSORS = ("active_frac",)
+"""Tensors an artifact may lack (stats.json's `computed` lists what it holds; older artifacts hold all)."""
 TENSOR_FILE, META_FILE = "stats.safetensors", "stats.json"
 
 
@@ -51,7 +53,7 @@ class Moments:
 class StatsArtifact:
     languages: tuple[str, ...]
     tensors: dict[str, torch.Tensor]
-    """mean, sq_mean, act_mean, active_frac [G, L, I]; resid_mean [G, L, H]; tokens [G];
+    """mean, sq_mean, act_mean, active_frac (optional) [G, L, I]; resid_mean [G, L, H]; tokens [G];
     category, specific_language [L, I] int8; t_act [L]; bridge_layers [k]; bridge_scores [L]."""
     meta: dict = field(default_factory=dict)
 
@@ -118,16 +120,17 @@ class StatsArtifact:
         order = [self.languages.index(code) for code in languages]
         tensors = dict(self.tensors)
         for key in ("mean", "sq_mean", "act_mean", "active_frac", "resid_mean", "tokens"):
-            tensors[key] = self.tensors[key][order]
+            if key in self.tensors:
+                tensors[key] = self.tensors[key][order]
         remap = torch.tensor([languages.index(code) for code in self.languages] + [-1], dtype=torch.int8)
         owners = self.tensors["specific_language"].to(torch.int64)
         tensors["specific_language"] = remap[owners]  # -1 indexes the appended -1
         return replace(self, languages=tuple(languages), tensors=tensors)
 
 
-def build_artifact(moments: Moments, active_counts: torch.Tensor, t_act: torch.Tensor, threshold_kind: str,
+def build_artifact(moments: Moments, active_counts: torch.Tensor | None, t_act: torch.Tensor, threshold_kind: str,
                    languages, bridge_rule: dict, meta: dict) -> StatsArtifact:
-    """Moments + active counts [L, G, I] -> the artifact with categories and bridge layers."""
+    """Moments + active counts [L, G, I] (None: not computed) -> the artifact with categories and bridge layers."""
     per_language = moments.tokens.clamp(min=1)
     mean = moments.mean()
     is_active = cat.active(mean, t_act, threshold_kind)
@@ -138,7 +141,6 @@ def build_artifact(moments: Moments, active_counts: torch.Tensor, t_act: torch.T
         "mean": mean.to(torch.float32),
         "sq_mean": to_gli(moments.h_sqsum).to(torch.float32),
         "act_mean": to_gli(moments.act_sum).to(torch.float32),
-        "active_frac": to_gli(active_counts).to(torch.float32),
         "resid_mean": to_gli(moments.resid_sum).to(torch.float32),
         "tokens": moments.tokens.to(torch.float64),
         "category": category,
@@ -147,9 +149,12 @@ def build_artifact(moments: Moments, active_counts: torch.Tensor, t_act: torch.T
         "bridge_layers": torch.tensor(choice.layers, dtype=torch.int64),
         "bridge_scores": torch.tensor(choice.scores, dtype=torch.float64),
     }
+    if active_counts is not None:
+        tensors["active_frac"] = to_gli(active_counts).to(torch.float32)
     share = cat.shares(category)
     meta = {
         **meta,
+        "computed": sorted(tensors),
         "bridge": {"layers": list(choice.layers), "rule": choice.rule, "candidates": list(choice.candidates),
                    "scores": [round(s, 6) for s in choice.scores]},
         "category_shares": {name: [round(v, 6) for v in values.tolist()] for name, values in share.items()},

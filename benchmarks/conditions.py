@@ -1,0 +1,110 @@
+"""K conditions on the same texts: shared prefix (one pass, `*_many`) vs K separate passes, same run.
+
+    python -m benchmarks conditions [--cond-texts 32] [--cond-k 2 4 8]
+
+Conditions: base plus K-1 CLAS variants (different beta) on layers 13-15 of Gemma 3 270M, as the demo's
+bridge layers; "demo (3)" is base + CLAS + an Int-mu-like overwrite at the act_fn site on 13-15.
+Naive = the single-plan functions called once per condition (the evaluation path before sharing).
+Readouts: last-position logits (XNLI-style; the ideal ratio counts layers: (1 + (K-1)*5/18)/K),
+pooled hidden state at layer 15 (retrieval: (16 + (K-1)*3)/(16*K)) and per-token NLL (lm_loss: the
+262k-vocabulary LM head runs for every token of every condition and cannot be shared; on this model
+it costs more than all 18 layers together, so lm_loss gains less here than on an 8B model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import clas_graph
+from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
+                                 token_nll_many)
+from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
+from clas_graph.spec import validate_data
+
+LAYERS = [13, 14, 15]
+READ_LAYER = 15
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cond-texts", type=int, default=32, help="texts per measurement (mixed languages)")
+    parser.add_argument("--cond-k", type=int, nargs="+", default=[2, 4, 8], help="numbers of conditions")
+
+
+def _plans(model, k: int, demo: bool) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    perms = {l: torch.randperm(2048, generator=gen).tolist() for l in LAYERS}
+    shared = {l: sorted(perm[:1000]) for l, perm in perms.items()}  # demo-sized, disjoint masks
+    specific = {l: sorted(perm[1000:1500]) for l, perm in perms.items()}
+    if demo:
+        interventions = [{"kind": "clas", "id": "clas", "layers": LAYERS, "shared": {"neurons": shared},
+                          "specific": {"neurons": specific}},
+                         {"kind": "ablate", "id": "int_mu_like", "layers": LAYERS, "site": "mlp.act_fn.output",
+                          "neurons": {"neurons": specific}}]
+    else:
+        interventions = [{"kind": "clas", "id": f"clas{i}", "layers": LAYERS, "shared": {"neurons": shared},
+                          "specific": {"neurons": specific}, "beta": 0.1 * (i + 1)} for i in range(k - 1)]
+    spec = validate_data({"schema_version": 1, "name": "bench", "model": {"embedded": "gemma-3-270m"},
+                          "languages": list(BIBLE_LANGUAGES), "anchor": {"kind": "fixed", "language": "en"},
+                          "interventions": interventions})
+    return clas_graph.compile_plans(spec, model)
+
+
+def main(args, model, console: Console) -> None:
+    languages = [lang for lang in BIBLE_LANGUAGES if lang != "en"][:4]
+    samples = load_bible(languages, limit=max(1, args.cond_texts // len(languages)), seed=7, offset=200)
+    texts = [s.texts[lang] for s in samples for lang in languages]
+    rows = [lang for _ in samples for lang in languages]
+    options = {"batch_size": 8, "max_length": 512}
+    readouts = {
+        "last logits (xnli)": (lambda plan: forward(model, plan, texts, rows, **options),
+                               lambda plans: forward_many(model, plans, texts, rows, token_ids=[236771, 236770, 236778],
+                                                          **options)),
+        "pooled L15 (retrieval)": (lambda plan: pooled_hidden(model, plan, texts, rows, READ_LAYER, **options),
+                                   lambda plans: pooled_hidden_many(model, plans, texts, rows, READ_LAYER, **options)),
+        "token NLL (lm_loss)": (lambda plan: token_nll(model, plan, texts, rows, **options),
+                                lambda plans: token_nll_many(model, plans, texts, rows, **options)),
+    }
+    layers = model._module.config.get_text_config().num_hidden_layers
+    table = Table(title=f"K conditions on Gemma 3 270M: {len(texts)} texts, batch 8, conditions edit layers 13-15, "
+                        f"{torch.get_num_threads()} threads (time of one shared pass / K separate passes)",
+                  title_justify="left")
+    for column in ("conditions", "readout", "separate s", "shared s", "ratio", "ideal (layers)"):
+        table.add_column(column, justify="left" if column in ("conditions", "readout") else "right")
+    cases = [("demo (3)", _plans(model, 3, demo=True))] + [(f"K={k}", _plans(model, k, demo=False))
+                                                          for k in args.cond_k]
+    with torch.inference_mode():
+        for label, plans in cases:
+            k = len(plans)
+            for name, (single, many) in readouts.items():
+                single(plans["base"])  # warm-up (and emitted traces compiled)
+                many(plans)
+                start = time.perf_counter()
+                separate = {cond: single(plan) for cond, plan in plans.items()}
+                t_separate = time.perf_counter() - start
+                start = time.perf_counter()
+                shared = many(plans)
+                t_shared = time.perf_counter() - start
+                _check(name, separate, shared)
+                if name.startswith("pooled"):
+                    ideal = (READ_LAYER + 1 + (k - 1) * (READ_LAYER + 1 - LAYERS[0])) / ((READ_LAYER + 1) * k)
+                else:
+                    ideal = (layers + (k - 1) * (layers - LAYERS[0])) / (layers * k)
+                table.add_row(label, name, f"{t_separate:.2f}", f"{t_shared:.2f}", f"{t_shared / t_separate:.2f}",
+                              f"{ideal:.2f}")
+    console.print(table)
+
+
+def _check(name: str, separate: dict, shared: dict) -> None:
+    """The shared numbers must be the separate ones (a benchmark of a wrong result is worthless)."""
+    for cond, value in separate.items():
+        got = shared[cond]
+        if name.startswith("last"):
+            value = value[:, [236771, 236770, 236778]]
+        pairs = zip(value, got) if isinstance(value, tuple) else [(value, got)]
+        for want, have in pairs:
+            torch.testing.assert_close(have.double(), want.double(), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,104 @@
+"""Shared prefix: several conditions on one batch compute the layers below their first edit only once.
+
+Every condition equals the unmodified model below its lowest intervened layer `s`. Per batch, one base
+trace runs the model and saves the output of layer s-1 for each distinct `s` among the conditions (and
+gives the base readout, when a condition needs it); each condition then runs a trace that *skips* layers
+0..s-1 (nnsight 0.8.1 `layers[i].skip(value)`: the layer returns `value` without running) and applies its
+ops from layer s on.
+
+Why skip and not calling the upper layers by hand: the model's own forward still runs, so the embeddings,
+position embeddings (RoPE, Gemma 3's local and global ones), causal/padding masks and Gemma's per-layer
+sliding windows are built exactly as in an unshared run; only the skipped layers' work disappears. The
+result is bit-identical to the full trace (tested on tiny Llama, Qwen2 and Gemma 3 with left-padded,
+mixed-language batches). Skipped layers would leave no KV-cache entries, so shared traces run with
+`use_cache=False` (a single forward does not reuse its cache anyway). Generation is not shared: every
+decoding step needs the skipped layers' KV cache of the condition's own earlier tokens.
+
+Remotely the saved prefix would have to travel to the client and back; `clas_graph.shared_remote` keeps
+the whole batch group in one `model.session` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .compile import Plan
+from .compile.emit import emit_prefix, emit_readout
+from .execution import current
+
+
+def first_changed_layer(plan: Plan | None, read_layer: int | None = None,
+                        row_languages: Sequence[str] | None = None) -> int | None:
+    """The lowest layer where `plan` differs from the unmodified model in a forward pass (ops on generated
+    tokens only do not act there); with `read_layer`, ops above it do not count; with `row_languages`, ops
+    whose rows are none of these languages do not count (e.g. CLAS on English text: `torch.where` keeps
+    every value, so the result is base's, bit for bit). None: no difference."""
+    if plan is None:
+        return None
+    layers = [op.layer for op in plan.ops if op.steps != "generated"
+              and (read_layer is None or op.layer <= read_layer)
+              and (row_languages is None or any(op.rows.applies(lang) for lang in row_languages))]
+    return min(layers) if layers else None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What each batch runs for a set of conditions and one readout."""
+
+    readout: str
+    layer: int | None
+    starts: dict[str, int | None]
+    """Per condition, the first layer its own trace must run (None: its result is the base readout)."""
+
+    @property
+    def as_base(self) -> list[str]:
+        return [name for name, start in self.starts.items() if start is None]
+
+    @property
+    def prefix_layers(self) -> tuple[int, ...]:
+        """Layers whose output the base trace saves: s - 1 for every shared start s > 0."""
+        return tuple(sorted({start - 1 for start in self.starts.values() if start}))
+
+    @property
+    def needs_base_trace(self) -> bool:
+        return bool(self.as_base or self.prefix_layers)
+
+
+def batch_plan(plans: Mapping[str, Plan | None], readout: str, layer: int | None = None, *,
+               share: bool = True, row_languages: Sequence[str] | None = None) -> Schedule:
+    """The schedule for `plans` on texts in `row_languages` (None: any). Without `share` every condition runs
+    its full trace (conditions equal to the base model still reuse the base readout)."""
+    read_layer = layer if readout == "pooled" else None
+    languages = None if row_languages is None else sorted(set(row_languages))
+    starts = {name: first_changed_layer(plan, read_layer, languages) for name, plan in plans.items()}
+    own = [start for start in starts.values() if start is not None]
+    # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
+    if not share or not (len(own) < len(starts) or sum(1 for start in own if start) >= 2):
+        starts = {name: (None if start is None else 0) for name, start in starts.items()}
+    return Schedule(readout, layer, starts)
+
+
+def run_batch(model, schedule: Schedule, base: Plan, plans: Mapping[str, Plan | None], inputs: dict,
+              row_languages: list[str], extra: dict, call_kwargs: dict) -> dict[str, object]:
+    """Every condition's readout on one batch: the base trace first, then each condition from its start."""
+    execution = current()
+    kwargs = {**call_kwargs, "use_cache": False}
+    out: dict[str, object] = {}
+    prefixes: dict[int, object] = {}
+    if schedule.needs_base_trace:
+        trace = emit_prefix(base, schedule.readout if schedule.as_base else None, schedule.layer,
+                            schedule.prefix_layers)
+        value, prefixes = execution.run(model, trace, inputs, base.row_inputs(row_languages), {}, extra,
+                                        call_kwargs=kwargs)
+        for name in schedule.as_base:
+            out[name] = value
+    for name, start in schedule.starts.items():
+        if start is None:
+            continue
+        plan = plans[name]
+        trace = emit_readout(plan, schedule.readout, schedule.layer, skip_to=start or None)
+        here = {**extra, "prefix": prefixes[start - 1]} if start else extra
+        out[name] = execution.run(model, trace, inputs, plan.row_inputs(row_languages), plan.tensors(), here,
+                                  call_kwargs=kwargs)
+    return out

@@ -1,0 +1,166 @@
+"""Several conditions with a shared prefix (clas_graph.shared) give the single-plan numbers.
+
+Reference: the single-plan `forward` / `token_nll` / `pooled_hidden` (themselves tested against plain PyTorch
+hooks in test_forward.py / test_composition.py), run separately per condition. Tolerance 1e-5 max abs
+(measured: 0, the skip is exact). Batches mix languages and are left-padded.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import tiny_model, tiny_tokenizer
+
+import clas_graph
+from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
+                                 token_nll_many)
+from clas_graph.execution import Execution, use
+from clas_graph.loading import wrap
+from clas_graph.shared import batch_plan, first_changed_layer
+from clas_graph.spec import validate_data
+
+ATOL = 1e-5
+LANGS = ["en", "de", "fr", "zh"]
+TEXTS = ["The sky is blue and", "Der Himmel ist blau und", "Le ciel est bleu et la mer", "天空是蓝色的",
+         "Die Katze schläft", "Hello there my friend", "Bonjour mes amis, comment", "Ich lese gern Bücher am Abend"]
+ROWS = ["en", "de", "fr", "zh", "de", "en", "fr", "de"]
+LAYERS = 6
+READ_LAYER = 3
+
+
+def spec():
+    interventions = [
+        {"kind": "clas", "id": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3, 40], 3: [9, 10]}},
+         "specific": {"neurons": {2: [5, 6]}}, "beta": 0.6, "gamma": 0.4},
+        {"kind": "add_vector", "id": "steer", "layers": [1], "vector": {"values": [0.3] * 32}, "rows": "all"},
+        {"kind": "ablate", "id": "late", "layers": [4, 5], "neurons": {"neurons": {4: [0, 1, 2], 5: [7]}},
+         "site": "mlp.act_fn.output"},
+        {"kind": "scale", "id": "first", "layers": [0], "neurons": {"neurons": {0: [3, 4]}}, "factor": 3.0},
+        {"kind": "ablate", "id": "gen_only", "layers": [2], "neurons": {"neurons": {2: [0]}}, "steps": "generated"},
+    ]
+    conditions = {"clas": ["clas"], "steer": ["steer"], "late": ["late"], "first": ["first"],
+                  "gen_only": ["gen_only"], "clas_late": ["clas", "late"]}
+    return validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+                          "interventions": interventions, "conditions": conditions})
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma3"])
+def setup(request):
+    model = wrap(tiny_model(request.param, layers=LAYERS), tiny_tokenizer())
+    return model, clas_graph.compile_plans(spec(), model)
+
+
+def test_schedule_starts_at_each_conditions_first_changed_layer(setup):
+    _, plans = setup
+    starts = batch_plan(plans, "last_logits").starts
+    assert starts == {"base": None, "clas": 2, "steer": 1, "late": 4, "first": 0, "gen_only": None, "clas_late": 2}
+    pooled = batch_plan(plans, "pooled", READ_LAYER).starts
+    assert pooled["late"] is None and pooled["clas_late"] == 2  # ops above the read layer cannot change it
+    assert batch_plan(plans, "last_logits", share=False).starts["clas"] == 0
+    assert first_changed_layer(None) is None
+    # on anchor-language rows only, a non_anchor condition is base (steer acts on all rows)
+    english = batch_plan(plans, "last_logits", row_languages=["en", "en"]).starts
+    assert english["clas"] is None and english["late"] is None and english["steer"] == 1
+    # one condition alone gains nothing from a prefix trace: it runs its full trace
+    assert batch_plan({"clas": plans["clas"]}, "last_logits").starts == {"clas": 0}
+    assert batch_plan({"clas": plans["clas"], "late": plans["late"]}, "last_logits").starts == {"clas": 2, "late": 4}
+
+
+def test_forward_many_equals_single_plan_forward(setup):
+    model, plans = setup
+    many = forward_many(model, plans, TEXTS, ROWS, batch_size=3)
+    for name, plan in plans.items():
+        single = forward(model, plan, TEXTS, ROWS, batch_size=3)
+        torch.testing.assert_close(many[name], single, atol=ATOL, rtol=0, msg=name)
+    # the conditions really differ from base (the test would pass vacuously otherwise)
+    for name in ("clas", "steer", "late", "first"):
+        assert (many[name] - many["base"]).abs().max() > 1e-3, name
+    torch.testing.assert_close(many["gen_only"], many["base"], atol=0, rtol=0)
+
+
+def test_selected_token_logits_are_the_full_logits_columns(setup):
+    model, plans = setup
+    ids = [5, 17, 42]
+    selected = forward_many(model, plans, TEXTS, ROWS, token_ids=ids)
+    full = forward_many(model, plans, TEXTS, ROWS)
+    for name in plans:
+        assert selected[name].shape == (len(TEXTS), 3)
+        torch.testing.assert_close(selected[name], full[name][:, ids], atol=ATOL, rtol=0)
+    torch.testing.assert_close(forward(model, plans["clas"], TEXTS, ROWS, token_ids=ids), full["clas"][:, ids],
+                               atol=ATOL, rtol=0)
+
+
+def test_token_nll_many_equals_single_plan(setup):
+    model, plans = setup
+    many = token_nll_many(model, plans, TEXTS, ROWS, batch_size=4)
+    for name, plan in plans.items():
+        nll, counts = token_nll(model, plan, TEXTS, ROWS, batch_size=4)
+        torch.testing.assert_close(many[name][0], nll, atol=ATOL, rtol=0, msg=name)
+        torch.testing.assert_close(many[name][1], counts, atol=0, rtol=0)
+
+
+def test_pooled_hidden_many_equals_single_plan(setup):
+    model, plans = setup
+    many = pooled_hidden_many(model, plans, TEXTS, ROWS, READ_LAYER, batch_size=3)
+    for name, plan in plans.items():
+        single = pooled_hidden(model, plan, TEXTS, ROWS, READ_LAYER, batch_size=3)
+        torch.testing.assert_close(many[name], single, atol=ATOL, rtol=0, msg=name)
+    assert (many["clas"] - many["base"]).abs().max() > 1e-3
+
+
+def test_batching_and_row_order_do_not_matter(setup):
+    model, plans = setup
+    reference = forward_many(model, plans, TEXTS, ROWS, batch_size=8)
+    order = [5, 2, 7, 0, 3, 6, 1, 4]
+    shuffled = forward_many(model, plans, [TEXTS[i] for i in order], [ROWS[i] for i in order], batch_size=2)
+    for name in plans:
+        torch.testing.assert_close(shuffled[name], reference[name][order], atol=ATOL, rtol=0, msg=name)
+
+
+def test_anchor_rows_only_give_base_results_for_non_anchor_conditions(setup):
+    model, plans = setup
+    english = [text for text, lang in zip(TEXTS, ROWS) if lang == "en"]
+    many = forward_many(model, plans, english, ["en"] * len(english))
+    for name, plan in plans.items():
+        torch.testing.assert_close(many[name], forward(model, plan, english, ["en"] * len(english)), atol=ATOL,
+                                   rtol=0, msg=name)
+    assert torch.equal(many["clas"], many["base"]) and not torch.equal(many["steer"], many["base"])
+
+
+def test_a_subset_without_base_still_shares_the_prefix(setup):
+    model, plans = setup
+    subset = {name: plans[name] for name in ("clas", "late")}
+    many = token_nll_many(model, subset, TEXTS, ROWS)
+    for name, plan in subset.items():
+        torch.testing.assert_close(many[name][0], token_nll(model, plan, TEXTS, ROWS)[0], atol=ATOL, rtol=0)
+
+
+def test_remote_sessions_give_the_local_numbers(setup):
+    """nnsight's local simulation of the remote path runs the generated session (several batches and every
+    condition per request, prefixes kept in the session) through serialization and back."""
+    model, plans = setup
+    subset = {name: plans[name] for name in ("base", "clas", "late", "first", "gen_only")}
+    local = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
+             token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
+             pooled_hidden_many(model, subset, TEXTS, ROWS, READ_LAYER, batch_size=3))
+    execution = Execution(remote="local", session_batches=2)
+    with use(execution):
+        remote = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
+                  token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
+                  pooled_hidden_many(model, subset, TEXTS, ROWS, READ_LAYER, batch_size=3))
+    for want, got in zip(local, remote):
+        for name in subset:
+            pairs = zip(want[name], got[name]) if isinstance(want[name], tuple) else [(want[name], got[name])]
+            for a, b in pairs:
+                torch.testing.assert_close(b, a, atol=ATOL, rtol=0, msg=name)
+
+
+def test_result_budget_groups_batches():
+    from clas_graph.shared_remote import RESULT_BUDGET, groups
+
+    batches = [[0, 1], [2, 3], [4, 5], [6]]
+    assert groups(batches, 8, 4) == [batches]
+    assert groups(batches, 2, 4) == [[[0, 1], [2, 3]], [[4, 5], [6]]]
+    big = RESULT_BUDGET // 3  # bytes per row: three rows fit, a fourth does not
+    assert groups(batches, 8, big) == [[[0, 1]], [[2, 3]], [[4, 5], [6]]]
+    assert groups([[0, 1, 2, 3, 4]], 8, big) == [[[0, 1, 2, 3, 4]]]  # one batch always goes, even when large
