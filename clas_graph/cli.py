@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -34,7 +35,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except ClasGraphError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished results are saved; rerun the same command to continue")
@@ -55,7 +56,7 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
             spec = load_spec(path)
         except ClasGraphError as exc:
             failed += 1
-            err.print(f"[bold red]✗[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
         out.print(f"[green]✓[/] {path}: '{spec.name}' on {spec.model.display_name}, "
                   f"{len(spec.interventions)} intervention(s), {len(spec.resolved_conditions)} condition(s)", soft_wrap=True)

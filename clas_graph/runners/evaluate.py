@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..compile import Plan
@@ -43,17 +44,22 @@ def run_unit(model, runner: TaskRunner, plan: Plan, language: str, run_dir: Path
     return metrics
 
 
-def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None) -> dict:
-    """Run all units (base first) and return the metrics document (also written to metrics.json)."""
+def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None,
+             split: str = "test", only: dict[str, list[str]] | None = None) -> dict:
+    """Run all units (base first) and return the metrics document (also written to metrics.json).
+
+    `split`: the task items to use (`dev` for a sweep's tuning items). `only`: task key -> the conditions to run
+    on that task (default: every plan on every task; base is always run)."""
     console = console or Console(stderr=True)
-    runners = task_runners(spec)
-    units = [(runner, language, name) for runner in runners for language in runner.languages() for name in plans]
+    runners = task_runners(spec, split)
+    units = [(runner, language, name) for runner in runners for language in runner.languages() for name in plans
+             if only is None or name == BASE_CONDITION or name in only.get(runner.key, ())]
     results: dict = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         bar = progress.add_task("evaluation", total=len(units))
         for runner, language, name in units:
-            progress.update(bar, description=f"{runner.key} · {language} · {name}")
+            progress.update(bar, description=escape(f"{runner.key} · {language} · {name}"))
             metrics = run_unit(model, runner, plans[name], language, run_dir)
             results.setdefault(runner.key, {}).setdefault(name, {})[language] = metrics
             progress.advance(bar)

@@ -27,6 +27,8 @@ class TaskRunner:
     key: str
     base_dir: Path | None
     _cache: dict = field(default_factory=dict)
+    split: str = "test"
+    """`test`: the task's items; `dev`: the disjoint items a sweep tunes on (clas_graph.data.splits)."""
     primary: ClassVar[str] = ""
     """The metric tables, deltas and the t-test use."""
     higher_is_better: ClassVar[bool] = True
@@ -70,11 +72,11 @@ class XnliRunner(TaskRunner):
         return ids
 
     def run(self, model, plan, language):
-        from ..data.tasks import load_xnli, render
+        from ..data.splits import xnli_items
+        from ..data.tasks import render
 
         task = self.task
-        examples = load_xnli(language, split=task.split, limit=task.limit, seed=task.seed, data_files=task.data_files,
-                             base_dir=self.base_dir, hub_id=task.hub_id)
+        examples = xnli_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
         logits = forward(model, plan, prompts, [language] * len(prompts), **self.options())
         probs = torch.softmax(logits[:, self.label_ids(model)].double(), -1)
@@ -90,11 +92,11 @@ class XquadRunner(TaskRunner):
     primary = "f1"
 
     def run(self, model, plan, language):
-        from ..data.tasks import load_xquad_qa, render
+        from ..data.splits import xquad_items
+        from ..data.tasks import render
 
         task = self.task
-        examples = load_xquad_qa(language, split=task.split, limit=task.limit, seed=task.seed,
-                                 data_files=task.data_files, base_dir=self.base_dir, hub_id=task.hub_id)
+        examples = xquad_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
         outputs = generate(model, plan, prompts, [language] * len(prompts), task.max_new_tokens, **self.options())
         rows = []
@@ -112,11 +114,18 @@ class XquadRunner(TaskRunner):
 class CorpusRunner(TaskRunner):
     """Tasks over a parallel corpus: the samples are loaded once for every language."""
 
+    @property
+    def split_task(self):
+        """The task with the corpus slice of this runner's split."""
+        from ..data.splits import task_for_split
+
+        return task_for_split(self.task, self.split)
+
     def samples(self):
         if "samples" not in self._cache:
             from .stats import load_corpus
 
-            self._cache["samples"] = load_corpus(self.task.corpus, self.spec.languages, self.base_dir)
+            self._cache["samples"] = load_corpus(self.split_task.corpus, self.spec.languages, self.base_dir)
         return self._cache["samples"]
 
 
@@ -179,7 +188,7 @@ class NextTokenRunner(CorpusRunner):
     def run(self, model, plan, language):
         from .probe import build_rows
 
-        rows = build_rows(self.task, [language], model.tokenizer, self.base_dir)
+        rows = build_rows(self.split_task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
         lp = torch.log_softmax(forward(model, plan, prompts, [language] * len(rows), **self.options()), -1)
         base = torch.log_softmax(forward(model, None, prompts, [language] * len(rows), **self.options()), -1)
@@ -200,12 +209,12 @@ RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunne
            NextTokenTask: NextTokenRunner}
 
 
-def task_runners(spec: RunSpec) -> list[TaskRunner]:
-    """One runner per task; keys are the task kind, numbered when a kind repeats."""
+def task_runners(spec: RunSpec, split: str = "test") -> list[TaskRunner]:
+    """One runner per task for `split`; keys are the task kind, numbered when a kind repeats."""
     base_dir = Path(spec.source).parent if spec.source else None
     kinds = [task.kind for task in spec.tasks]
     runners = []
     for index, task in enumerate(spec.tasks):
         key = task.kind if kinds.count(task.kind) == 1 else f"{task.kind}{index}"
-        runners.append(RUNNERS[type(task)](task=task, spec=spec, key=key, base_dir=base_dir))
+        runners.append(RUNNERS[type(task)](task=task, spec=spec, key=key, base_dir=base_dir, split=split))
     return runners
