@@ -101,7 +101,8 @@ def item_ids(task, languages: list[str], language: str, split: str, base_dir=Non
 
 def check_disjoint(task, languages: list[str], base_dir=None) -> None:
     """Raise DataError if any dev item id of the task is also a test item id (in any language)."""
-    for language in languages:
+    # Corpus samples are parallel (one id for all languages): one language is enough to compare ids.
+    for language in languages if task.kind in ("xnli", "xquad") else languages[:1]:
         test = set(item_ids(task, languages, language, TEST, base_dir))
         shared = [i for i in item_ids(task, languages, language, DEV, base_dir) if i in test]
         if shared:

@@ -29,6 +29,21 @@ def _values(values: dict) -> str:
     return ", ".join(f"{key}={format_value(v)}" for key, v in values.items()) or "(defaults)"
 
 
+def conditions_table(expansion) -> Table:
+    """What `clas-graph compile` lists for a sweep: every expanded condition and the phase it runs in."""
+    table = Table(title=f"sweep: {len(expansion.points)} grid point(s) over {', '.join(expansion.keys)}; "
+                        f"{len(expansion.baselines)} baseline(s)", title_justify="left", header_style="bold")
+    for column in ("condition", "from", "values", "evaluated on"):
+        table.add_column(column)
+    table.add_row("base", "", "", "dev and test items")
+    for point in expansion.points:
+        table.add_row(escape(point.condition), point.family, escape(_values(point.values)),
+                      "dev items; test items if chosen")
+    for name in expansion.baselines:
+        table.add_row(escape(name), name, "", "test items")
+    return table
+
+
 def dev_table(key: str, task: dict) -> Table:
     direction = "higher is better" if task["higher_is_better"] else "lower is better"
     table = Table(title=escape(f"{key} dev: mean {task['metric']} over {len(task['languages'])} language(s) ({direction}); "

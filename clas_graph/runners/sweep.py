@@ -29,20 +29,22 @@ DEV_DIR = "dev"
 _EFFECTIVE = ("alpha", "beta", "gamma")  # CLAS's knobs, recorded for the beta-only / gamma-only figure
 
 
-def compile_sweep_plans(expansion: Expansion, model, stats=None) -> dict[str, Plan]:
-    """Plans of base, every grid point and every baseline; a grid point that does not fit the model names itself."""
+def compile_condition(expansion: Expansion, model, name: str, stats=None) -> Plan:
+    """One condition of the expanded spec; a grid point that does not fit the model names itself and the sweep."""
     spec = expansion.spec
-    points = {point.condition for point in expansion.points}
-    plans = {}
-    for name in [BASE_CONDITION, *spec.resolved_conditions]:
-        try:
-            plans[name] = compile_plan(spec, model, name, stats)
-        except CompileError as exc:
-            if name not in points:
-                raise
-            raise CompileError(f"sweep grid point '{name}' does not fit the model: {exc.what}",
-                               where=f"{spec.source or '<spec>'}: sweep", fix=exc.fix) from None
-    return plans
+    try:
+        return compile_plan(spec, model, name, stats)
+    except CompileError as exc:
+        if name not in {point.condition for point in expansion.points}:
+            raise
+        raise CompileError(f"sweep grid point '{name}' does not fit the model: {exc.what}",
+                           where=f"{spec.source or '<spec>'}: sweep", fix=exc.fix) from None
+
+
+def compile_sweep_plans(expansion: Expansion, model, stats=None) -> dict[str, Plan]:
+    """Plans of base, every grid point and every baseline."""
+    return {name: compile_condition(expansion, model, name, stats)
+            for name in [BASE_CONDITION, *expansion.spec.resolved_conditions]}
 
 
 def mean_score(per_language: dict, metric: str, languages: list[str]) -> float:

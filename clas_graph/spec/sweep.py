@@ -27,7 +27,7 @@ SweepGrid = dict[str, list[Any]]
 
 Sweep = Annotated[
     Annotated[SweepGrid, Tag("grid")] | Annotated[list[SweepGrid], Tag("grids")],
-    Discriminator(lambda value: "grids" if isinstance(value, list) else "grid",
+    Discriminator(lambda value: "grids" if isinstance(value, list) else "grid" if isinstance(value, dict) else None,
                   custom_error_type="sweep", custom_error_message="a sweep is a mapping KEY: [values] or a list of them"),
 ]
 """One grid, or a list of grids whose points are joined (e.g. beta-only and gamma-only curves, as the paper's Fig. 6)."""
@@ -109,8 +109,23 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def check_dev_slices(spec: "RunSpec") -> None:
+    """A corpus task's dev slice must not overlap its test slice (same seeded order, so slices are item sets)."""
+    for index, task in enumerate(spec.tasks):
+        corpus, dev = getattr(task, "corpus", None), getattr(task, "dev", None)
+        if corpus is None or dev is None or dev.offset is None:
+            continue
+        limit = corpus.limit if dev.limit is None else dev.limit
+        if dev.offset < corpus.offset + corpus.limit and corpus.offset < dev.offset + limit:
+            raise FieldError(("tasks", index, "dev", "offset"),
+                             f"the dev slice [{dev.offset}, {dev.offset + limit}) overlaps the test slice "
+                             f"[{corpus.offset}, {corpus.offset + corpus.limit}); tuning on test items would leak. "
+                             f"Start it at {corpus.offset + corpus.limit} or later")
+
+
 def check_sweep(spec: "RunSpec") -> None:
     """Validate `sweep:` and `select:` against the spec's interventions; raises FieldError naming the key."""
+    check_dev_slices(spec)
     if spec.select is not None and spec.sweep is None:
         raise FieldError(("select",), "a selection rule needs a `sweep:` to choose from; add one or drop `select`")
     by_id = {iv.id: iv for iv in spec.interventions}
