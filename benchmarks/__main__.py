@@ -4,6 +4,7 @@
     python -m benchmarks overhead   # compiled CLAS trace vs plain forward vs PyTorch hooks
     python -m benchmarks stats      # statistics runner vs plain batched forward vs one-at-a-time
     python -m benchmarks evaluation # logit task and generation vs plain transformers on the same inputs
+    python -m benchmarks sweep      # a sweep's dev phase vs G separate `run` calls
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -14,9 +15,9 @@ import argparse
 
 from rich.console import Console
 
-from . import evaluation, overhead, stats
+from . import evaluation, overhead, stats, sweep
 
-SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation}
+SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "sweep": sweep}
 
 
 def main() -> None:
