@@ -87,7 +87,9 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
             points[point.condition] = {"family": point.family, "values": point.values,
                                        "effective": {name: effective(spec, point, name) for name in _EFFECTIVE
                                                      if effective(spec, point, name) is not None},
-                                       "mean": _finite(score), "delta": _finite(score - base_mean)}
+                                       "mean": _finite(score), "delta": _finite(score - base_mean),
+                                       "per_language": {lang: m.get(metric) for lang, m in
+                                                        task["per_language"][point.condition].items()}}
         chosen = {family: choose({c: points[c]["mean"] if points[c]["mean"] is not None else float("nan")
                                   for c in members}, higher)
                   for family, members in expansion.families.items()}
