@@ -328,3 +328,12 @@ def test_compile_lists_the_expanded_conditions_and_names_a_grid_point_that_does_
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "sweep grid point 'clas[layers=1+2+9]' does not fit the model" in bad.stderr
     assert "layer 9 is out of range" in bad.stderr
+
+
+def test_unknown_selection_metric_is_refused_before_any_evaluation(tmp_path, model_dir, monkeypatch):
+    spec_file = spec_folder(tmp_path, model_dir, SPEC.replace("tasks:", "select: {metric: acuracy}\ntasks:"))
+    monkeypatch.setattr(task_module.NextTokenRunner, "run", lambda *a, **k: pytest.fail("evaluated"))
+    result = runner.invoke(app, ["run", str(spec_file), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "select.metric" in result.stderr and "no metric 'acuracy'" in result.stderr
+    assert "gold_logprob" in result.stderr

@@ -26,6 +26,10 @@ from .evaluate import evaluate
 from .tasks import task_runners
 
 DEV_DIR = "dev"
+# Metrics a selection rule may name, per task kind (checked before the dev phase; kinds not listed are checked
+# after it, against the metrics their units report).
+METRICS = {"xnli": ("accuracy", "macro_f1"), "xquad": ("f1", "exact_match"), "lm_loss": ("loss", "perplexity"),
+           "retrieval": ("top1", "mrr"), "next_token": ("gold_logprob", "top1_agreement", "kl_from_base")}
 _EFFECTIVE = ("alpha", "beta", "gamma")  # CLAS's knobs, recorded for the beta-only / gamma-only figure
 
 
@@ -112,6 +116,10 @@ def run_sweep(spec: RunSpec, model, stats, run_dir: Path, *, console: Console | 
     rule = spec.select or SelectRule()
     base_dir = Path(spec.source).parent if spec.source else None
     for runner in task_runners(expansion.spec):  # before any model time: no dev item may be a test item
+        known = METRICS.get(runner.task.kind)
+        if rule.metric is not None and known is not None and rule.metric not in known:
+            raise DataError(f"task {runner.key} has no metric '{rule.metric}'", where=f"{spec.source}: select.metric",
+                            fix=f"use one of {', '.join(known)}, or leave it out for each task's primary metric")
         check_disjoint(runner.task, list(spec.languages), base_dir)
     plans = compile_sweep_plans(expansion, model, stats)
     if save_plans is not None:
