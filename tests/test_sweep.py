@@ -337,3 +337,30 @@ def test_unknown_selection_metric_is_refused_before_any_evaluation(tmp_path, mod
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "select.metric" in result.stderr and "no metric 'acuracy'" in result.stderr
     assert "gold_logprob" in result.stderr
+
+
+def test_figures_for_a_beta_gamma_grid(tmp_path):
+    """Fig. 6 curves (beta with gamma = 0, gamma with beta = 0, at alpha = 1) and a heatmap come from a 2-D grid."""
+    from clas_graph.report.sweep import dev_markdown, sweep_figures
+
+    points, task_points = [], {}
+    for beta in (0, 0.2, 0.4):
+        for gamma in (0, 0.1):
+            name = f"clas[beta={beta:g},gamma={gamma:g}]"
+            values = {"clas.beta": beta, "clas.gamma": gamma}
+            points.append({"condition": name, "family": "clas", "values": values})
+            task_points[name] = {"family": "clas", "values": values, "mean": 50 + 10 * beta - 5 * gamma,
+                                 "delta": 10 * beta - 5 * gamma,
+                                 "effective": {"alpha": 1.0, "beta": beta, "gamma": gamma}}
+    task = {"metric": "accuracy", "higher_is_better": True, "languages": ["de"], "dev_items": "x", "base": 50.0,
+            "points": task_points, "chosen": {"clas": "clas[beta=0.4,gamma=0]"}}
+    sweep = {"points": points, "tasks": {"xnli": task}}
+    names = [p.name for p in sweep_figures(sweep, tmp_path)]
+    assert names == ["sweep_clas_beta.png", "sweep_clas_gamma.png", "sweep_beta_gamma_at_alpha1.png",
+                     "sweep_heatmap_clas.png"]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in names)
+    table = dev_markdown("xnli", task)
+    assert "| `clas[beta=0.4,gamma=0]` | 54.000 | +4.000 | ✓ |" in table
+    # a 1-D grid has no heatmap and, without beta and gamma both at 0 somewhere, no Fig. 6 curves
+    one = {"points": points[:1], "tasks": {"xnli": {**task, "points": dict(list(task_points.items())[:1])}}}
+    assert [p.name for p in sweep_figures(one, tmp_path / "one")] == ["sweep_clas_beta.png", "sweep_clas_gamma.png"]
