@@ -6,6 +6,7 @@
     python -m benchmarks evaluation # logit task and generation vs plain transformers on the same inputs
     python -m benchmarks conditions # K conditions with a shared prefix vs K separate passes
     python -m benchmarks remote     # remote XNLI requests and MB per 100 items, before/after (mock NDIF server)
+    python -m benchmarks sweep      # a sweep's dev phase vs G separate `run` calls
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -16,9 +17,10 @@ import argparse
 
 from rich.console import Console
 
-from . import conditions, evaluation, overhead, remote, stats
+from . import conditions, evaluation, overhead, remote, stats, sweep
 
-SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "conditions": conditions, "remote": remote}
+SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "conditions": conditions, "remote": remote,
+          "sweep": sweep}
 
 
 def main() -> None:

@@ -67,8 +67,13 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
             failed += 1
             err.print(f"[bold red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
+        from .spec.sweep import expand
+
+        expansion = expand(spec)
+        grid = f" ({len(expansion.points)} sweep grid point(s))" if expansion.points else ""
         out.print(f"[green]✓[/] {escape(str(path))}: '{spec.name}' on {escape(spec.model.display_name)}, "
-                  f"{len(spec.interventions)} intervention(s), {len(spec.resolved_conditions)} condition(s)", soft_wrap=True)
+                  f"{len(spec.interventions)} intervention(s), {len(expansion.spec.resolved_conditions)} condition(s)"
+                  f"{grid}", soft_wrap=True)
     if failed:
         raise typer.Exit(2)
 
@@ -90,9 +95,12 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
              runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics."),
              overrides: Overrides = None):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
-    from .compile import compile_plan, emit_source
+    from .compile import emit_source
     from .loading import load_config_for_spec
     from .spec import load_spec
+
+    from .runners.sweep import compile_condition
+    from .spec.sweep import expand
 
     spec = load_spec(spec_file, overrides or ())
     config = load_config_for_spec(spec)
@@ -101,16 +109,22 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
         from .runners.stats import existing_stats
 
         stats = existing_stats(spec, runs_dir)
-    names = [condition] if condition else list(spec.resolved_conditions)
+    expansion = expand(spec)  # a sweep's grid points become ordinary conditions
+    if expansion.points:
+        from .report.sweep import conditions_table
+
+        out.print(conditions_table(expansion))
+    names = [condition] if condition else list(expansion.spec.resolved_conditions)
     for name in names:
-        plan = compile_plan(spec, config, name, stats)
-        table = Table(title=f"plan '{name}' on {plan.model_type} ({plan.dims.num_layers} layers, "
-                            f"{plan.dims.intermediate_size} intermediate)", title_justify="left")
+        plan = compile_condition(expansion, config, name, stats)
+        table = Table(title=escape(f"plan '{name}' on {plan.model_type} ({plan.dims.num_layers} layers, "
+                            f"{plan.dims.intermediate_size} intermediate)"), title_justify="left")
         for column in ("#", "layer", "site", "intervention", "rows", "params"):
             table.add_column(column)
         for index, op in enumerate(plan.ops):
             params = " ".join(f"{k}={v}" for k, v in op.params.items())
-            table.add_row(str(index), str(op.layer), op.site, f"{op.kind} '{op.intervention}'", op.rows.describe(), params)
+            table.add_row(str(index), str(op.layer), op.site, escape(f"{op.kind} '{op.intervention}'"),
+                          op.rows.describe(), params)
         out.print(table)
         source = emit_source(plan)
         if sys.stdout.isatty():

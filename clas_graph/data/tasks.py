@@ -37,7 +37,7 @@ import random
 import re
 import string
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -361,6 +361,7 @@ def load_xnli(
     data_files: Mapping[str, str] | None = None,
     base_dir: str | Path | None = None,
     hub_id: str = "facebook/xnli",
+    exclude: Collection[str] = (),
 ) -> list[XnliExample]:
     """XNLI pairs of one language, all rows or a seeded subset of ``limit`` rows.
 
@@ -370,7 +371,8 @@ def load_xnli(
     ``hypothesis``, ``label``. The subset is the row indices
     ``sorted(random.Random(seed).sample(range(n), limit))``: the same rows for every language
     of a parallel set of the same size. Ids are ``f"{split}-{row index}"`` (index in the full
-    file), so they match across languages.
+    file), so they match across languages. Rows whose id is in ``exclude`` are left out before
+    sampling (a dev subset disjoint from a test subset of the same source).
 
     Raises DataError for a missing file or language entry, an unreadable file, missing
     columns, empty texts, labels other than 0/1/2 (or entailment/neutral/contradiction),
@@ -389,8 +391,9 @@ def load_xnli(
         where = str(path)
     _require_columns(columns, ("premise", "hypothesis", "label"), "XNLI", language, where)
 
-    n = len(columns["label"])
-    indices = _sample_indices(n, limit, seed, "XNLI", language, where)
+    excluded = set(exclude)
+    pool = [i for i in range(len(columns["label"])) if f"{split}-{i}" not in excluded]
+    indices = _sample_indices(pool, limit, seed, "XNLI", language, where, len(excluded))
     return [
         XnliExample(
             id=f"{split}-{i}",
@@ -402,24 +405,31 @@ def load_xnli(
     ]
 
 
-def _check_size(n: int, limit: int | None, task: str, language: str, where: str) -> None:
+def _check_size(
+    n: int, limit: int | None, task: str, language: str, where: str, excluded: int = 0
+) -> None:
+    left = f" after leaving out the {excluded} test items" if excluded else ""
     if n == 0:
-        raise DataError(f"{task} data for language {language!r} has no rows", where=where)
+        raise DataError(f"{task} data for language {language!r} has no rows{left}", where=where)
     if limit is not None and limit > n:
         raise DataError(
-            f"{task} data for language {language!r} has {n} rows, fewer than limit={limit}",
+            f"{task} data for language {language!r} has {n} rows{left}, fewer than limit={limit}",
             where=where,
             fix=f"set limit to at most {n}, or leave it unset for all rows",
         )
 
 
 def _sample_indices(
-    n: int, limit: int | None, seed: int, task: str, language: str, where: str
+    pool: Sequence[int], limit: int | None, seed: int, task: str, language: str, where: str,
+    excluded: int = 0,
 ) -> list[int]:
-    _check_size(n, limit, task, language, where)
+    """All of ``pool`` or a seeded sample of ``limit`` of it (without exclusions: rows 0..n-1, as before)."""
+    _check_size(len(pool), limit, task, language, where, excluded)
     if limit is None:
-        return list(range(n))
-    return sorted(random.Random(seed).sample(range(n), limit))
+        return list(pool)
+    if not excluded:
+        return sorted(random.Random(seed).sample(range(len(pool)), limit))
+    return sorted(random.Random(seed).sample(list(pool), limit))
 
 
 # --- XQuAD ----------------------------------------------------------------------------
@@ -493,6 +503,7 @@ def load_xquad_qa(
     data_files: Mapping[str, str] | None = None,
     base_dir: str | Path | None = None,
     hub_id: str = "google/xquad",
+    exclude: Collection[str] = (),
 ) -> list[QaExample]:
     """XQuAD questions of one language, all or a seeded subset of ``limit`` questions.
 
@@ -500,7 +511,8 @@ def load_xquad_qa(
     parquet, or SQuAD-style nested JSON; ``split`` is then unused), else
     ``datasets.load_dataset(hub_id, f"xquad.{language}", split=split)``. The subset is the ids
     ``random.Random(seed).sample(sorted(ids), limit)``, returned in file order: the same
-    questions in every language of a parallel set (XQuAD shares ids across languages).
+    questions in every language of a parallel set (XQuAD shares ids across languages). Ids in
+    ``exclude`` are left out before sampling (a dev subset disjoint from a test subset).
 
     Raises DataError for a missing file or language entry, an unreadable file, missing
     columns or keys, duplicate ids, questions without an answer text, ``limit`` above the
@@ -530,10 +542,12 @@ def load_xquad_qa(
                 fix="give every question a unique id",
             )
         seen.add(qid)
-    _check_size(len(ids), limit, "XQuAD", language, where)
-    rows = range(len(ids))
+    excluded = set(exclude)
+    pool = [qid for qid in ids if qid not in excluded]
+    _check_size(len(pool), limit, "XQuAD", language, where, len(excluded))
+    rows = [i for i, qid in enumerate(ids) if qid not in excluded]
     if limit is not None:
-        chosen = set(random.Random(seed).sample(sorted(ids), limit))
+        chosen = set(random.Random(seed).sample(sorted(pool), limit))
         rows = [i for i, qid in enumerate(ids) if qid in chosen]
 
     examples = []

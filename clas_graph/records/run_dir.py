@@ -24,8 +24,11 @@ from ..spec import RunSpec
 
 MANIFEST_SCHEMA = 1
 
-# Fields that do not change results: excluded from the spec hash.
-_TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"}}
+# Fields that do not change results: excluded from the spec hash. A sweep's grid and selection rule are out too:
+# every unit is keyed by a condition id that spells out its swept values, so a widened grid reuses the run
+# directory and its finished units.
+_TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"},
+              "sweep": True, "select": True}
 
 
 def spec_hash(spec: RunSpec) -> str:

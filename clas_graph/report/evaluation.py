@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..spec import BASE_CONDITION
@@ -48,8 +49,8 @@ def task_table(key: str, task: dict, anchor: str | None) -> Table:
     direction = "higher is better" if task["higher_is_better"] else "lower is better"
     table = Table(title=f"{key}: {task['primary']} per language ({direction}); Avg./σ/p over non-anchor languages",
                   title_justify="left", header_style="bold")
-    for index, column in enumerate(header):
-        table.add_column(column, justify="left" if index == 0 else "right")
+    for index, column in enumerate(header):  # escaped: sweep condition ids like clas[alpha=-1] look like markup
+        table.add_column(escape(column), justify="left" if index == 0 else "right")
     for row in body:
         table.add_row(*row)
     table.add_section()

@@ -72,20 +72,29 @@ def _finished_metrics(done: Path) -> dict | None:
     return None
 
 
-def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None) -> dict:
-    """Run all units (base first) and return the metrics document (also written to metrics.json)."""
+def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None,
+             split: str = "test", only: dict[str, list[str]] | None = None) -> dict:
+    """Run all units (base first) and return the metrics document (also written to metrics.json).
+
+    `split`: the task items to use (`dev` for a sweep's tuning items). `only`: task key -> the conditions to run
+    on that task (default: every plan on every task; base is always run)."""
     console = console or Console(stderr=True)
-    runners = task_runners(spec)
-    groups = [(runner, language) for runner in runners for language in runner.languages()]
-    results: dict = {runner.key: {name: {} for name in plans} for runner in runners}
+    runners = task_runners(spec, split)
+
+    def chosen(runner) -> dict[str, Plan]:
+        return {name: plan for name, plan in plans.items()
+                if only is None or name == BASE_CONDITION or name in only.get(runner.key, ())}
+
+    groups = [(runner, language, chosen(runner)) for runner in runners for language in runner.languages()]
+    results: dict = {runner.key: {} for runner in runners}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        bar = progress.add_task("evaluation", total=len(groups) * len(plans))
-        for runner, language in groups:
-            progress.update(bar, description=f"{runner.key} · {language} · {len(plans)} conditions")
-            for name, metrics in run_units(model, runner, plans, language, run_dir).items():
-                results[runner.key][name][language] = metrics
-            progress.advance(bar, len(plans))
+        bar = progress.add_task("evaluation", total=sum(len(group) for _, _, group in groups))
+        for runner, language, group in groups:
+            progress.update(bar, description=escape(f"{runner.key} · {language} · {len(group)} conditions"))
+            for name, metrics in run_units(model, runner, group, language, run_dir).items():
+                results[runner.key].setdefault(name, {})[language] = metrics
+            progress.advance(bar, len(group))
     document = {"schema_version": METRICS_SCHEMA, "spec_name": spec.name,
                 "anchor": spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None,
                 "conditions": list(plans), "tasks": {}}

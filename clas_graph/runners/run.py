@@ -100,9 +100,15 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
                                        fix="run `clas-graph stats SPEC` first, or `clas-graph run SPEC`")
             if stats is not None:
                 report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
-        plans = compile_plans(spec, model, stats)
-        _save_plans(run_dir, plans)
-        document = evaluate(spec, model, plans, run_dir.path, console=console)
+        if spec.sweep is not None:  # dev phase, selection, held-out phase (runners/sweep.py)
+            from .sweep import run_sweep
+
+            document = run_sweep(spec, model, stats, run_dir.path, console=console,
+                                 save_plans=lambda plans: _save_plans(run_dir, plans))
+        else:
+            plans = compile_plans(spec, model, stats)
+            _save_plans(run_dir, plans)
+            document = evaluate(spec, model, plans, run_dir.path, console=console)
         report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
         return run_dir.path
 
@@ -115,6 +121,10 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
         console.print(task_table(key, task, anchor))
     deltas_figure(document, path / "figures" / "deltas.png")
     text = summary_markdown(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
+    if "sweep" in document:
+        from ..report.sweep import report_sweep
+
+        text = report_sweep(document, path, console, text)
     atomic_write_text(path / "summary.md", text)
     findings = text.split("## Findings\n\n", 1)[1].split("\n\n", 1)[0]
     console.print(findings, markup=False, highlight=False)

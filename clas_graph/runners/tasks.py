@@ -27,6 +27,8 @@ class TaskRunner:
     key: str
     base_dir: Path | None
     _cache: dict = field(default_factory=dict)
+    split: str = "test"
+    """`test`: the task's items; `dev`: the disjoint items a sweep tunes on (clas_graph.data.splits)."""
     primary: ClassVar[str] = ""
     """The metric tables, deltas and the t-test use."""
     higher_is_better: ClassVar[bool] = True
@@ -83,11 +85,11 @@ class XnliRunner(_SharedRunner):
         return ids
 
     def run_many(self, model, plans, language):
-        from ..data.tasks import load_xnli, render
+        from ..data.splits import xnli_items
+        from ..data.tasks import render
 
         task = self.task
-        examples = load_xnli(language, split=task.split, limit=task.limit, seed=task.seed, data_files=task.data_files,
-                             base_dir=self.base_dir, hub_id=task.hub_id)
+        examples = xnli_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
         # only the label tokens' logits are computed into the result (and travel back from a remote run)
         logits = forward_many(model, plans, prompts, [language] * len(prompts), token_ids=self.label_ids(model),
@@ -108,11 +110,11 @@ class XquadRunner(TaskRunner):
     primary = "f1"
 
     def run(self, model, plan, language):
-        from ..data.tasks import load_xquad_qa, render
+        from ..data.splits import xquad_items
+        from ..data.tasks import render
 
         task = self.task
-        examples = load_xquad_qa(language, split=task.split, limit=task.limit, seed=task.seed,
-                                 data_files=task.data_files, base_dir=self.base_dir, hub_id=task.hub_id)
+        examples = xquad_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
         outputs = generate(model, plan, prompts, [language] * len(prompts), task.max_new_tokens, **self.options())
         rows = []
@@ -133,11 +135,18 @@ class CorpusRunner(TaskRunner):
     def text_languages(self) -> list[str]:
         return self.spec.task_languages(self.task)
 
+    @property
+    def split_task(self):
+        """The task with the corpus slice of this runner's split."""
+        from ..data.splits import task_for_split
+
+        return task_for_split(self.task, self.split)
+
     def samples(self):
         if "samples" not in self._cache:
             from .stats import load_corpus
 
-            self._cache["samples"] = load_corpus(self.task.corpus, self.text_languages(), self.base_dir)
+            self._cache["samples"] = load_corpus(self.split_task.corpus, self.text_languages(), self.base_dir)
         return self._cache["samples"]
 
 
@@ -212,7 +221,7 @@ class NextTokenRunner(CorpusRunner, _SharedRunner):
     def run_many(self, model, plans, language):
         from .probe import build_rows
 
-        rows = build_rows(self.task, [language], model.tokenizer, self.base_dir)
+        rows = build_rows(self.split_task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
         # the unmodified model's log-probs are computed once per language (in the same batches as the
         # conditions, sharing their prefix) and reused by every condition, also across separate `run` calls
@@ -244,12 +253,12 @@ RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunne
            NextTokenTask: NextTokenRunner}
 
 
-def task_runners(spec: RunSpec) -> list[TaskRunner]:
-    """One runner per task; keys are the task kind, numbered when a kind repeats."""
+def task_runners(spec: RunSpec, split: str = "test") -> list[TaskRunner]:
+    """One runner per task for `split`; keys are the task kind, numbered when a kind repeats."""
     base_dir = Path(spec.source).parent if spec.source else None
     kinds = [task.kind for task in spec.tasks]
     runners = []
     for index, task in enumerate(spec.tasks):
         key = task.kind if kinds.count(task.kind) == 1 else f"{task.kind}{index}"
-        runners.append(RUNNERS[type(task)](task=task, spec=spec, key=key, base_dir=base_dir))
+        runners.append(RUNNERS[type(task)](task=task, spec=spec, key=key, base_dir=base_dir, split=split))
     return runners

@@ -15,6 +15,7 @@ from .vectors import StatsVector
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
+from .sweep import SelectRule, Sweep, check_sweep
 from .tasks import Task
 
 BASE_CONDITION = "base"
@@ -55,6 +56,14 @@ class RunSpec(StrictModel):
     identity: results must not depend on it."""
     max_length: PositiveInt = 512
     """Longest input in tokens (the paper's 512); longer inputs are truncated on the right."""
+    sweep: Sweep | None = None
+    """Grid over intervention fields, `{clas.alpha: [-1, 0.5, 1], clas.beta: [0.2, 0.4]}` (or a list of such grids):
+    each condition using a swept intervention becomes one condition per grid point, `clas[alpha=-1,beta=0.2]`.
+    The grid is evaluated on each task's dev items; the point `select` picks per task is then compared with base
+    and the unswept conditions on the test items."""
+    select: SelectRule | None = None
+    """How a sweep's point is chosen per task on the dev items (default with a sweep: best mean primary metric
+    over non-anchor languages)."""
 
     # Where the spec was loaded from; relative file paths resolve against it.
     _source: str | None = PrivateAttr(default=None)
@@ -119,6 +128,7 @@ class RunSpec(StrictModel):
                         f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
                     )
         check_languages(self)
+        check_sweep(self)
         return self
 
     @property

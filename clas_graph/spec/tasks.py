@@ -31,6 +31,40 @@ class _TaskBase(StrictModel):
     per-language intervention (int_mu, per-language DiffMean) needs statistics in every language it touches."""
 
 
+class XnliDev(StrictModel):
+    """XNLI items a sweep tunes on. From another split they are disjoint by construction; from the test's own
+    source (same split, or the task's local files) they are drawn from the rows not in the test subset."""
+
+    split: str = "validation"
+    """Split to draw from (XNLI has `validation` and `test`)."""
+    data_files: dict[LanguageCode, str] | None = None
+    """Local files of the dev split per language; default: the hub's `split`, or the task's own `data_files`
+    (then dev rows are the rows the test subset does not use)."""
+    limit: PositiveInt = 200
+    """Pairs per language (the paper tunes on 200 samples per language)."""
+    seed: int = 0
+    """Seed of the dev subset."""
+
+
+class XquadDev(StrictModel):
+    """XQuAD items a sweep tunes on: XQuAD has one split, so they are a seeded sample of the questions that
+    are not in the test subset (same ids in every language)."""
+
+    limit: PositiveInt = 200
+    """Questions per language (the paper tunes on 200 samples per language)."""
+    seed: int = 0
+    """Seed of the dev subset."""
+
+
+class CorpusDev(StrictModel):
+    """Parallel texts a sweep tunes on: another slice of the same seeded corpus order, disjoint from the test slice."""
+
+    offset: NonNegativeInt | None = None
+    """Start of the dev slice; default: right after the test slice (corpus offset + limit)."""
+    limit: PositiveInt | None = None
+    """Texts in the dev slice; default: the test slice's size (retrieval difficulty depends on it)."""
+
+
 class NextTokenTask(_TaskBase):
     """Next-token probe: each parallel text is cut at about 60% and the model predicts what follows.
 
@@ -43,6 +77,8 @@ class NextTokenTask(_TaskBase):
     """Where the parallel prompts come from."""
     cut: float = Field(0.6, gt=0.0, lt=1.0)
     """Fraction of each text kept as the prompt (cut at a word boundary where the script has spaces)."""
+    dev: CorpusDev | None = None
+    """Dev texts for a sweep's selection (default: the slice after the test slice)."""
 
 
 class XnliTask(_TaskBase):
@@ -62,6 +98,8 @@ class XnliTask(_TaskBase):
     """Template with {premise} and {hypothesis}; it should end where the label token comes next."""
     labels: tuple[str, str, str] = ("0", "1", "2")
     """The label strings; each must be one token for the model's tokenizer (checked before running)."""
+    dev: XnliDev | None = None
+    """Dev items for a sweep's selection (default: 200 pairs per language from `validation`)."""
 
 
 class XquadTask(_TaskBase):
@@ -80,6 +118,8 @@ class XquadTask(_TaskBase):
     """Template with {context} and {question}."""
     max_new_tokens: PositiveInt = 32
     """Greedy decoding budget (the paper's 32)."""
+    dev: XquadDev | None = None
+    """Dev items for a sweep's selection (default: 200 questions per language not in the test subset)."""
 
 
 class RetrievalTask(_TaskBase):
@@ -93,6 +133,8 @@ class RetrievalTask(_TaskBase):
     """Decoder layer whose output is pooled; default: the middle layer."""
     center: bool = False
     """Subtract each language's mean pooled vector first (removes a language offset; see the design notes)."""
+    dev: CorpusDev | None = None
+    """Dev texts for a sweep's selection (default: the slice after the test slice, same size)."""
 
 
 class LmLossTask(_TaskBase):
@@ -101,6 +143,8 @@ class LmLossTask(_TaskBase):
     kind: Literal["lm_loss"]
     corpus: Corpus = BibleCorpus(limit=50, offset=100)
     """Held-out text."""
+    dev: CorpusDev | None = None
+    """Dev texts for a sweep's selection (default: the slice after the test slice)."""
 
 
 Task = Annotated[Union[NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask], Field(discriminator="kind")]
