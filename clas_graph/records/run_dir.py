@@ -22,8 +22,10 @@ from ..spec import RunSpec
 
 MANIFEST_SCHEMA = 1
 
-# Fields that do not change results: excluded from the spec hash.
-_TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"}}
+# Fields that do not change results: excluded from the spec hash. `analysis` only reads the run (its
+# representations are cached under analysis/ with their own key), so editing it reuses the evaluation.
+_TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"},
+              "analysis": True}
 
 
 def spec_hash(spec: RunSpec) -> str:

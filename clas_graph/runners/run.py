@@ -96,8 +96,18 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
                 report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
         plans = compile_plans(spec, model, stats)
         _save_plans(run_dir, plans)
+        # --- analysis (issue 12): layers checked before evaluation, the analysis runs after the report ---
+        if spec.analysis is not None:
+            from .analyze import check_analysis
+            check_analysis(spec, model, plans)
+        # --- end analysis ---
         document = evaluate(spec, model, plans, run_dir.path, console=console)
         report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
+        # --- analysis (issue 12) ---
+        if spec.analysis is not None:
+            from .analyze import analyze
+            analyze(spec, model, plans, run_dir.path, console=console, metrics=document)
+        # --- end analysis ---
         return run_dir.path
 
     return _recorded(run_dir, execution, work)
