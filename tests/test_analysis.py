@@ -245,3 +245,39 @@ def test_spec_errors_name_the_field(tmp_path, model_dir):
     (tmp_path / "second").mkdir()
     message = _fails(tmp_path / "second", model_dir, SPEC + "  languages: [de, fr]\n", "validate")
     assert "analysis.languages" in message and "anchor 'en' must be analysed" in message
+
+
+def test_geometry_edge_cases():
+    from clas_graph.eval import geometry
+
+    assert geometry.regression([1.0, 2.0], [3.0, 4.0])["slope"] is None          # fewer than 3 points
+    assert geometry.regression([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])["p"] is None     # no spread in the gains
+    rng = np.random.default_rng(0)
+    centres = {lang: rng.normal(size=16) * 10 for lang in ("en", "de", "fr")}
+    clusters = {lang: c + rng.normal(size=(8, 16)) * 0.01 for lang, c in centres.items()}
+    assert geometry.silhouette(clusters)["overall"] > 0.95
+    assert geometry.probe_accuracy(clusters, folds=10, seed=0, max_iter=500)["folds"] == 8  # capped at items
+    same = {"en": clusters["en"], "de": clusters["en"] * 3.0}
+    assert geometry.cosine_to_anchor(same, "en")["de"]["mean"] == pytest.approx(1.0)
+
+
+def test_findings_say_no_relation_unless_significant():
+    from clas_graph.eval.geometry import regression
+    from clas_graph.report.analysis import findings
+
+    langs = ["de", "fr", "es", "ru", "zh", "ar"]
+    gain = {lang: float(i) for i, lang in enumerate(langs)}
+    separation = {lang: 0.01 * i for i, lang in enumerate(langs)}          # rises exactly with the gain
+    alignment = {lang: v for lang, v in zip(langs, [0.3, -0.2, 0.1, 0.25, -0.3, 0.05])}  # unrelated
+    x = list(gain.values())
+    test = {"mean_delta": 0.0, "n": 6, "p": 0.5}
+    doc = {"anchor": "en", "layers": [3], "conditions": ["base", "c"], "metric": "cosine",
+           "tests": {"c": {"alignment": test, "separation": test, "overall_separation_delta": 0.0}},
+           "delta_alignment": {"c": alignment}, "delta_separation": {"c": separation},
+           "separation_mean": {"base": {"overall": 0.1}},
+           "relation": {"t": {"c": {"gain": gain, "primary": "f1", "higher_is_better": True,
+                                    "alignment": regression(x, list(alignment.values())),
+                                    "separation": regression(x, list(separation.values()))}}}}
+    text = "\n".join(findings(doc))
+    assert "no relation between Δalignment and the gain" in text
+    assert "Δseparation rises with the gain" in text and "is supported" in text

@@ -52,7 +52,7 @@ def alignment_figure(document: dict, path: Path) -> Path:
         axis.set_title(f"Cosine similarity with {document['anchor']} before/after '{condition}' "
                        f"({_layers_text(document)}; bars: mean over {len(document['items'])} parallel texts ± std)",
                        fontsize=9)
-        axis.legend(fontsize=8, frameon=False, loc="lower right")
+        axis.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -92,12 +92,17 @@ def relation_figure(document: dict, path: Path) -> Path | None:
                 axis.plot(line, fit["slope"] * line + fit["intercept"], color="#e4572e", linewidth=1.2)
             axis.axhline(0, color="grey", linewidth=0.6)
             axis.axvline(0, color="grey", linewidth=0.6)
-            better = "" if entry["higher_is_better"] else ", sign flipped: lower is better"
-            axis.set_xlabel(f"gain in {task} {entry['primary']} ({condition} − base{better})", fontsize=8)
+            axis.set_xlabel(_gain_label(task, entry, condition), fontsize=8)
             axis.set_ylabel(label, fontsize=8)
             axis.set_title(f"{task} · {condition}: {_fit_text(fit)}", fontsize=9)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def _gain_label(task: str, entry: dict, condition: str) -> str:
+    if entry["higher_is_better"]:
+        return f"gain in {task}: {entry['primary']} of {condition} − base"
+    return f"gain in {task}: {entry['primary']} of base − {condition} (lower is better)"
 
 
 def heatmap_figure(document: dict, path: Path) -> Path:
@@ -112,18 +117,22 @@ def heatmap_figure(document: dict, path: Path) -> Path:
     for axis, condition in zip(axes[0], after):
         columns = [("Δ cosine", document["delta_alignment"][condition]),
                    ("Δ silhouette", document["delta_separation"][condition])]
-        columns += [(f"gain {task}", by_condition[condition]["gain"]) for task, by_condition in relation.items()
+        columns += [(f"gain {task}\n({by_condition[condition]['primary']}"
+                     f"{'' if by_condition[condition]['higher_is_better'] else ', base − cond.'})",
+                     by_condition[condition]["gain"]) for task, by_condition in relation.items()
                     if condition in by_condition]
         values = np.array([[column.get(lang, np.nan) for _, column in columns] for lang in targets], dtype=float)
         scale = np.nanmax(np.abs(values), axis=0)
         scale[~np.isfinite(scale) | (scale == 0)] = 1.0
-        axis.imshow(values / scale, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+        scaled = values / scale
+        axis.imshow(scaled, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
         for i in range(len(targets)):
             for j in range(len(columns)):
-                if np.isfinite(values[i, j]):
-                    axis.text(j, i, f"{values[i, j]:+.3g}", ha="center", va="center", fontsize=7)
+                if np.isfinite(values[i, j]):  # white on the dark ends of the colour map
+                    axis.text(j, i, f"{values[i, j]:+.3g}", ha="center", va="center", fontsize=7,
+                              color="white" if abs(scaled[i, j]) > 0.6 else "black")
         axis.set_xticks(range(len(columns)))
-        axis.set_xticklabels([name for name, _ in columns], rotation=20, ha="right", fontsize=8)
+        axis.set_xticklabels([name for name, _ in columns], fontsize=8)
         axis.set_yticks(range(len(targets)))
         axis.set_yticklabels(targets, fontsize=8)
         axis.set_title(f"'{condition}' vs base per language\n(blue > 0 > red, scaled per column)", fontsize=9)
@@ -201,7 +210,23 @@ def findings(document: dict) -> list[str]:
                 else:
                     out.append(f"- {task} · `{condition}`: no relation between {what} and the gain (r = "
                                f"{fit['r']:+.2f}, p = {fit['p']:.3g}, n = {fit['n']}).")
+            out.append(f"- {task} · `{condition}`: the paper's reading (gains go with more separation, not with "
+                       f"moving toward {anchor}) is {_claim(entry)} here.")
     return out
+
+
+def _claim(entry: dict) -> str:
+    """Whether this run supports the paper's section 4.3 reading; significance at p < 0.05."""
+    sep, align = entry["separation"], entry["alignment"]
+    if sep["p"] is None:
+        return "not testable"
+    separation_up = sep["p"] < 0.05 and sep["slope"] > 0
+    alignment_up = align["p"] is not None and align["p"] < 0.05 and align["slope"] > 0
+    if separation_up and not alignment_up:
+        return "supported (significant positive slope of Δseparation, none toward the anchor)"
+    if separation_up:
+        return "only partly supported (Δseparation rises with the gain, but so does Δalignment)"
+    return "not supported (no significant positive slope of Δseparation on the gain)"
 
 
 def summary_section(document: dict, figures: dict[str, Path | None]) -> str:
@@ -215,13 +240,14 @@ def summary_section(document: dict, figures: dict[str, Path | None]) -> str:
         lines += ["Linear probe of the language (cross-validated accuracy):", ""]
         for condition, by_layer in document["probe"].items():
             text = ", ".join(f"layer {layer}: {v['mean']:.3f}" for layer, v in by_layer.items() if v["mean"] is not None)
-            lines.append(f"- `{condition}`: {text}")
+            chance = next(iter(by_layer.values()))["chance"]
+            lines.append(f"- `{condition}`: {text} (chance {chance:.3f})")
         lines.append("")
     for key, caption in (("alignment", "cosine to the anchor before/after"), ("relation", "changes vs gains"),
                          ("heatmap", "changes and gains per language"), ("tsne", "t-SNE before | after")):
         if figures.get(key) is not None:
             lines.append(f"![{caption}]({FIGURES[key]})")
-    lines += [f"Analysis time: {document['seconds']:.1f} s.", END]
+    lines += ["", f"Analysis time: {document['seconds']:.1f} s.", END]
     return "\n".join(lines) + "\n"
 
 
