@@ -281,3 +281,36 @@ def test_findings_say_no_relation_unless_significant():
     text = "\n".join(findings(doc))
     assert "no relation between Δalignment and the gain" in text
     assert "Δseparation rises with the gain" in text and "is supported" in text
+
+
+def test_analysis_section_is_not_part_of_the_run_identity(tmp_path, model_dir):
+    from clas_graph.records import spec_hash
+    from clas_graph.spec import load_spec
+
+    with_analysis = load_spec(spec_folder(tmp_path, model_dir, SPEC))
+    (tmp_path / "plain").mkdir()
+    without = load_spec(spec_folder(tmp_path / "plain", model_dir, SPEC.split("analysis:")[0]))
+    assert with_analysis.analysis is not None and without.analysis is None
+    assert spec_hash(with_analysis) == spec_hash(without)  # editing the analysis reuses the evaluation
+
+
+def test_representations_through_the_remote_path_equal_local(tmp_path):
+    """nnsight's local simulation of remote execution (serialize, run, deserialize) gives the same vectors."""
+    import clas_graph
+    from clas_graph.execution import Execution, use
+    from clas_graph.loading import wrap
+    from clas_graph.runners.analyze import representations
+    from clas_graph.spec import validate_data
+
+    model = wrap(tiny_model("llama"), tiny_tokenizer())
+    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS[:3],
+                          "interventions": [{"kind": "clas", "layers": [1], "shared": {"neurons": {1: [1, 2]}},
+                                             "specific": {"neurons": {1: [5]}}}],
+                          "analysis": {"corpus": {"kind": "bible", "limit": 3}}})
+    plan = clas_graph.compile_plan(spec, model, "clas")
+    samples = load_parallel("bible", LANGS[:3], limit=3)
+    local = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "local")
+    with use(Execution(remote="local")):
+        remote = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "remote")
+    for lang in LANGS[:3]:
+        np.testing.assert_allclose(remote[lang], local[lang], atol=1e-6, rtol=0)
