@@ -73,6 +73,10 @@ def saved(run_dir, condition, layer):
 def test_run_writes_analysis_json_figures_and_summary(finished):
     _, _, run_dir, doc = finished
     assert doc["schema_version"] == 1 and doc["anchor"] == "en" and doc["conditions"] == ["base", "clas"]
+    assert set(doc) == {  # the versioned format: a change here needs a schema_version bump
+        "schema_version", "spec_name", "anchor", "languages", "conditions", "layers", "tsne_layer", "metric", "corpus",
+        "items", "definitions", "alignment", "separation", "probe", "alignment_mean", "separation_mean",
+        "delta_alignment", "delta_separation", "tests", "tsne", "relation", "seconds"}
     assert doc["layers"] == [1, 2]  # default: the layers the condition intervenes on
     assert doc["tsne_layer"] == 2   # default: the penultimate layer of 4
     for name in ("alignment", "relation", "heatmap", "tsne"):
