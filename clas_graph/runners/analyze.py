@@ -153,6 +153,11 @@ def _mean(values) -> float | None:
 def relation(metrics: dict, delta_alignment: dict, delta_separation: dict, anchor: str) -> dict:
     """Per task and condition: gain per non-anchor language (Δmetric, sign flipped where lower is better) and
     linear regressions of Δalignment and Δseparation (y) on the gain (x)."""
+    from .evaluate import METRICS_SCHEMA
+
+    if metrics.get("schema_version") != METRICS_SCHEMA:
+        raise DataError(f"metrics.json has schema_version {metrics.get('schema_version')!r}; this version reads "
+                        f"{METRICS_SCHEMA}", where="metrics.json", fix="rerun `clas-graph run SPEC` with this version")
     out = {}
     for key, task in metrics["tasks"].items():
         sign = 1.0 if task["higher_is_better"] else -1.0
