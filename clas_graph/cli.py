@@ -179,5 +179,21 @@ def run(spec_file: Path = typer.Argument(..., help="Spec file."),
     out.print(f"[green]done[/]: {escape(str(path))}")
 
 
+@app.command()
+@user_errors
+def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis:` section, or the defaults)."),
+            runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
+            remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
+            ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+            overrides: Overrides = None):
+    """Alignment and separation of languages before/after each condition, related to the run's gains (figures)."""
+    from .runners.analyze import run_analysis
+    from .spec import load_spec
+
+    path = run_analysis(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out,
+                        remote=ndif_host or remote)
+    out.print(f"[green]done[/]: {escape(str(path / 'analysis.json'))}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -26,9 +26,10 @@ MANIFEST_SCHEMA = 1
 
 # Fields that do not change results: excluded from the spec hash. A sweep's grid and selection rule are out too:
 # every unit is keyed by a condition id that spells out its swept values, so a widened grid reuses the run
-# directory and its finished units.
+# directory and its finished units. `analysis` only reads the run (its representations are cached under
+# analysis/ with their own key), so editing it reuses the evaluation.
 _TRANSPORT = {"name": True, "description": True, "batch_size": True, "backend": True, "model": {"device"},
-              "sweep": True, "select": True}
+              "sweep": True, "select": True, "analysis": True}
 
 
 def spec_hash(spec: RunSpec) -> str:

@@ -108,8 +108,16 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
         else:
             plans = compile_plans(spec, model, stats)
             _save_plans(run_dir, plans)
+            if spec.analysis is not None:  # its layers are checked before evaluation spends any time
+                from .analyze import check_analysis
+
+                check_analysis(spec, model, plans)
             document = evaluate(spec, model, plans, run_dir.path, console=console)
         report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
+        if spec.analysis is not None:  # after the report: it relates alignment to the metrics
+            from .analyze import analyze
+
+            analyze(spec, model, plans, run_dir.path, console=console, metrics=document)
         return run_dir.path
 
     return _recorded(run_dir, execution, work)

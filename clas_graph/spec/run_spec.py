@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from .base import FieldError, Identifier, LanguageCode, StrictModel
+from .analysis import AnalysisConfig
 from .backend import Backend, LocalBackend
 from .interventions import AutoLayers, Intervention
 from .languages import all_languages, check_languages, task_languages
@@ -64,6 +65,9 @@ class RunSpec(StrictModel):
     select: SelectRule | None = None
     """How a sweep's point is chosen per task on the dev items (default with a sweep: best mean primary metric
     over non-anchor languages)."""
+    analysis: AnalysisConfig | None = None
+    """Alignment/separation analysis after evaluation (`clas-graph analyze`, and `run` when present). Not part
+    of the run's identity: changing it reuses the run's evaluation."""
 
     # Where the spec was loaded from; relative file paths resolve against it.
     _source: str | None = PrivateAttr(default=None)
@@ -129,6 +133,8 @@ class RunSpec(StrictModel):
                     )
         check_languages(self)
         check_sweep(self)
+        if self.analysis is not None:
+            _check_analysis(self)
         return self
 
     @property
@@ -179,3 +185,30 @@ def _stats_fields(intervention) -> list[str]:
     if isinstance(getattr(intervention, "vector", None), StatsVector):
         fields.append("vector")
     return fields
+
+
+def _check_analysis(spec: "RunSpec") -> None:
+    """The analysis names languages and conditions of this spec, and compares against a fixed anchor."""
+    analysis = spec.analysis
+    if spec.sweep is not None:
+        raise FieldError(("analysis",), "an analysis of a sweep's grid is not supported yet; analyse the chosen point "
+                                        "in a spec without `sweep:` (the intervention's fields set to the chosen "
+                                        "values), or drop `analysis:` from the sweep")
+    if not isinstance(spec.anchor, FixedAnchor):
+        raise FieldError(("analysis",), "alignment is cosine similarity to the anchor language's parallel text, "
+                                        "but the spec has no fixed anchor; set `anchor: {kind: fixed, language: en}`")
+    for j, code in enumerate(analysis.languages or []):
+        if code not in spec.languages:
+            raise FieldError(("analysis", "languages", j), f"language '{code}' is not in `languages` {spec.languages}")
+    if analysis.languages is not None and spec.anchor.language not in analysis.languages:
+        raise FieldError(("analysis", "languages"),
+                         f"the anchor '{spec.anchor.language}' must be analysed too (alignment is measured against it); "
+                         "add it to `analysis.languages`")
+    if len(analysis.languages or spec.languages) < 2:
+        raise FieldError(("analysis", "languages") if analysis.languages else ("languages",),
+                         "the analysis compares languages with the anchor: give at least two")
+    conditions = spec.resolved_conditions
+    for j, name in enumerate(analysis.conditions or []):
+        if name not in conditions:
+            raise FieldError(("analysis", "conditions", j),
+                             f"unknown condition '{name}'; the spec's conditions: {sorted(conditions) or 'none'}")
