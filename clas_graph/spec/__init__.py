@@ -3,7 +3,7 @@
 from .backend import Backend, LocalBackend, NdifBackend
 from .corpora import BibleCorpus, Corpus, FileCorpus, XQuADCorpus
 from .interventions import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention,
-                            IntMuIntervention, Intervention, ScaleIntervention)
+                            DiffMeanIntervention, IntMuIntervention, Intervention, ScaleIntervention, SetIntervention)
 from .load import load_spec, validate_data
 from .masks import FileMask, InlineMask, MaskSource, StatsMask
 from .model_ref import ModelRef
@@ -17,7 +17,7 @@ __all__ = [
     "Backend", "LocalBackend", "NdifBackend",
     "LmLossTask", "RetrievalTask", "XnliTask", "XquadTask",
     "AblateIntervention", "AddVectorIntervention", "FileVector", "InlineVector", "IntMuIntervention",
-    "ScaleIntervention", "StatsVector", "VectorSource",
+    "ScaleIntervention", "StatsVector", "VectorSource", "SetIntervention", "DiffMeanIntervention",
     "AbsoluteThreshold", "AutoLayers", "BridgeRule", "Corpus", "FileCorpus", "QuantileThreshold", "StatsConfig",
     "StatsMask", "Threshold", "XQuADCorpus",
     "AnchorRule", "BASE_CONDITION", "BibleCorpus", "ClasIntervention", "FileMask", "FixedAnchor",

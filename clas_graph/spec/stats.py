@@ -8,6 +8,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from .base import FiniteFloat, StrictModel
 from .corpora import BibleCorpus, Corpus
+from .selections import Selections
 
 
 class QuantileThreshold(StrictModel):
@@ -70,3 +71,6 @@ class StatsConfig(StrictModel):
     """Longest sample in tokens; longer ones are truncated."""
     artifact: str | None = None
     """Use this existing stats.safetensors instead of computing (its stats.json must sit beside it)."""
+    selections: Selections | None = None
+    """Other methods' neuron selections over the same corpus: `[lape, experts]` (defaults) or
+    `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`. Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
