@@ -108,6 +108,10 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
     for key, task in document["tasks"].items():
         console.print(task_table(key, task, anchor))
     deltas_figure(document, path / "figures" / "deltas.png")
+    for key, task in document["tasks"].items():
+        if task["kind"] == "language_steering":  # issue 13: source x target matrix
+            from ..report.steering import steering_matrix_figure
+            steering_matrix_figure(key, task, path / "figures" / f"{key}_matrix.png")
     text = summary_markdown(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
     atomic_write_text(path / "summary.md", text)
     findings = text.split("## Findings\n\n", 1)[1].split("\n\n", 1)[0]

@@ -15,7 +15,7 @@ from ..backends import forward, generate, pooled_hidden, token_nll
 from ..compile import Plan
 from ..errors import DataError
 from ..eval import metrics as M
-from ..spec import FixedAnchor, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
+from ..spec import FixedAnchor, LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
 
 
 @dataclass
@@ -196,7 +196,62 @@ class NextTokenRunner(CorpusRunner):
                      "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
 
 
-RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
+class LanguageSteeringRunner(CorpusRunner):
+    """Prompts in the unit's (source) language, greedy generation under the condition, language of each output."""
+
+    primary = "steering"
+
+    def languages(self):
+        return list(self.task.sources or self.spec.languages)
+
+    def target(self, plan, source: str) -> str:
+        """The condition's target language (the source itself for base, which steers nowhere)."""
+        if self.task.targets and plan.condition in self.task.targets:
+            return self.task.targets[plan.condition]
+        found = sorted({op.params["target"] for op in plan.ops if "target" in op.params})
+        if not plan.ops:
+            return source
+        if len(found) != 1:
+            raise DataError(f"condition '{plan.condition}' steers toward {found or 'no language'}; language steering "
+                            "needs exactly one target", where=f"tasks ({self.key})",
+                            fix=f"set `targets: {{{plan.condition}: LANG}}` in the task")
+        return found[0]
+
+    def run(self, model, plan, language):
+        from ..data.tasks import render
+        from ..eval.langid import detect, primary
+
+        samples = self.samples()
+        target = self.target(plan, language)
+        prompts = [self.prompt(model, render(self.task.prompt, text=s.texts[language])) for s in samples]
+        rows_of = [language] * len(prompts)
+        outputs = generate(model, plan, prompts, rows_of, self.task.max_new_tokens, **self.options())
+        detected = detect(outputs)
+        # Fluency: NLL of the output given the prompt under the unmodified model (prompt+output minus prompt).
+        full, full_n = token_nll(model, None, [p + o for p, o in zip(prompts, outputs)], rows_of, **self.options())
+        alone, alone_n = token_nll(model, None, prompts, rows_of, **self.options())
+        rows, forced, fluent = [], [], []
+        for s, prompt, output, code, a, an, b, bn in zip(samples, prompts, outputs, detected, full, full_n, alone,
+                                                          alone_n):
+            tokens = float(an - bn)
+            fluency = 100 * float(torch.exp(-(a - b) / tokens)) if tokens > 0 and output.strip() else 0.0
+            hit = code == primary(target)
+            forced.append(hit)
+            fluent.append(fluency)
+            rows.append({"id": s.id, "prompt": prompt, "output": output, "source": language, "target": target,
+                         "detected": code, "forced": hit, "fluency": round(fluency, 4)})
+        n = max(len(rows), 1)
+        forcing, fluency = 100 * sum(forced) / n, sum(fluent) / n
+        return rows, {"steering": steering_score(forcing, fluency), "forcing": forcing, "fluency": fluency,
+                      "source": language, "target": target, "n": len(rows)}
+
+
+def steering_score(a: float, b: float) -> float:
+    """CLaS-Bench's H(a, b) = 2ab / (a + b), 0 when either is 0."""
+    return 0.0 if a <= 0 or b <= 0 else 2 * a * b / (a + b)
+
+
+RUNNERS = {LanguageSteeringTask: LanguageSteeringRunner, XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
            NextTokenTask: NextTokenRunner}
 
 

@@ -10,12 +10,12 @@ from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows, NoAnchor, RowRule
 from .run_spec import BASE_CONDITION, RunSpec
 from .stats import AbsoluteThreshold, BridgeRule, QuantileThreshold, StatsConfig, Threshold
-from .tasks import LmLossTask, NextTokenTask, RetrievalTask, Task, XnliTask, XquadTask
+from .tasks import LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, Task, XnliTask, XquadTask
 from .vectors import FileVector, InlineVector, StatsVector, VectorSource
 
 __all__ = [
     "Backend", "LocalBackend", "NdifBackend",
-    "LmLossTask", "RetrievalTask", "XnliTask", "XquadTask",
+    "LanguageSteeringTask", "LmLossTask", "RetrievalTask", "XnliTask", "XquadTask",
     "AblateIntervention", "AddVectorIntervention", "FileVector", "InlineVector", "IntMuIntervention",
     "ScaleIntervention", "StatsVector", "VectorSource", "SetIntervention", "DiffMeanIntervention",
     "AbsoluteThreshold", "AutoLayers", "BridgeRule", "Corpus", "FileCorpus", "QuantileThreshold", "StatsConfig",

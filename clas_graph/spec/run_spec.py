@@ -116,6 +116,7 @@ class RunSpec(StrictModel):
                         ("conditions", name, j),
                         f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
                     )
+        _check_steering_tasks(self)
         return self
 
     @property
@@ -174,3 +175,28 @@ def _check_selection_refs(spec: RunSpec, index: int, intervention) -> None:
             raise FieldError(("interventions", index, "value"),
                              f"`{intervention.value}` is a pooled-response statistic of the expert search; add "
                              f"`selections: {{experts: {{site: {intervention.site}}}}}` to `stats:`, or use `value: mean`")
+
+
+def _check_steering_tasks(spec: RunSpec) -> None:
+    """Language steering tasks name spec languages and existing conditions."""
+    for index, task in enumerate(spec.tasks):
+        if task.kind != "language_steering":
+            continue
+        for j, code in enumerate(task.sources or []):
+            if code not in spec.languages:
+                raise FieldError(("tasks", index, "sources", j), f"language '{code}' is not in `languages` {spec.languages}")
+        for name, code in (task.targets or {}).items():
+            if name not in spec.resolved_conditions:
+                raise FieldError(("tasks", index, "targets", name),
+                                 f"unknown condition '{name}'; conditions: {sorted(spec.resolved_conditions)}")
+            if code not in spec.languages:
+                raise FieldError(("tasks", index, "targets", name),
+                                 f"language '{code}' is not in `languages` {spec.languages}")
+        for name, ids in spec.resolved_conditions.items():
+            if name in (task.targets or {}):
+                continue
+            found = {getattr(spec.intervention(i), "target", None) or getattr(spec.intervention(i), "language", None)
+                     for i in ids if spec.intervention(i).kind in ("diffmean", "set")} - {None}
+            if len(found) != 1:
+                raise FieldError(("tasks", index), f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
+                                 f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")
