@@ -15,7 +15,7 @@ from ..backends import forward, generate, pooled_hidden, token_nll
 from ..compile import Plan
 from ..errors import DataError
 from ..eval import metrics as M
-from ..spec import FixedAnchor, LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
+from ..spec import DetectedAnchor, FixedAnchor, LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
 
 
 @dataclass
@@ -54,6 +54,38 @@ class TaskRunner:
     def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
+    # --- row languages: the data's label, or detected from the text (`anchor: {kind: detected}`) ---------------
+
+    def row_languages(self, texts, language: str) -> list[str]:
+        """The language each row is run as: its label, or with a detected anchor what the identifier finds."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return [language] * len(texts)
+        return [self._used(code, language) for code in self._detected(texts)]
+
+    def annotate(self, rows: list[dict], texts, language: str) -> list[dict]:
+        """With a detected anchor, record each row's detected, labelled and used language in its sample."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return rows
+        for row, code in zip(rows, self._detected(texts)):
+            row.update(detected_language=code, labelled_language=language, row_language=self._used(code, language))
+        return rows
+
+    def _detected(self, texts) -> list[str | None]:
+        from ..eval.langid import detect
+
+        cache = self._cache.setdefault("detected", {})
+        missing = [text for text in dict.fromkeys(texts) if text not in cache]
+        cache.update(zip(missing, detect(missing)))
+        return [cache[text] for text in texts]
+
+    def _used(self, detected: str | None, label: str) -> str:
+        from ..eval.langid import primary
+
+        by_primary = {primary(code): code for code in self.spec.languages}  # 'pt' finds a spec's 'pt-BR'
+        if detected in by_primary:
+            return by_primary[detected]
+        return self.spec.anchor.language if self.spec.anchor.unknown == "anchor" else label
+
 
 class XnliRunner(TaskRunner):
     primary = "accuracy"
@@ -76,14 +108,14 @@ class XnliRunner(TaskRunner):
         examples = load_xnli(language, split=task.split, limit=task.limit, seed=task.seed, data_files=task.data_files,
                              base_dir=self.base_dir, hub_id=task.hub_id)
         prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
-        logits = forward(model, plan, prompts, [language] * len(prompts), **self.options())
+        logits = forward(model, plan, prompts, self.row_languages(prompts, language), **self.options())
         probs = torch.softmax(logits[:, self.label_ids(model)].double(), -1)
         preds = probs.argmax(-1).tolist()
         golds = [e.label for e in examples]
         scores = M.classification_scores(preds, golds)
         rows = [{"id": e.id, "prompt": p, "gold": e.label, "prediction": pred, "probs": [round(v, 6) for v in pr]}
                 for e, p, pred, pr in zip(examples, prompts, preds, probs.tolist())]
-        return rows, {"accuracy": 100 * scores["accuracy"], "macro_f1": 100 * scores["macro_f1"], "n": len(rows)}
+        return self.annotate(rows, prompts, language), {"accuracy": 100 * scores["accuracy"], "macro_f1": 100 * scores["macro_f1"], "n": len(rows)}
 
 
 class XquadRunner(TaskRunner):
@@ -96,7 +128,7 @@ class XquadRunner(TaskRunner):
         examples = load_xquad_qa(language, split=task.split, limit=task.limit, seed=task.seed,
                                  data_files=task.data_files, base_dir=self.base_dir, hub_id=task.hub_id)
         prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
-        outputs = generate(model, plan, prompts, [language] * len(prompts), task.max_new_tokens, **self.options())
+        outputs = generate(model, plan, prompts, self.row_languages(prompts, language), task.max_new_tokens, **self.options())
         rows = []
         for example, prompt, output in zip(examples, prompts, outputs):
             prediction = output.strip().split("\n")[0].strip()
@@ -105,7 +137,7 @@ class XquadRunner(TaskRunner):
                          "f1": 100 * M.best_over_golds(M.token_f1, prediction, example.answers, language),
                          "exact_match": 100 * M.best_over_golds(M.exact_match, prediction, example.answers, language)})
         n = max(len(rows), 1)
-        return rows, {"f1": sum(r["f1"] for r in rows) / n, "exact_match": sum(r["exact_match"] for r in rows) / n,
+        return self.annotate(rows, prompts, language), {"f1": sum(r["f1"] for r in rows) / n, "exact_match": sum(r["exact_match"] for r in rows) / n,
                       "n": len(rows)}
 
 
@@ -127,11 +159,11 @@ class LmLossRunner(CorpusRunner):
     def run(self, model, plan, language):
         samples = self.samples()
         texts = [s.texts[language] for s in samples]
-        nll, counts = token_nll(model, plan, texts, [language] * len(texts), **self.options())
+        nll, counts = token_nll(model, plan, texts, self.row_languages(texts, language), **self.options())
         rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
                 for s, a, b in zip(samples, nll, counts)]
         total = float(nll.sum() / counts.sum().clamp(min=1))
-        return rows, {"loss": total, "perplexity": float(torch.tensor(total).exp()), "tokens": int(counts.sum()),
+        return self.annotate(rows, texts, language), {"loss": total, "perplexity": float(torch.tensor(total).exp()), "tokens": int(counts.sum()),
                       "n": len(rows)}
 
 
@@ -156,7 +188,7 @@ class RetrievalRunner(CorpusRunner):
         key = (plan.condition, language)
         if key not in self._cache:
             texts = [s.texts[language] for s in self.samples()]
-            vectors = pooled_hidden(model, plan, texts, [language] * len(texts), self.layer(model), **self.options())
+            vectors = pooled_hidden(model, plan, texts, self.row_languages(texts, language), self.layer(model), **self.options())
             self._cache[key] = vectors - vectors.mean(0) if self.task.center else vectors
         return self._cache[key]
 
@@ -168,7 +200,7 @@ class RetrievalRunner(CorpusRunner):
         scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
         best = scores.argmax(-1).tolist()
         rows = [{"id": s.id, "rank": int(r), "retrieved": samples[b].id} for s, r, b in zip(samples, ranks, best)]
-        return rows, {"top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
+        return self.annotate(rows, [s.texts[language] for s in samples], language), {"top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
                       "mrr": float((1.0 / torch.as_tensor(ranks, dtype=torch.float64)).mean()),
                       "candidates": len(samples), "layer": self.layer(model), "n": len(rows)}
 
@@ -181,8 +213,8 @@ class NextTokenRunner(CorpusRunner):
 
         rows = build_rows(self.task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
-        lp = torch.log_softmax(forward(model, plan, prompts, [language] * len(rows), **self.options()), -1)
-        base = torch.log_softmax(forward(model, None, prompts, [language] * len(rows), **self.options()), -1)
+        lp = torch.log_softmax(forward(model, plan, prompts, self.row_languages(prompts, language), **self.options()), -1)
+        base = torch.log_softmax(forward(model, None, prompts, self.row_languages(prompts, language), **self.options()), -1)
         kl = (base.exp() * (base - lp)).sum(-1)
         top = lp.argmax(-1)
         gold = [i for i, r in enumerate(rows) if r.gold_token is not None]
@@ -191,7 +223,7 @@ class NextTokenRunner(CorpusRunner):
                 "gold_logprob": lp[i, r.gold_token].item() if r.gold_token is not None else None,
                 "kl_from_base": kl[i].item()} for i, r in enumerate(rows)]
         gold_lp = [lp[i, rows[i].gold_token].item() for i in gold]
-        return out, {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
+        return self.annotate(out, prompts, language), {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
                      "top1_agreement": 100 * float((top == base.argmax(-1)).double().mean()),
                      "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
 
@@ -224,7 +256,7 @@ class LanguageSteeringRunner(CorpusRunner):
         samples = self.samples()
         target = self.target(plan, language)
         prompts = [self.prompt(model, render(self.task.prompt, text=s.texts[language])) for s in samples]
-        rows_of = [language] * len(prompts)
+        rows_of = self.row_languages(prompts, language)
         outputs = generate(model, plan, prompts, rows_of, self.task.max_new_tokens, **self.options())
         detected = detect(outputs)
         # Fluency: NLL of the output given the prompt under the unmodified model (prompt+output minus prompt).
@@ -242,7 +274,7 @@ class LanguageSteeringRunner(CorpusRunner):
                          "detected": code, "forced": hit, "fluency": round(fluency, 4)})
         n = max(len(rows), 1)
         forcing, fluency = 100 * sum(forced) / n, sum(fluent) / n
-        return rows, {"steering": steering_score(forcing, fluency), "forcing": forcing, "fluency": fluency,
+        return self.annotate(rows, prompts, language), {"steering": steering_score(forcing, fluency), "forcing": forcing, "fluency": fluency,
                       "source": language, "target": target, "n": len(rows)}
 
 

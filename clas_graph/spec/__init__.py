@@ -7,7 +7,7 @@ from .interventions import (AblateIntervention, AddVectorIntervention, AutoLayer
 from .load import load_spec, validate_data
 from .masks import FileMask, InlineMask, MaskSource, StatsMask
 from .model_ref import ModelRef
-from .rows import AnchorRule, FixedAnchor, LanguageRows, NoAnchor, RowRule
+from .rows import AnchorRule, DetectedAnchor, FixedAnchor, LanguageRows, NoAnchor, RowRule
 from .run_spec import BASE_CONDITION, RunSpec
 from .stats import AbsoluteThreshold, BridgeRule, QuantileThreshold, StatsConfig, Threshold
 from .tasks import LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, Task, XnliTask, XquadTask
@@ -20,7 +20,7 @@ __all__ = [
     "ScaleIntervention", "StatsVector", "VectorSource", "SetIntervention", "DiffMeanIntervention",
     "AbsoluteThreshold", "AutoLayers", "BridgeRule", "Corpus", "FileCorpus", "QuantileThreshold", "StatsConfig",
     "StatsMask", "Threshold", "XQuADCorpus",
-    "AnchorRule", "BASE_CONDITION", "BibleCorpus", "ClasIntervention", "FileMask", "FixedAnchor",
+    "AnchorRule", "DetectedAnchor", "BASE_CONDITION", "BibleCorpus", "ClasIntervention", "FileMask", "FixedAnchor",
     "InlineMask", "Intervention", "LanguageRows", "MaskSource", "ModelRef", "NextTokenTask",
     "NoAnchor", "RowRule", "RunSpec", "Task", "load_spec", "validate_data",
 ]
