@@ -48,27 +48,37 @@ def collect(model, samples, languages, *, lape: bool, expert_layers: list[int], 
     arch, dims = architecture_for(config), dims_of(config)
     trace = emit_selection(arch, dims.num_layers, lape=lape, expert_layers=expert_layers, expert_site=expert_site)
     rows = [(sample.texts[lang], g) for sample in samples for g, lang in enumerate(languages)]
-    positive, pooled = None, []
-    tokens = torch.zeros(len(languages), dtype=torch.float64)
+    state = {"positive": None, "pooled": [], "tokens": torch.zeros(len(languages), dtype=torch.float64)}
     console = console or Console(stderr=True)
-    console.print(f"selections: {len(rows)} texts ({'lape' if lape else ''}"
-                  f"{' experts' if expert_layers else ''})")
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        inputs, onehot, mask = _encode(model.tokenizer, [t for t, _ in chunk], [g for _, g in chunk], len(languages),
-                                       max_length, exclude_bos)
-        if bool((mask.sum(1) == 0).any()):
-            raise DataError("a text has no token to count (empty, or only BOS)", where="stats.corpus",
-                            fix="drop empty texts from the corpus")
-        with torch.inference_mode():
-            out = current().run(model, trace.run, inputs, onehot, mask, call_kwargs={"logits_to_keep": 1})
-        if lape:
-            positive = out["positive"] if positive is None else positive + out["positive"]
-        if expert_layers:
-            pooled.append(out["pooled"].float())
-        tokens += onehot.T @ mask.sum(1)
+    what = " + ".join((["LAPE"] if lape else []) + (["experts"] if expert_layers else []))
+    from .stats import _progress
+
+    with _progress(console) as progress:
+        bar = progress.add_task(f"selections: {what}", total=len(rows), tok_s="-")
+        for start in range(0, len(rows), batch_size):
+            _one_batch(model, trace, rows[start:start + batch_size], languages, max_length, exclude_bos, lape,
+                       expert_layers, state)
+            progress.update(bar, advance=len(rows[start:start + batch_size]),
+                            tok_s=f"{float(state['tokens'].sum()) / (progress.tasks[bar].elapsed or 1e-9):,.0f}")
+    positive, tokens, pooled = state["positive"], state["tokens"], state["pooled"]
     row_language = torch.tensor([g for _, g in rows])
     return positive, tokens, (torch.cat(pooled, 1) if pooled else None), row_language
+
+
+def _one_batch(model, trace, chunk, languages, max_length, exclude_bos, lape, expert_layers, state) -> None:
+    """Run the trace on one batch and add its counts / pooled responses to `state`."""
+    inputs, onehot, mask = _encode(model.tokenizer, [t for t, _ in chunk], [g for _, g in chunk], len(languages),
+                                   max_length, exclude_bos)
+    if bool((mask.sum(1) == 0).any()):
+        raise DataError("a text has no token to count (empty, or only BOS)", where="stats.corpus",
+                        fix="drop empty texts from the corpus")
+    with torch.inference_mode():
+        out = current().run(model, trace.run, inputs, onehot, mask, call_kwargs={"logits_to_keep": 1})
+    if lape:
+        state["positive"] = out["positive"] if state["positive"] is None else state["positive"] + out["positive"]
+    if expert_layers:
+        state["pooled"].append(out["pooled"].float())
+    state["tokens"] += onehot.T @ mask.sum(1)
 
 
 def compute(spec: RunSpec, model, samples, *, console: Console | None = None) -> tuple[dict, dict]:
