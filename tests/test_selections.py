@@ -127,6 +127,10 @@ def test_average_precision_matches_sklearn_with_ties():
     got = sel.average_precision(scores, labels)
     want = [average_precision_score(labels.numpy(), scores[:, j].numpy()) for j in range(scores.shape[1])]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+    both = sel.average_precision(scores, torch.stack([labels, ~labels]))  # several label sets, one sort
+    np.testing.assert_allclose(both[0].numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(both[1].numpy(), [average_precision_score(~labels.numpy(), scores[:, j].numpy())
+                                                 for j in range(scores.shape[1])], rtol=1e-12)
 
 
 @pytest.mark.parametrize("site", ["mlp.act_fn.output", "mlp.down_proj.input"])

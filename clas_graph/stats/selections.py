@@ -48,19 +48,24 @@ def lape(prob: torch.Tensor, *, top_rate: float, filter_quantile: float, activat
 
 
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """AP of each column of `scores` [N, M] for binary `labels` [N], as sklearn's average_precision_score:
-    sum over distinct thresholds of (recall step) * precision, tied scores forming one threshold."""
+    """AP of each column of `scores` [N, M] for binary `labels` [N] (or several label sets [K, N] -> [K, M]), as
+    sklearn's average_precision_score: sum over distinct thresholds of (recall step) * precision, tied scores
+    forming one threshold. The scores are sorted once for all label sets."""
+    many = labels.dim() == 2
+    label_sets = labels if many else labels[None]
     n = scores.shape[0]
     order = torch.argsort(scores, dim=0, descending=True, stable=True)
     ranked = scores.gather(0, order)
-    hits = labels.to(torch.float64)[order]  # [N, M]
-    true_pos = hits.cumsum(0)
     is_last = torch.ones_like(ranked, dtype=torch.bool)
     is_last[:-1] = ranked[1:] != ranked[:-1]  # the end of each run of tied scores is one threshold
     position = torch.arange(n)[:, None].expand_as(ranked)
     ends = torch.where(is_last, position, torch.full_like(position, n)).flip(0).cummin(0).values.flip(0)
-    precision = true_pos.gather(0, ends) / (ends + 1).to(torch.float64)
-    return (hits * precision).sum(0) / hits.sum(0).clamp(min=1)
+    out = []
+    for label in label_sets:
+        hits = label.to(torch.float64)[order]  # [N, M]
+        precision = hits.cumsum(0).gather(0, ends) / (ends + 1).to(torch.float64)
+        out.append((hits * precision).sum(0) / hits.sum(0).clamp(min=1))
+    return torch.stack(out) if many else out[0]
 
 
 def experts(pooled: torch.Tensor, row_language: torch.Tensor, num_languages: int, layers: list[int],
@@ -71,9 +76,10 @@ def experts(pooled: torch.Tensor, row_language: torch.Tensor, num_languages: int
     shape = (num_languages, num_layers, neurons)
     ap = torch.full(shape, float("nan"), dtype=torch.float32)
     p50, p90 = ap.clone(), ap.clone()
+    label_sets = torch.stack([row_language == g for g in range(num_languages)])  # [G, N]
     for j, layer in enumerate(layers):
+        ap[:, layer] = average_precision(pooled[j].to(torch.float64), label_sets).to(torch.float32)
         for g in range(num_languages):
-            ap[g, layer] = average_precision(pooled[j].to(torch.float64), row_language == g).to(torch.float32)
             mine = pooled[j][row_language == g].to(torch.float64)
             p50[g, layer] = torch.quantile(mine, 0.5, dim=0).to(torch.float32)
             p90[g, layer] = torch.quantile(mine, 0.9, dim=0).to(torch.float32)
