@@ -186,6 +186,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_stats_command_stores_selections_and_specs_resolve_them(tmp_path, model_dir, monkeypatch):
+    (tmp_path / "wider").mkdir()
     spec_file = spec_folder(tmp_path, model_dir, SPEC)
     runs = tmp_path / "runs"
     result = CliRunner().invoke(app, ["stats", str(spec_file), "--runs-dir", str(runs)])
@@ -205,6 +206,17 @@ def test_stats_command_stores_selections_and_specs_resolve_them(tmp_path, model_
     monkeypatch.setattr(sel_runner, "collect", lambda *a, **k: pytest.fail("selections recomputed"))
     again = CliRunner().invoke(app, ["stats", str(spec_file), "--runs-dir", str(runs)])
     assert again.exit_code == 0, again.output
+
+    # Other LAPE parameters: the selection is redone from the stored probabilities, without a pass over the corpus.
+    wider = spec_folder(tmp_path / "wider", model_dir, SPEC.replace("top_rate: 0.05", "top_rate: 0.1"))
+    again = CliRunner().invoke(app, ["stats", str(wider), "--runs-dir", str(runs)])
+    assert again.exit_code == 0, again.output
+    (newer,) = [path for path in runs.iterdir() if path != run_dir]
+    redone = StatsArtifact.load(newer / "stats.safetensors")
+    assert torch.equal(redone.tensors["lape.prob"], artifact.tensors["lape.prob"])
+    assert torch.equal(redone.tensors["experts.ap"].nan_to_num(), artifact.tensors["experts.ap"].nan_to_num())
+    want = sel.lape(artifact.tensors["lape.prob"], top_rate=0.1, filter_quantile=0.95, activation_bar_quantile=0.95)[1]
+    assert torch.equal(redone.tensors["lape.mask"], want)
 
     # Language order does not matter: the artifact is reordered with its selections.
     reordered = artifact.for_languages(["zh", "fr", "de", "en"])

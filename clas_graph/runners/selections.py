@@ -81,11 +81,20 @@ def _one_batch(model, trace, chunk, languages, max_length, exclude_bos, lape, ex
     state["tokens"] += onehot.T @ mask.sum(1)
 
 
-def compute(spec: RunSpec, model, samples, *, console: Console | None = None) -> tuple[dict, dict]:
-    """(tensors, meta) of the selections the spec asks for, over `samples` (the statistics corpus)."""
+def compute(spec: RunSpec, model, samples, *, previous=None, console: Console | None = None) -> tuple[dict, dict]:
+    """(tensors, meta) of the selections the spec asks for, over `samples` (the statistics corpus).
+
+    From `previous` (an artifact of the same corpus) it reuses LAPE's probabilities (only the selection rule's
+    parameters changed) and expert tensors asked for with the same parameters, so the pass over the corpus runs only
+    for what is missing, or not at all."""
     stats, chosen = spec.stats, spec.stats.selections
     languages = list(spec.languages)
     num_layers = dims_of(model._module.config).num_layers
+    old = previous.tensors if previous is not None else {}
+    old_meta = previous.meta.get("selections", {}) if previous is not None else {}
+    reuse_prob = chosen.lape is not None and "lape.prob" in old
+    reuse_experts = chosen.experts is not None and old_meta.get("requested", {}).get("experts") == wanted(spec)["experts"] \
+        if chosen.experts is not None else False
     expert_layers = []
     if chosen.experts is not None:
         expert_layers = list(chosen.experts.layers) if chosen.experts.layers is not None else list(range(num_layers))
@@ -93,13 +102,20 @@ def compute(spec: RunSpec, model, samples, *, console: Console | None = None) ->
         if bad:
             raise DataError(f"expert layers {bad} are out of range: the model has {num_layers} layers",
                             where="stats.selections.experts.layers", fix=f"use layers 0-{num_layers - 1}")
-    positive, tokens, pooled, row_language = collect(
-        model, samples, languages, lape=chosen.lape is not None, expert_layers=expert_layers,
-        expert_site=chosen.experts.site if chosen.experts is not None else "mlp.act_fn.output",
-        batch_size=stats.batch_size, max_length=stats.max_length, exclude_bos=stats.exclude_bos, console=console)
-    tensors, meta = {}, {"requested": wanted(spec), "language_axis": [], "tokens_per_language": dict(zip(languages, tokens.tolist()))}
+    count_lape = chosen.lape is not None and not reuse_prob
+    search = expert_layers if chosen.experts is not None and not reuse_experts else []
+    positive = tokens = pooled = row_language = None
+    if count_lape or search:
+        positive, tokens, pooled, row_language = collect(
+            model, samples, languages, lape=count_lape, expert_layers=search,
+            expert_site=chosen.experts.site if chosen.experts is not None else "mlp.act_fn.output",
+            batch_size=stats.batch_size, max_length=stats.max_length, exclude_bos=stats.exclude_bos, console=console)
+    tensors, meta = {}, {"requested": wanted(spec), "language_axis": []}
     if chosen.lape is not None:
-        prob = (positive / tokens.clamp(min=1)[None, :, None]).transpose(0, 1).to(torch.float32)  # [G, L, I]
+        if reuse_prob:
+            prob, meta["lape_probabilities"] = old["lape.prob"], "reused from the artifact (same corpus)"
+        else:
+            prob = (positive / tokens.clamp(min=1)[None, :, None]).transpose(0, 1).to(torch.float32)  # [G, L, I]
         entropy, mask, info = sel.lape(prob, **chosen.lape.model_dump())
         tensors.update({"lape.prob": prob, "lape.entropy": entropy, "lape.mask": mask})
         info["neurons_per_language"] = dict(zip(languages, info["neurons_per_language"]))
@@ -108,15 +124,19 @@ def compute(spec: RunSpec, model, samples, *, console: Console | None = None) ->
                                     "lape.entropy": "entropy over languages [layers, neurons] (inf: filtered out)",
                                     "lape.mask": "neuron belongs to language [languages, layers, neurons]"}}
     if chosen.experts is not None:
-        found = sel.experts(pooled, row_language, len(languages), expert_layers, num_layers,
-                            top_k=chosen.experts.top_k)
-        tensors.update(found)
-        meta["experts"] = {"rule": sel.EXPERTS_NOTE, "site": chosen.experts.site, "layers": expert_layers,
-                           "texts": int(pooled.shape[1]),
-                           "tensors": {"experts.ap": "average precision [languages, layers, neurons] (NaN: not searched)",
-                                       "experts.mask": "top_k experts per language [languages, layers, neurons]",
-                                       "experts.p50": "median max-pooled response on the language's texts",
-                                       "experts.p90": "90th percentile of the same"}}
+        if reuse_experts:
+            tensors.update({k: v for k, v in old.items() if k.startswith("experts.")})
+            meta["experts"] = old_meta["experts"]
+        else:
+            tensors.update(sel.experts(pooled, row_language, len(languages), expert_layers, num_layers,
+                                       top_k=chosen.experts.top_k))
+            meta["experts"] = {
+                "rule": sel.EXPERTS_NOTE, "site": chosen.experts.site, "layers": expert_layers,
+                "texts": int(pooled.shape[1]),
+                "tensors": {"experts.ap": "average precision [languages, layers, neurons] (NaN: not searched)",
+                            "experts.mask": "top_k experts per language [languages, layers, neurons]",
+                            "experts.p50": "median max-pooled response on the language's texts",
+                            "experts.p90": "90th percentile of the same"}}
     meta["language_axis"] = [name for name in LANGUAGE_AXIS if name in tensors]
     return tensors, meta
 
@@ -131,6 +151,6 @@ def with_selections(artifact, spec: RunSpec, model, samples, *, console: Console
     """The artifact with the spec's selections added (recomputed when missing or asked for with other parameters)."""
     if has_selections(artifact, spec):
         return artifact
-    tensors, meta = compute(spec, model, samples, console=console)
+    tensors, meta = compute(spec, model, samples, previous=artifact, console=console)
     kept = {k: v for k, v in artifact.tensors.items() if not k.startswith(("lape.", "experts."))}
     return replace(artifact, tensors={**kept, **tensors}, meta={**artifact.meta, "selections": meta})
