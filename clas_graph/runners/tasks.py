@@ -261,7 +261,10 @@ class LanguageSteeringRunner(CorpusRunner):
         detected = detect(outputs)
         # Fluency: NLL of the output given the prompt under the unmodified model (prompt+output minus prompt).
         full, full_n = token_nll(model, None, [p + o for p, o in zip(prompts, outputs)], rows_of, **self.options())
-        alone, alone_n = token_nll(model, None, prompts, rows_of, **self.options())
+        key = ("prompt_nll", language)  # the unmodified model's NLL of the prompts: the same for every condition
+        if key not in self._cache:
+            self._cache[key] = token_nll(model, None, prompts, rows_of, **self.options())
+        alone, alone_n = self._cache[key]
         rows, forced, fluent = [], [], []
         for s, prompt, output, code, a, an, b, bn in zip(samples, prompts, outputs, detected, full, full_n, alone,
                                                           alone_n):
