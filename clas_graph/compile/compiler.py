@@ -8,12 +8,12 @@ import torch
 
 from ..errors import CompileError
 from ..sites import architecture_for, dims_of
-from ..spec import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, FixedAnchor,
-                    IntMuIntervention, LanguageRows, RunSpec, ScaleIntervention)
+from ..spec import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, DiffMeanIntervention,
+                    FixedAnchor, IntMuIntervention, LanguageRows, RunSpec, ScaleIntervention, SetIntervention)
 from ..spec.run_spec import BASE_CONDITION
 from .languages import cover_languages
 from .masks import resolve_mask
-from .plan import SITE_ACT, SITE_H, SITE_ORDER, AddVector, Plan, RowSelect, ScaleNeurons, SetNeurons
+from .plan import SITE_ACT, SITE_H, SITE_ORDER, AddVector, AddVectorKeepNorm, Plan, RowSelect, ScaleNeurons, SetNeurons
 from .vectors import resolve_vector
 
 
@@ -133,13 +133,19 @@ class _Context:
 
     def layers(self) -> list[int]:
         iv = self.intervention
+        if isinstance(iv.layers, AutoLayers) and iv.layers.auto == "all":
+            return list(range(self.dims.num_layers))
         layers = list(self.stats.bridge_layers) if isinstance(iv.layers, AutoLayers) else list(iv.layers)
         _check_layers(self.spec, self.index, layers, self.dims)
         return layers
 
-    def mask(self, field: str, layers: list[int]) -> dict[int, torch.Tensor]:
-        return resolve_mask(getattr(self.intervention, field), layers=layers, dims=self.dims, where=self.where(field),
-                            base_dir=self.base_dir, stats=self.stats)
+    def mask(self, field: str, layers: list[int], per_row_ok: bool = False) -> dict[int, torch.Tensor]:
+        masks = resolve_mask(getattr(self.intervention, field), layers=layers, dims=self.dims, where=self.where(field),
+                             base_dir=self.base_dir, stats=self.stats)
+        if not per_row_ok and any(m.dim() == 2 for m in masks.values()):
+            raise CompileError(f"a per-row (per-language) mask cannot be used by `{self.intervention.kind}`",
+                               where=self.where(f"{field}.per_row"), fix="use it with `ablate` or `set`, or drop per_row")
+        return masks
 
     def check_site(self, site: str) -> None:
         if site not in self.architecture.sites:
@@ -192,10 +198,16 @@ def _compile_scale(ctx: _Context) -> list:
 def _compile_ablate(ctx: _Context) -> list:
     iv, layers = ctx.intervention, ctx.layers()
     ctx.check_site(iv.site)
-    masks = ctx.mask("neurons", layers)
-    return [SetNeurons(**ctx.op_fields(layer, iv.site, {"neurons": int(masks[layer].sum())}),
-                       mask=masks[layer], values=torch.zeros(ctx.dims.intermediate_size))
+    masks = ctx.mask("neurons", layers, per_row_ok=True)
+    return [SetNeurons(**ctx.op_fields(layer, iv.site, _neuron_counts(masks[layer], ctx.spec.languages)),
+                       mask=masks[layer], values=torch.zeros(masks[layer].shape))
             for layer in layers]
+
+
+def _neuron_counts(mask: torch.Tensor, languages) -> dict:
+    if mask.dim() == 2:  # per-language table: each row's own language's neurons
+        return {"neurons_per_language": dict(zip(languages, mask.sum(1).tolist()))}
+    return {"neurons": int(mask.sum())}
 
 
 def _compile_int_mu(ctx: _Context) -> list:
@@ -230,7 +242,75 @@ def _compile_add_vector(ctx: _Context) -> list:
     return ops
 
 
+def _statistic(ctx: _Context, layer: int) -> torch.Tensor:
+    """[languages, I] values of the `set` intervention's statistic at its site and `layer`."""
+    iv, stats = ctx.intervention, ctx.stats
+    if iv.value == "mean":
+        return stats.tensors["act_mean" if iv.site == SITE_ACT else "mean"][:, layer].to(torch.float32)
+    name = {"median": "experts.p50", "p90": "experts.p90"}[iv.value]
+    if name not in stats.tensors or stats.meta.get("selections", {}).get("experts", {}).get("site") != iv.site:
+        raise CompileError(f"the statistics artifact has no expert statistics at {iv.site}", where=ctx.where("value"),
+                           fix=f"add `selections: {{experts: {{site: {iv.site}}}}}` to `stats:` and recompute")
+    return stats.tensors[name][:, layer].to(torch.float32)
+
+
+def _compile_set(ctx: _Context) -> list:
+    """Per-language tables where either the neurons (per_row) or the values (no fixed `language`) depend on the row."""
+    iv, layers = ctx.intervention, ctx.layers()
+    ctx.check_site(iv.site)
+    masks = ctx.mask("neurons", layers, per_row_ok=True)
+    languages = list(ctx.spec.languages)
+    ops = []
+    for layer in layers:
+        mask = masks[layer]
+        if not bool(mask.any()):
+            continue  # nothing to set in this layer
+        if isinstance(iv.value, str):
+            table = _statistic(ctx, layer)  # [G, I]
+            values = table[languages.index(iv.language)] if iv.language is not None else table
+        else:
+            values = torch.full((ctx.dims.intermediate_size,), float(iv.value))
+        if mask.dim() == 2 or values.dim() == 2:
+            mask, values = mask.expand(len(languages), -1), values.expand(len(languages), -1)
+        values = (iv.factor * values).contiguous()
+        if bool(torch.isnan(values[mask]).any()):
+            raise CompileError(f"layer {layer}: the statistic is undefined (NaN) for some chosen neurons",
+                               where=ctx.where("value"), fix="search these layers for experts, or choose other neurons")
+        params = {**_neuron_counts(mask, languages),
+                  "value": iv.value, "of": iv.language or "row language", "mode": iv.mode, "factor": iv.factor}
+        if iv.language is not None:
+            params["target"] = iv.language
+        mask = mask.contiguous()
+        if iv.mode == "replace":
+            ops.append(SetNeurons(**ctx.op_fields(layer, iv.site, params), mask=mask, values=values))
+        else:
+            vector = torch.where(mask, values, torch.zeros(()))
+            ops.append(AddVector(**ctx.op_fields(layer, iv.site, params), vector=vector.contiguous()))
+    return ops
+
+
+def _compile_diffmean(ctx: _Context) -> list:
+    iv, layers, stats = ctx.intervention, ctx.layers(), ctx.stats
+    ctx.check_site(iv.site)
+    languages = list(ctx.spec.languages)
+    resid = stats.tensors["resid_mean"].to(torch.float64)  # [G, L, H], spec language order
+    op_class = AddVectorKeepNorm if iv.preserve_norm else AddVector
+    ops = []
+    for layer in layers:
+        target = resid[languages.index(iv.target), layer]
+        source = resid[languages.index(iv.source), layer] if iv.source is not None else resid[:, layer]
+        d = target - source  # [H], or [G, H]: one row per source language
+        if iv.normalize:
+            d = d / (d.norm(dim=-1, keepdim=True) + 1e-8)  # CLaS-Bench's epsilon
+        params = {"target": iv.target, "source": iv.source or "row language", "alpha": iv.alpha,
+                  "normalize": iv.normalize, "preserve_norm": iv.preserve_norm}
+        ops.append(op_class(**ctx.op_fields(layer, iv.site, params), vector=(iv.alpha * d).to(torch.float32).contiguous()))
+    return ops
+
+
 _COMPILERS = {
+    SetIntervention: _compile_set,
+    DiffMeanIntervention: _compile_diffmean,
     ClasIntervention: _compile_clas,
     IntMuIntervention: _compile_int_mu,
     AddVectorIntervention: _compile_add_vector,

@@ -18,7 +18,8 @@ from typing import Callable
 
 import torch
 
-from .plan import LANGUAGE_INDEX, SITE_ACT, SITE_H, SITE_RESID, AddVector, Plan, ScaleNeurons, SetNeurons
+from .plan import (LANGUAGE_INDEX, SITE_ACT, SITE_H, SITE_RESID, AddVector, AddVectorKeepNorm, Plan, ScaleNeurons,
+                   SetNeurons)
 
 INDENT = " " * 8  # inside `def` + `with`
 
@@ -54,6 +55,11 @@ def _op_lines(op, x: str) -> list[str]:
         if op.per_language:
             mask, values = per_row(mask), per_row(values)
         lines.append(f"{x} = torch.where(rows_here & {mask}, {values}, {x})")
+    elif isinstance(op, AddVectorKeepNorm):  # before AddVector: it is a subclass
+        vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
+        lines += [f"steered = {x} + {vector}",
+                  f"steered = steered * ({x}.norm(dim=-1, keepdim=True) / steered.norm(dim=-1, keepdim=True).clamp(min=1e-12))",
+                  f"{x} = torch.where(rows_here, steered, {x})"]
     elif isinstance(op, AddVector):
         vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
         lines.append(f"{x} = torch.where(rows_here, {x} + {vector}, {x})")
@@ -66,7 +72,7 @@ def _formula(op) -> str:
     if op.kind == "clas":
         return "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale"
     return {ScaleNeurons: "x * scale", SetNeurons: "x[n] = value[n] where mask[n]",
-            AddVector: "x + coefficient * v"}[type(op)]
+            AddVector: "x + coefficient * v", AddVectorKeepNorm: "(x + v) * |x| / |x + v|"}[type(op)]
 
 
 def _guarded(op, lines: list[str], in_generation: bool) -> list[str]:

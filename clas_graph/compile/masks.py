@@ -11,6 +11,8 @@ from safetensors import safe_open
 from ..errors import CompileError
 from ..sites import ModelDims
 from ..spec import FileMask, InlineMask, StatsMask
+from ..spec.selections import SELECTION_NAMES
+from ..stats.selections import selection_mask
 
 
 def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path,
@@ -20,14 +22,33 @@ def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base
     if source is None:
         return empty
     if isinstance(source, StatsMask):
+        if source.from_stats in SELECTION_NAMES:
+            return _selection(source, layers=layers, where=where, stats=stats)
+        if source.per_row:
+            raise CompileError("`per_row` only applies to `from_stats: lape` or `experts`", where=f"{where}.per_row")
         if source.languages is not None and source.from_stats != "language_specific":
-            raise CompileError("`languages` only applies to `from_stats: language_specific`", where=f"{where}.languages")
+            raise CompileError("`languages` only applies to `from_stats: language_specific`, `lape` or `experts`",
+                               where=f"{where}.languages")
         return stats.mask(source.from_stats, layers, source.languages)
     if isinstance(source, InlineMask):
         return _inline(source, layers=layers, dims=dims, where=where, masks=empty)
     if isinstance(source, FileMask):
         return _from_file(source, layers=layers, dims=dims, where=where, base_dir=base_dir)
     raise CompileError(f"unsupported mask source {type(source).__name__}", where=where)
+
+
+def _selection(source: StatsMask, *, layers, where: str, stats) -> dict[int, torch.Tensor]:
+    name = source.from_stats
+    if f"{name}.mask" not in stats.tensors:
+        raise CompileError(
+            f"the statistics artifact holds no '{name}' selection",
+            where=f"{where}.from_stats",
+            fix=f"list it under `stats: {{selections: [{name}]}}` and run `clas-graph stats SPEC` (or `run`)",
+        )
+    if source.per_row and source.languages is not None:
+        raise CompileError("`per_row` and `languages` exclude each other (per_row: each row's own language)",
+                           where=f"{where}.per_row", fix="drop one of them")
+    return selection_mask(stats, name, layers, source.languages, per_row=source.per_row)
 
 
 def _inline(source: InlineMask, *, layers, dims: ModelDims, where: str, masks: dict) -> dict[int, torch.Tensor]:

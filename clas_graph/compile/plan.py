@@ -130,6 +130,11 @@ class AddVector(Op):
 
 
 @dataclass(frozen=True)
+class AddVectorKeepNorm(AddVector):
+    """x <- (x + vector) * ||x|| / ||x + vector|| per position: norm-preserving steering (diffmean's preserve_norm)."""
+
+
+@dataclass(frozen=True)
 class Plan:
     """One condition compiled against one model: ops in execution order."""
 

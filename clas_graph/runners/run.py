@@ -128,6 +128,10 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
     for key, task in document["tasks"].items():
         console.print(task_table(key, task, anchor))
     deltas_figure(document, path / "figures" / "deltas.png")
+    for key, task in document["tasks"].items():
+        if task["kind"] == "language_steering":  # issue 13: source x target matrix
+            from ..report.steering import steering_matrix_figure
+            steering_matrix_figure(key, task, path / "figures" / f"{key}_matrix.png")
     text = summary_markdown(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
     if "sweep" in document:
         from ..report.sweep import report_sweep

@@ -280,8 +280,20 @@ def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, consol
         own = run_dir / TENSOR_FILE
         if not own.is_file() or _damaged(own):
             artifact.save(run_dir)
-        return artifact
+        return _ensure_selections(spec, model, artifact, run_dir, console)
     artifact = compute_stats(spec, model, console=console)
+    artifact.save(run_dir)
+    return _ensure_selections(spec, model, artifact, run_dir, console)
+
+
+def _ensure_selections(spec: RunSpec, model, artifact: StatsArtifact, run_dir: Path, console: Console) -> StatsArtifact:
+    """LAPE / expert selections (issue 13) when `stats.selections` asks for them; saved with the artifact in run_dir."""
+    from .selections import has_selections, with_selections
+
+    if spec.stats.selections is None or has_selections(artifact, spec):
+        return artifact
+    samples = load_corpus(spec.stats.corpus, spec.languages, Path(spec.source).parent if spec.source else None)
+    artifact = with_selections(artifact, spec, model, samples, console=console)
     artifact.save(run_dir)
     return artifact
 

@@ -11,11 +11,12 @@ from typing import ClassVar
 
 import torch
 
-from ..backends import forward_many, generate, pooled_hidden_many, token_nll_many
+from ..backends import forward_many, generate, pooled_hidden_many, token_nll, token_nll_many
 from ..compile import Plan
 from ..errors import DataError
 from ..eval import metrics as M
-from ..spec import FixedAnchor, LmLossTask, NextTokenTask, RetrievalTask, RunSpec, XnliTask, XquadTask
+from ..spec import (DetectedAnchor, FixedAnchor, LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, RunSpec,
+                    XnliTask, XquadTask)
 
 
 @dataclass
@@ -62,6 +63,38 @@ class TaskRunner:
         by one; runners that can share work across conditions (a batch's common prefix) override it."""
         return {name: self.run(model, plan, language) for name, plan in plans.items()}
 
+    # Row languages: the data's label, or detected from the text (`anchor: {kind: detected}`).
+
+    def row_languages(self, texts, language: str) -> list[str]:
+        """The language each row is run as: its label, or with a detected anchor what the identifier finds."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return [language] * len(texts)
+        return [self._used(code, language) for code in self._detected(texts)]
+
+    def annotate(self, rows: list[dict], texts, language: str) -> list[dict]:
+        """With a detected anchor, record each row's detected, labelled and used language in its sample."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return rows
+        for row, code in zip(rows, self._detected(texts)):
+            row.update(detected_language=code, labelled_language=language, row_language=self._used(code, language))
+        return rows
+
+    def _detected(self, texts) -> list[str | None]:
+        from ..eval.langid import detect
+
+        cache = self._cache.setdefault("detected", {})
+        missing = [text for text in dict.fromkeys(texts) if text not in cache]
+        cache.update(zip(missing, detect(missing)))
+        return [cache[text] for text in texts]
+
+    def _used(self, detected: str | None, label: str) -> str:
+        from ..eval.langid import primary
+
+        by_primary = {primary(code): code for code in self.spec.languages}  # 'pt' finds a spec's 'pt-BR'
+        if detected in by_primary:
+            return by_primary[detected]
+        return self.spec.anchor.language if self.spec.anchor.unknown == "anchor" else label
+
 
 class _SharedRunner(TaskRunner):
     """A runner whose work is done for all conditions at once (`run_many`); `run` is the one-condition case."""
@@ -92,18 +125,18 @@ class XnliRunner(_SharedRunner):
         examples = xnli_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
         # only the label tokens' logits are computed into the result (and travel back from a remote run)
-        logits = forward_many(model, plans, prompts, [language] * len(prompts), token_ids=self.label_ids(model),
-                              **self.options())
-        return {name: self.score(examples, prompts, label_logits) for name, label_logits in logits.items()}
+        logits = forward_many(model, plans, prompts, self.row_languages(prompts, language),
+                              token_ids=self.label_ids(model), **self.options())
+        return {name: self.score(examples, prompts, label_logits, language) for name, label_logits in logits.items()}
 
-    def score(self, examples, prompts, label_logits):
+    def score(self, examples, prompts, label_logits, language):
         probs = torch.softmax(label_logits.double(), -1)
         preds = probs.argmax(-1).tolist()
         golds = [e.label for e in examples]
         scores = M.classification_scores(preds, golds)
         rows = [{"id": e.id, "prompt": p, "gold": e.label, "prediction": pred, "probs": [round(v, 6) for v in pr]}
                 for e, p, pred, pr in zip(examples, prompts, preds, probs.tolist())]
-        return rows, {"accuracy": 100 * scores["accuracy"], "macro_f1": 100 * scores["macro_f1"], "n": len(rows)}
+        return self.annotate(rows, prompts, language), {"accuracy": 100 * scores["accuracy"], "macro_f1": 100 * scores["macro_f1"], "n": len(rows)}
 
 
 class XquadRunner(TaskRunner):
@@ -116,7 +149,8 @@ class XquadRunner(TaskRunner):
         task = self.task
         examples = xquad_items(task, language, self.split, self.base_dir)
         prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
-        outputs = generate(model, plan, prompts, [language] * len(prompts), task.max_new_tokens, **self.options())
+        outputs = generate(model, plan, prompts, self.row_languages(prompts, language), task.max_new_tokens,
+                           **self.options())
         rows = []
         for example, prompt, output in zip(examples, prompts, outputs):
             prediction = output.strip().split("\n")[0].strip()
@@ -125,7 +159,7 @@ class XquadRunner(TaskRunner):
                          "f1": 100 * M.best_over_golds(M.token_f1, prediction, example.answers, language),
                          "exact_match": 100 * M.best_over_golds(M.exact_match, prediction, example.answers, language)})
         n = max(len(rows), 1)
-        return rows, {"f1": sum(r["f1"] for r in rows) / n, "exact_match": sum(r["exact_match"] for r in rows) / n,
+        return self.annotate(rows, prompts, language), {"f1": sum(r["f1"] for r in rows) / n, "exact_match": sum(r["exact_match"] for r in rows) / n,
                       "n": len(rows)}
 
 
@@ -157,14 +191,14 @@ class LmLossRunner(CorpusRunner, _SharedRunner):
     def run_many(self, model, plans, language):
         samples = self.samples()
         texts = [s.texts[language] for s in samples]
-        sums = token_nll_many(model, plans, texts, [language] * len(texts), **self.options())
-        return {name: self.score(samples, nll, counts) for name, (nll, counts) in sums.items()}
+        sums = token_nll_many(model, plans, texts, self.row_languages(texts, language), **self.options())
+        return {name: self.score(samples, nll, counts, texts, language) for name, (nll, counts) in sums.items()}
 
-    def score(self, samples, nll, counts):
+    def score(self, samples, nll, counts, texts, language):
         rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
                 for s, a, b in zip(samples, nll, counts)]
         total = float(nll.sum() / counts.sum().clamp(min=1))
-        return rows, {"loss": total, "perplexity": float(torch.tensor(total).exp()), "tokens": int(counts.sum()),
+        return self.annotate(rows, texts, language), {"loss": total, "perplexity": float(torch.tensor(total).exp()), "tokens": int(counts.sum()),
                       "n": len(rows)}
 
 
@@ -193,7 +227,7 @@ class RetrievalRunner(CorpusRunner, _SharedRunner):
         missing = {name: plan for name, plan in plans.items() if (name, language) not in self._cache}
         if missing:
             texts = [s.texts[language] for s in self.samples()]
-            pooled = pooled_hidden_many(model, missing, texts, [language] * len(texts), self.layer(model),
+            pooled = pooled_hidden_many(model, missing, texts, self.row_languages(texts, language), self.layer(model),
                                         **self.options())
             for name, vectors in pooled.items():
                 self._cache[(name, language)] = vectors - vectors.mean(0) if self.task.center else vectors
@@ -202,15 +236,15 @@ class RetrievalRunner(CorpusRunner, _SharedRunner):
     def run_many(self, model, plans, language):
         queries = self.pooled(model, plans, language)
         keys = self.pooled(model, plans, self.anchor)  # the anchor's texts under the same condition
-        return {name: self.score(queries[name], keys[name], model) for name in plans}
+        return {name: self.score(queries[name], keys[name], model, language) for name in plans}
 
-    def score(self, queries, keys, model):
+    def score(self, queries, keys, model, language):
         samples = self.samples()
         ranks = M.retrieval_ranks(queries, keys)
         scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
         best = scores.argmax(-1).tolist()
         rows = [{"id": s.id, "rank": int(r), "retrieved": samples[b].id} for s, r, b in zip(samples, ranks, best)]
-        return rows, {"top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
+        return self.annotate(rows, [s.texts[language] for s in samples], language), {"top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
                       "mrr": float((1.0 / torch.as_tensor(ranks, dtype=torch.float64)).mean()),
                       "candidates": len(samples), "layer": self.layer(model), "n": len(rows)}
 
@@ -227,13 +261,14 @@ class NextTokenRunner(CorpusRunner, _SharedRunner):
         # conditions, sharing their prefix) and reused by every condition, also across separate `run` calls
         cached = self._cache.get("base_logprobs")
         wanted = dict(plans) if cached and cached[0] == language else {**plans, _BASE: None}
-        logits = forward_many(model, wanted, prompts, [language] * len(rows), **self.options())
+        logits = forward_many(model, wanted, prompts, self.row_languages(prompts, language), **self.options())
         if _BASE in logits:
             self._cache["base_logprobs"] = (language, torch.log_softmax(logits.pop(_BASE), -1))  # one language kept
         base = self._cache["base_logprobs"][1]
-        return {name: self.score(model, rows, torch.log_softmax(value, -1), base) for name, value in logits.items()}
+        return {name: self.score(model, rows, torch.log_softmax(value, -1), base, language)
+                for name, value in logits.items()}
 
-    def score(self, model, rows, lp, base):
+    def score(self, model, rows, lp, base, language):
         kl = (base.exp() * (base - lp)).sum(-1)
         top = lp.argmax(-1)
         gold = [i for i, r in enumerate(rows) if r.gold_token is not None]
@@ -242,15 +277,74 @@ class NextTokenRunner(CorpusRunner, _SharedRunner):
                 "gold_logprob": lp[i, r.gold_token].item() if r.gold_token is not None else None,
                 "kl_from_base": kl[i].item()} for i, r in enumerate(rows)]
         gold_lp = [lp[i, rows[i].gold_token].item() for i in gold]
-        return out, {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
+        return self.annotate(out, [r.prompt for r in rows], language), {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
                      "top1_agreement": 100 * float((top == base.argmax(-1)).double().mean()),
                      "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
+
+
+class LanguageSteeringRunner(CorpusRunner):
+    """Prompts in the unit's (source) language, greedy generation under the condition, language of each output."""
+
+    primary = "steering"
+
+    def languages(self):
+        return list(self.task.sources or self.spec.languages)
+
+    def target(self, plan, source: str) -> str:
+        """The condition's target language (the source itself for base, which steers nowhere)."""
+        if self.task.targets and plan.condition in self.task.targets:
+            return self.task.targets[plan.condition]
+        found = sorted({op.params["target"] for op in plan.ops if "target" in op.params})
+        if not plan.ops:
+            return source
+        if len(found) != 1:
+            raise DataError(f"condition '{plan.condition}' steers toward {found or 'no language'}; language steering "
+                            "needs exactly one target", where=f"tasks ({self.key})",
+                            fix=f"set `targets: {{{plan.condition}: LANG}}` in the task")
+        return found[0]
+
+    def run(self, model, plan, language):
+        from ..data.tasks import render
+        from ..eval.langid import detect, primary
+
+        samples = self.samples()
+        target = self.target(plan, language)
+        prompts = [self.prompt(model, render(self.task.prompt, text=s.texts[language])) for s in samples]
+        rows_of = self.row_languages(prompts, language)
+        outputs = generate(model, plan, prompts, rows_of, self.task.max_new_tokens, **self.options())
+        detected = detect(outputs)
+        # Fluency: NLL of the output given the prompt under the unmodified model (prompt+output minus prompt).
+        full, full_n = token_nll(model, None, [p + o for p, o in zip(prompts, outputs)], rows_of, **self.options())
+        key = ("prompt_nll", language)  # the unmodified model's NLL of the prompts: the same for every condition
+        if key not in self._cache:
+            self._cache[key] = token_nll(model, None, prompts, rows_of, **self.options())
+        alone, alone_n = self._cache[key]
+        rows, forced, fluent = [], [], []
+        for s, prompt, output, code, a, an, b, bn in zip(samples, prompts, outputs, detected, full, full_n, alone,
+                                                          alone_n):
+            tokens = float(an - bn)
+            fluency = 100 * float(torch.exp(-(a - b) / tokens)) if tokens > 0 and output.strip() else 0.0
+            hit = code == primary(target)
+            forced.append(hit)
+            fluent.append(fluency)
+            rows.append({"id": s.id, "prompt": prompt, "output": output, "source": language, "target": target,
+                         "detected": code, "forced": hit, "fluency": round(fluency, 4)})
+        n = max(len(rows), 1)
+        forcing, fluency = 100 * sum(forced) / n, sum(fluent) / n
+        return self.annotate(rows, prompts, language), {"steering": steering_score(forcing, fluency), "forcing": forcing,
+                                                        "fluency": fluency, "source": language, "target": target,
+                                                        "n": len(rows)}
+
+
+def steering_score(a: float, b: float) -> float:
+    """CLaS-Bench's H(a, b) = 2ab / (a + b), 0 when either is 0."""
+    return 0.0 if a <= 0 or b <= 0 else 2 * a * b / (a + b)
 
 
 _BASE = "\x00base"  # the unmodified model among a next_token batch's plans (no condition has this name)
 
 RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
-           NextTokenTask: NextTokenRunner}
+           NextTokenTask: NextTokenRunner, LanguageSteeringTask: LanguageSteeringRunner}
 
 
 def task_runners(spec: RunSpec, split: str = "test") -> list[TaskRunner]:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt
 
-from .base import FiniteFloat, Identifier, StrictModel
+from .base import FiniteFloat, Identifier, LanguageCode, StrictModel
 from .masks import MaskSource
 from .rows import RowRule
 from .vectors import VectorSource
@@ -25,14 +25,15 @@ Steps = Literal["all", "prompt", "generated"]
 
 
 class AutoLayers(StrictModel):
-    """Layers chosen by the statistics runner."""
+    """Layers chosen by the statistics runner, or every layer of the model."""
 
-    auto: Literal["bridge"]
-    """`bridge`: the bridge layers picked by the rule in `stats.bridge`."""
+    auto: Literal["bridge", "all"]
+    """`bridge`: the bridge layers picked by the rule in `stats.bridge`; `all`: every layer (for selections such as
+    LAPE that span the whole model)."""
 
 
 Layers = Union[Annotated[list[NonNegativeInt], Field(min_length=1)], AutoLayers]
-"""Explicit 0-based layers, or `{auto: bridge}`."""
+"""Explicit 0-based layers, `{auto: bridge}` or `{auto: all}`."""
 
 
 class _Targeted(StrictModel):
@@ -132,7 +133,59 @@ class AblateIntervention(_NeuronEdit):
     """Name of this intervention; conditions refer to it."""
 
 
+class SetIntervention(_NeuronEdit):
+    """Set chosen neurons to a statistic (or a constant): x[n] <- factor * value[n] (`mode: replace`) or
+    x[n] <- x[n] + factor * value[n] (`mode: add`, CLaS-Bench's 'additive' LAPE steering), for n in `neurons`.
+
+    Activating a target language's experts (Suau et al.: their median pooled response) or LAPE neurons
+    (CLaS-Bench: the target's mean act_fn output) toward that language; with `language` unset each row uses its
+    own language's statistic (Int-mu-like).
+    """
+
+    kind: Literal["set"]
+    id: Identifier = "set"
+    """Name of this intervention; conditions refer to it."""
+    site: Literal["mlp.act_fn.output", "mlp.down_proj.input"] = "mlp.act_fn.output"
+    """The MLP activation to set (LAPE's and Mondal et al.'s site by default)."""
+    value: Union[Literal["mean", "median", "p90"], FiniteFloat] = "mean"
+    """`mean`: the language's mean activation at `site` over counted tokens (statistics artifact); `median` / `p90`:
+    median / 90th percentile of the language's max-pooled responses (needs `selections: [experts]` at this site;
+    Suau et al.'s on_p50 / on_p90); a number: that constant."""
+    language: LanguageCode | None = None
+    """Whose statistic: this language for every touched row (e.g. the steering target); default each row's own."""
+    mode: Literal["replace", "add"] = "replace"
+    """`replace` the activation, or `add` the value to it."""
+    factor: FiniteFloat = 1.0
+    """Multiplier of the value (CLaS-Bench's s)."""
+
+
+class DiffMeanIntervention(_Targeted):
+    """DiffMean steering as in CLaS-Bench (Gurgurov et al. 2026): d = resid_mean(target) - resid_mean(source) at
+    the output of each listed layer (means of the statistics artifact), r <- r + alpha * d / (||d|| + 1e-8) at every
+    position (prompt and generated). `preserve_norm` rescales each position back to its original norm:
+    r <- (r + alpha*d_hat) * ||r|| / ||r + alpha*d_hat|| (our variant; CLaS-Bench adds without rescaling)."""
+
+    kind: Literal["diffmean"]
+    id: Identifier = "diffmean"
+    """Name of this intervention; conditions refer to it."""
+    layers: Layers
+    """Decoder layers whose output is steered (CLaS-Bench: one layer; Llama 3.1 8B: 20)."""
+    site: Literal["resid_post"] = "resid_post"
+    """The residual stream after the layer."""
+    target: LanguageCode
+    """The language to steer toward."""
+    source: LanguageCode | None = None
+    """The language steered away from; default: each row's own language (so target rows get d = 0)."""
+    alpha: FiniteFloat = 5.0
+    """Step along the unit direction (CLaS-Bench's final Llama 3.1 8B setting: 5.0; sweep 1, 2.5, 5, 10)."""
+    normalize: bool = True
+    """Unit-normalise d (CLaS-Bench); false adds alpha * d itself."""
+    preserve_norm: bool = False
+    """Keep each position's residual norm (see above)."""
+
+
 Intervention = Annotated[
-    Union[ClasIntervention, IntMuIntervention, AddVectorIntervention, ScaleIntervention, AblateIntervention],
+    Union[ClasIntervention, IntMuIntervention, AddVectorIntervention, ScaleIntervention, AblateIntervention,
+          SetIntervention, DiffMeanIntervention],
     Field(discriminator="kind"),
 ]

@@ -12,8 +12,10 @@ from .base import FieldError
 
 
 def task_languages(spec, task) -> list[str]:
-    """The languages a task evaluates: its own `languages:`, or the spec's."""
-    return list(task.languages) if task.languages is not None else list(spec.languages)
+    """The languages a task evaluates: its own `languages:`, or the spec's (language steering names its
+    `sources` instead, which must be among the spec's)."""
+    own = getattr(task, "languages", None)
+    return list(own) if own is not None else list(spec.languages)
 
 
 def all_languages(spec) -> tuple[str, ...]:
@@ -31,7 +33,7 @@ def check_languages(spec) -> None:
         _check_corpus(spec.stats.corpus, list(spec.languages), ("stats", "corpus"), ("languages",))
     for index, task in enumerate(spec.tasks):
         langs = task_languages(spec, task)
-        field = ("tasks", index, "languages") if task.languages is not None else ("languages",)
+        field = ("tasks", index, "languages") if getattr(task, "languages", None) is not None else ("languages",)
         if len(set(langs)) != len(langs):
             dup = next(code for code in langs if langs.count(code) > 1)
             raise FieldError(field, f"language '{dup}' is listed twice")

@@ -28,13 +28,17 @@ class FileMask(SafetensorsRef):
 
 
 class StatsMask(StrictModel):
-    """Neurons of one category from the statistics runner's artifact (dataset-level categories)."""
+    """Neurons from the statistics runner's artifact: a dataset-level category, or another method's selection
+    (`lape`, `experts`; computed when `stats.selections` lists them)."""
 
     kind: Literal["stats"] = "stats"
-    from_stats: Literal["partial_shared", "language_specific", "all_shared", "dead"]
-    """Category: `partial_shared` (CLAS's M_shared), `language_specific` (CLAS's M_spec), `all_shared`, `dead`."""
+    from_stats: Literal["partial_shared", "language_specific", "all_shared", "dead", "lape", "experts"]
+    """Category: `partial_shared` (CLAS's M_shared), `language_specific` (CLAS's M_spec), `all_shared`, `dead`;
+    or selection: `lape` (Tang et al.'s language-specific neurons), `experts` (Suau et al. / Sundar et al.)."""
     languages: list[LanguageCode] | None = None
-    """For `language_specific` only: keep neurons specific to these languages (default: any language)."""
+    """For `language_specific`, `lape`, `experts`: neurons of these languages (their union; default: any language)."""
+    per_row: bool = False
+    """For `lape` / `experts` with `ablate` or `set`: each row gets its own language's neurons (a per-language table)."""
 
 
 def _mask_tag(value: Any) -> str | None:

@@ -27,7 +27,21 @@ class NoAnchor(StrictModel):
     kind: Literal["none"] = "none"
 
 
-AnchorRule = Annotated[Union[FixedAnchor, NoAnchor], Field(discriminator="kind")]
+class DetectedAnchor(FixedAnchor):
+    """Like `fixed`, but each row's language is detected from its input text by the offline identifier (Lingua)
+    before the trace runs, instead of taken from the data's label: for real inputs whose language is unknown.
+
+    A row detected as a language outside the spec's `languages` (or as none) follows `unknown`. Samples record the
+    detected, the labelled and the used language of every row.
+    """
+
+    kind: Literal["detected"] = "detected"  # type: ignore[assignment]
+    unknown: Literal["anchor", "label"] = "anchor"
+    """Rows whose detected language is not among the spec's languages: `anchor` treats them as the anchor (left
+    untouched: never steer text we cannot place; our default), `label` uses the data's label instead."""
+
+
+AnchorRule = Annotated[Union[FixedAnchor, DetectedAnchor, NoAnchor], Field(discriminator="kind")]
 
 
 class LanguageRows(StrictModel):

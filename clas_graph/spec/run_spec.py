@@ -113,6 +113,7 @@ class RunSpec(StrictModel):
                     if code not in langs:
                         raise FieldError(("interventions", index, name, "languages", j),
                                          f"language '{code}' is not in `languages` {langs}")
+            _check_selection_refs(self, index, intervention)  # issue 13: lape / experts / set / diffmean
             if isinstance(intervention.rows, LanguageRows):
                 for j, code in enumerate(intervention.rows.languages):
                     if code not in self.all_languages:
@@ -135,6 +136,7 @@ class RunSpec(StrictModel):
         check_sweep(self)
         if self.analysis is not None:
             _check_analysis(self)
+        _check_steering_tasks(self)
         return self
 
     @property
@@ -177,7 +179,9 @@ def _stats_fields(intervention) -> list[str]:
     fields = []
     if intervention.kind == "int_mu":
         fields.append("kind")  # its neurons and values are statistics by definition
-    if isinstance(getattr(intervention, "layers", None), AutoLayers):
+    if intervention.kind == "diffmean" or (intervention.kind == "set" and isinstance(intervention.value, str)):
+        fields.append("kind")  # residual means / activation statistics come from the artifact
+    if isinstance(getattr(intervention, "layers", None), AutoLayers) and intervention.layers.auto == "bridge":
         fields.append("layers")
     for name in ("shared", "specific", "neurons"):
         if isinstance(getattr(intervention, name, None), StatsMask):
@@ -212,3 +216,48 @@ def _check_analysis(spec: "RunSpec") -> None:
         if name not in conditions:
             raise FieldError(("analysis", "conditions", j),
                              f"unknown condition '{name}'; the spec's conditions: {sorted(conditions) or 'none'}")
+
+
+def _check_selection_refs(spec: RunSpec, index: int, intervention) -> None:
+    """Languages named by the newer kinds exist, and selections they use are asked for in `stats.selections`."""
+    for name in ("target", "source", "language"):
+        code = getattr(intervention, name, None)
+        if isinstance(code, str) and code not in spec.languages:
+            raise FieldError(("interventions", index, name), f"language '{code}' is not in `languages` {spec.languages}")
+    source = getattr(intervention, "neurons", None)
+    chosen = getattr(spec.stats, "selections", None) if spec.stats is not None else None
+    if isinstance(source, StatsMask) and source.from_stats in ("lape", "experts"):
+        if chosen is None or getattr(chosen, source.from_stats) is None:
+            raise FieldError(("interventions", index, "neurons", "from_stats"),
+                             f"`{source.from_stats}` neurons are computed only when asked for; add "
+                             f"`selections: [{source.from_stats}]` to the `stats:` section")
+    if intervention.kind == "set" and intervention.value in ("median", "p90"):
+        if chosen is None or chosen.experts is None or chosen.experts.site != intervention.site:
+            raise FieldError(("interventions", index, "value"),
+                             f"`{intervention.value}` is a pooled-response statistic of the expert search; add "
+                             f"`selections: {{experts: {{site: {intervention.site}}}}}` to `stats:`, or use `value: mean`")
+
+
+def _check_steering_tasks(spec: RunSpec) -> None:
+    """Language steering tasks name spec languages and existing conditions."""
+    for index, task in enumerate(spec.tasks):
+        if task.kind != "language_steering":
+            continue
+        for j, code in enumerate(task.sources or []):
+            if code not in spec.languages:
+                raise FieldError(("tasks", index, "sources", j), f"language '{code}' is not in `languages` {spec.languages}")
+        for name, code in (task.targets or {}).items():
+            if name not in spec.resolved_conditions:
+                raise FieldError(("tasks", index, "targets", name),
+                                 f"unknown condition '{name}'; conditions: {sorted(spec.resolved_conditions)}")
+            if code not in spec.languages:
+                raise FieldError(("tasks", index, "targets", name),
+                                 f"language '{code}' is not in `languages` {spec.languages}")
+        for name, ids in spec.resolved_conditions.items():
+            if name in (task.targets or {}):
+                continue
+            found = {getattr(spec.intervention(i), "target", None) or getattr(spec.intervention(i), "language", None)
+                     for i in ids if spec.intervention(i).kind in ("diffmean", "set")} - {None}
+            if len(found) != 1:
+                raise FieldError(("tasks", index), f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
+                                 f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")

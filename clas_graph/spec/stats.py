@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from .base import FiniteFloat, StrictModel
 from .corpora import BibleCorpus, Corpus
+from .selections import Selections
 
 
 class QuantileThreshold(StrictModel):
@@ -70,3 +71,12 @@ class StatsConfig(StrictModel):
     """Longest sample in tokens; longer ones are truncated."""
     artifact: str | None = None
     """Use this existing stats.safetensors instead of computing (its stats.json must sit beside it)."""
+    selections: Selections | list[Literal["lape", "experts"]] | None = None
+    """Other methods' neuron selections over the same corpus: `[lape, experts]` (defaults) or
+    `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`. Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
+
+    @field_validator("selections", mode="after")
+    @classmethod
+    def _selections_short_form(cls, value):
+        # `[lape, experts]` (allowed by the JSON Schema too) means each with its defaults.
+        return Selections.model_validate(value) if isinstance(value, list) else value

@@ -147,4 +147,27 @@ class LmLossTask(_TaskBase):
     """Dev texts for a sweep's selection (default: the slice after the test slice)."""
 
 
-Task = Annotated[Union[NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask], Field(discriminator="kind")]
+class LanguageSteeringTask(StrictModel):
+    """Language steering (CLaS-Bench-style): prompts in a source language, greedy generation under a condition that
+    steers toward a target language; `forcing` = % of outputs an offline identifier (Lingua) labels as the target,
+    `fluency` = 100 * exp(-mean NLL per output token given the prompt, under the unsteered model) (our offline
+    stand-in for CLaS-Bench's LLM judge), `steering` = their harmonic mean. The base condition's target is the
+    source language itself (does the unsteered model answer in the prompt's language)."""
+
+    kind: Literal["language_steering"]
+    corpus: Corpus = BibleCorpus(limit=10, offset=400)
+    """Where prompts come from (any parallel corpus: the Bible offline, or a local `file`); each source language
+    uses its own column."""
+    prompt: str = "{text}"
+    """Template with {text}, the corpus text in the source language (through the chat template when the spec asks)."""
+    max_new_tokens: PositiveInt = 24
+    """Greedy decoding budget (CLaS-Bench: 1024, far beyond 2 CPU cores)."""
+    sources: list[LanguageCode] | None = None
+    """Source languages (rows of the matrix); default: every spec language."""
+    targets: dict[str, LanguageCode] | None = None
+    """Condition -> target language; default: the `target` of the condition's `diffmean` intervention or the
+    `language` of its `set` intervention (one target per condition)."""
+
+
+Task = Annotated[Union[NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask, LanguageSteeringTask],
+                 Field(discriminator="kind")]

@@ -119,7 +119,8 @@ class StatsArtifact:
             return self
         order = [self.languages.index(code) for code in languages]
         tensors = dict(self.tensors)
-        for key in ("mean", "sq_mean", "act_mean", "active_frac", "resid_mean", "tokens"):
+        selections = self.meta.get("selections", {}).get("language_axis", [])  # lape.*, experts.* (issue 13)
+        for key in ("mean", "sq_mean", "act_mean", "active_frac", "resid_mean", "tokens", *selections):
             if key in self.tensors:
                 tensors[key] = self.tensors[key][order]
         remap = torch.tensor([languages.index(code) for code in self.languages] + [-1], dtype=torch.int8)
