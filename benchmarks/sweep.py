@@ -2,7 +2,7 @@
 
     python -m benchmarks sweep [--sweep-points 4] [--sweep-texts 8]
 
-Setup: Gemma 3 270M, 4 languages, CLAS with random inline masks on layers 13-15, an lm_loss task over
+Setup: Gemma 3 270M, 3 languages, CLAS with random inline masks on layers 13-15, a retrieval task over
 `--sweep-texts` Bible verses per language (dev slice of the same size), alpha swept over G values.
 Baseline: G separate `clas_graph.run` calls, one per alpha, each loading the model and evaluating base and
 that alpha on the same number of verses. Sweep: one `run` with `sweep: {clas.alpha: [...]}`; its dev phase
@@ -31,7 +31,7 @@ ALPHAS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0, 4.0]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sweep-points", type=int, default=4, help="grid points G (alpha values)")
+    parser.add_argument("--sweep-points", type=int, default=3, help="grid points G (alpha values)")
     parser.add_argument("--sweep-texts", type=int, default=8, help="verses per language in the test and dev slices")
 
 
@@ -41,10 +41,10 @@ def _spec(alphas: list[float] | None, alpha: float, texts: int) -> clas_graph.Ru
     shared = {l: sorted(torch.randperm(2048, generator=gen)[:1000].tolist()) for l in layers}
     specific = {l: sorted(set(torch.randperm(2048, generator=gen)[:500].tolist()) - set(shared[l])) for l in layers}
     data = {"schema_version": 1, "name": "bench-sweep", "model": {"embedded": "gemma-3-270m", "device": "cpu"},
-            "languages": ["en", "de", "fr", "ru"],
+            "languages": ["en", "de", "fr"],
             "interventions": [{"kind": "clas", "layers": layers, "shared": {"neurons": shared},
                                "specific": {"neurons": specific}, "alpha": alpha}],
-            "tasks": [{"kind": "lm_loss", "corpus": {"kind": "bible", "limit": texts, "offset": 100}}]}
+            "tasks": [{"kind": "retrieval", "layer": 15, "corpus": {"kind": "bible", "limit": texts, "offset": 100}}]}
     if alphas is not None:
         data["sweep"] = {"clas.alpha": alphas}
     return validate_data(data)
@@ -70,7 +70,7 @@ def main(args, model, console: Console) -> None:
         sweep_wall = time.perf_counter() - start
         timing = json.loads((Path(path) / "metrics.json").read_text())["sweep"]["timing_s"]
 
-    table = Table(title=f"sweep of G={len(alphas)} alphas on Gemma 3 270M: lm_loss, 4 languages x "
+    table = Table(title=f"sweep of G={len(alphas)} alphas on Gemma 3 270M: retrieval, 3 languages x "
                         f"{args.sweep_texts} verses, {torch.get_num_threads()} threads", title_justify="left")
     for column in ("variant", "seconds", "G separate runs ÷ this"):
         table.add_column(column, justify="left" if column == "variant" else "right")
