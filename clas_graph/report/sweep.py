@@ -78,12 +78,18 @@ def selection_sentences(document: dict) -> list[str]:
             out.append(f"- {key}: chose `{chosen}` for `{family}` among {sum(1 for p in task['points'].values() if p['family'] == family)} "
                        f"grid points: dev mean {task['metric']} {_num(point['mean'])} vs base {_num(task['base'])} "
                        f"({_num(point['delta'], signed=True)}), on {task['dev_items']}. Held-out comparison on "
-                       f"{task['test_items']}.")
+                       f"{task['test_items']}." + ("" if _beats_base(task, point) else
+                                                   " No grid point beat base on the dev items."))
     goal = "the task's direction" if rule["goal"] == "auto" else rule["goal"]
     out.append(f"- Rule: best mean {rule['metric'] or 'primary metric'} over {rule['languages'].replace('_', '-')} "
                f"languages on the dev items ({goal}); ties go to the earlier grid point. The test items never entered "
                "the choice; dev scores of every point: `dev/metrics.json` and the tables below.")
     return out
+
+
+def _beats_base(task: dict, point: dict) -> bool:
+    delta = point["delta"]
+    return delta is not None and (delta > 0 if task["higher_is_better"] else delta < 0)
 
 
 def report_sweep(document: dict, path: Path, console: Console, summary: str) -> str:
