@@ -34,6 +34,11 @@ Overrides = Annotated[Optional[List[str]], typer.Option(
     help="Override a spec field before validation (repeatable). KEY is a dotted path, list items by index "
          "(tasks.0.limit); VALUE is YAML: --set model.path=/data/llama --set 'languages=[en, de]'.")]
 
+# Options shared by the commands that run a model (stats, eval, run, analyze).
+RunsDir = Annotated[Path, typer.Option(help="Where run directories go.")]
+Remote = Annotated[bool, typer.Option("--remote", help="Run on NDIF (needs NDIF_API_KEY).")]
+NdifHost = Annotated[Optional[str], typer.Option(help="NDIF host URL (implies --remote).")]
+
 
 def user_errors(command):
     """Turn ClasGraphError into a one-message exit 2, Ctrl-C into exit 130."""
@@ -136,9 +141,9 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
 @app.command()
 @user_errors
 def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` section."),
-          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
-          remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+          runs_dir: RunsDir = Path("runs"),
+          remote: Remote = False,
+          ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
     from .runners.run import run_stats
@@ -150,9 +155,9 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
 @app.command("eval")
 @user_errors
 def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
-          runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
-          remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-          ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+          runs_dir: RunsDir = Path("runs"),
+          remote: Remote = False,
+          ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
     from .runners.run import run as run_spec
@@ -166,9 +171,9 @@ def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
 @app.command()
 @user_errors
 def run(spec_file: Path = typer.Argument(..., help="Spec file."),
-        runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
-        remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-        ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+        runs_dir: RunsDir = Path("runs"),
+        remote: Remote = False,
+        ndif_host: NdifHost = None,
         overrides: Overrides = None):
     """Run the experiment a spec describes and record it under runs/."""
     from .runners.run import run as run_spec
@@ -182,9 +187,9 @@ def run(spec_file: Path = typer.Argument(..., help="Spec file."),
 @app.command()
 @user_errors
 def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis:` section, or the defaults)."),
-            runs_dir: Path = typer.Option(Path("runs"), help="Where run directories go."),
-            remote: bool = typer.Option(False, "--remote", help="Run on NDIF (needs NDIF_API_KEY)."),
-            ndif_host: Optional[str] = typer.Option(None, help="NDIF host URL (implies --remote)."),
+            runs_dir: RunsDir = Path("runs"),
+            remote: Remote = False,
+            ndif_host: NdifHost = None,
             overrides: Overrides = None):
     """Alignment and separation of languages before/after each condition, related to the run's gains (figures)."""
     from .runners.analyze import run_analysis
