@@ -14,6 +14,7 @@ it costs more than all 18 layers together, so lm_loss gains less here than on an
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -32,7 +33,9 @@ READ_LAYER = 15
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cond-texts", type=int, default=32, help="texts per measurement (mixed languages)")
-    parser.add_argument("--cond-k", type=int, nargs="+", default=[2, 4, 8], help="numbers of conditions")
+    parser.add_argument("--cond-k", type=int, nargs="*", default=[2, 4, 8], help="numbers of conditions")
+    parser.add_argument("--cond-repeats", type=int, default=2,
+                        help="timed repetitions (separate and shared alternate; the median of each is kept)")
 
 
 def _plans(model, k: int, demo: bool) -> dict:
@@ -71,7 +74,8 @@ def main(args, model, console: Console) -> None:
     }
     layers = model._module.config.get_text_config().num_hidden_layers
     table = Table(title=f"K conditions on Gemma 3 270M: {len(texts)} texts, batch 8, conditions edit layers 13-15, "
-                        f"{torch.get_num_threads()} threads (time of one shared pass / K separate passes)",
+                        f"{torch.get_num_threads()} threads (median time of one shared pass / K separate passes, "
+                        f"{args.cond_repeats} alternating repetitions; shared = shared prefix + stacked conditions)",
                   title_justify="left")
     for column in ("conditions", "readout", "separate s", "shared s", "ratio", "ideal (layers)"):
         table.add_column(column, justify="left" if column in ("conditions", "readout") else "right")
@@ -83,13 +87,16 @@ def main(args, model, console: Console) -> None:
             for name, (single, many) in readouts.items():
                 single(plans["base"])  # warm-up (and emitted traces compiled)
                 many(plans)
-                start = time.perf_counter()
-                separate = {cond: single(plan) for cond, plan in plans.items()}
-                t_separate = time.perf_counter() - start
-                start = time.perf_counter()
-                shared = many(plans)
-                t_shared = time.perf_counter() - start
+                times_separate, times_shared = [], []
+                for _ in range(args.cond_repeats):  # alternating, so a slow spell of the machine hits both
+                    start = time.perf_counter()
+                    separate = {cond: single(plan) for cond, plan in plans.items()}
+                    times_separate.append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    shared = many(plans)
+                    times_shared.append(time.perf_counter() - start)
                 _check(name, separate, shared)
+                t_separate, t_shared = statistics.median(times_separate), statistics.median(times_shared)
                 if name.startswith("pooled"):
                     ideal = (READ_LAYER + 1 + (k - 1) * (READ_LAYER + 1 - LAYERS[0])) / ((READ_LAYER + 1) * k)
                 else:

@@ -180,7 +180,7 @@ def forward_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], 
     """`forward` for every plan (by condition name), sharing each batch's common prefix: {name: [rows, vocab]}
     (or [rows, len(token_ids)])."""
     extra = {} if token_ids is None else {"token_ids": torch.tensor(list(token_ids), dtype=torch.long)}
-    parts = run_many(model, plans, texts, languages, "last_logits", extra=lambda inputs: dict(extra),
+    parts = run_many(model, plans, texts, languages, "last_logits", extra=lambda inputs, index: dict(extra),
                      call_kwargs={"logits_to_keep": 1}, batch_size=batch_size, max_length=max_length)
     width = model._module.config.get_text_config().vocab_size if token_ids is None else len(token_ids)
     out = {}
@@ -208,6 +208,29 @@ def token_nll_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str]
     return out
 
 
+def next_token_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+                    gold: Sequence[int | None], *, batch_size: int = 8,
+                    max_length: int = 512) -> dict[str, dict[str, torch.Tensor]]:
+    """Per plan and text, the next-token distribution at the last real token compared with the unmodified
+    model's on the same batch, reduced in the trace: {name: {"kl": KL(base || plan) in nats, "top1": argmax,
+    "base_top1": base's argmax, "gold_logprob": log-prob of `gold` (NaN where gold is None)}}. Only these four
+    numbers per row leave the trace (a remote run brings back no vocabulary-sized rows)."""
+    gold_ids = torch.tensor([-1 if g is None else int(g) for g in gold], dtype=torch.long)
+    parts = run_many(model, plans, texts, languages, "next_token", extra=lambda inputs, index: {"gold": gold_ids[index]},
+                     call_kwargs={"logits_to_keep": 1}, batch_size=batch_size, max_length=max_length)
+    out = {}
+    for name, batches in parts.items():
+        columns = {"kl": torch.zeros(len(texts), dtype=torch.float64), "top1": torch.zeros(len(texts), dtype=torch.long),
+                   "base_top1": torch.zeros(len(texts), dtype=torch.long),
+                   "gold_logprob": torch.zeros(len(texts), dtype=torch.float64)}
+        for index, values in batches:
+            for column, value in zip(columns.values(), values):
+                column[index] = value.to(column.dtype)
+        columns["gold_logprob"][gold_ids < 0] = float("nan")
+        out[name] = columns
+    return out
+
+
 def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
                        layer: int, *, batch_size: int = 8, max_length: int = 512,
                        exclude_bos: bool = True) -> dict[str, torch.Tensor]:
@@ -215,7 +238,7 @@ def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[
     A plan with no op at or below `layer` gets the base vectors (it cannot change them)."""
     tokenizer = model.tokenizer
 
-    def pool_mask(inputs):
+    def pool_mask(inputs, index):
         mask = inputs["attention_mask"].clone()
         if exclude_bos and tokenizer.bos_token_id is not None:
             mask[inputs["input_ids"] == tokenizer.bos_token_id] = 0
@@ -234,10 +257,10 @@ def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[
 
 
 def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], readout: str, *,
-             layer: int | None = None, extra: Callable[[dict], dict] | None = None, call_kwargs: dict,
+             layer: int | None = None, extra: Callable[[dict, list[int]], dict] | None = None, call_kwargs: dict,
              batch_size: int, max_length: int) -> dict[str, list[tuple[list[int], object]]]:
     """Per condition, the readout of every batch as (row indices, value); batches visit every condition."""
-    from .shared import batch_plan, run_batch
+    from .shared import batch_plan, run_batch, traces_for
 
     for plan in plans.values():
         _check_rows(plan, texts, languages)
@@ -250,13 +273,15 @@ def run_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lang
         return run_many_remote(model, plans, texts, languages, readout, base, layer=layer, extra=extra,
                                call_kwargs=call_kwargs, batches=list(_batches(model.tokenizer, texts, batch_size,
                                                                               max_length)), max_length=max_length)
-    schedule = batch_plan(plans, readout, layer, row_languages=languages)
+    stack_rows = current().stack_rows or 4 * batch_size
+    schedule = batch_plan(plans, readout, layer, row_languages=languages, stack=stack_rows // batch_size)
+    traces = traces_for(schedule, plans)
     out: dict[str, list] = {name: [] for name in plans}
     for index in _batches(model.tokenizer, texts, batch_size, max_length):
         inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
         with torch.inference_mode():
-            values = run_batch(model, schedule, base, plans, inputs, [languages[i] for i in index],
-                               extra(inputs) if extra else {}, call_kwargs)
+            values = run_batch(model, schedule, base, traces, inputs, [languages[i] for i in index],
+                               extra(inputs, index) if extra else {}, call_kwargs)
         for name, value in values.items():
             out[name].append((index, value))
     return out

@@ -33,6 +33,9 @@ class Execution:
     """Wait before retry k is backoff_s * 2**k seconds."""
     session_batches: int = 1
     """Batches per remote request where a runner can group them (statistics)."""
+    stack_rows: int | None = None
+    """Rows per stacked trace when several conditions share a batch's prefix (clas_graph.shared); None: four
+    batches' worth. At most batch size: no stacking."""
     job_ids: list[str] = field(default_factory=list)
     """Remote job ids, in order (go into the run manifest)."""
 

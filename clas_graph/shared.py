@@ -14,6 +14,11 @@ mixed-language batches). Skipped layers would leave no KV-cache entries, so shar
 `use_cache=False` (a single forward does not reuse its cache anyway). Generation is not shared: every
 decoding step needs the skipped layers' KV cache of the condition's own earlier tokens.
 
+Conditions with the same start run *stacked* (compile/stack.py): one trace over the batch repeated once
+per condition, each condition's ops on its own block of rows, up to `stack` conditions per trace. Only the
+small readouts stack (last-position logits, pooled vectors); per-token NLL needs the full-vocabulary logits
+of every position, so K conditions would hold K times that memory at once.
+
 Remotely the saved prefix would have to travel to the client and back; `clas_graph.shared_remote` keeps
 the whole batch group in one `model.session` instead.
 """
@@ -25,7 +30,13 @@ from typing import Mapping, Sequence
 
 from .compile import Plan
 from .compile.emit import emit_prefix, emit_readout
+from .compile.stack import can_stack, repeat_rows, split_rows, stack_plans
 from .execution import current
+
+STACKABLE = ("last_logits", "pooled", "next_token")
+"""Readouts whose conditions may run stacked (their per-row result is small)."""
+ROW_EXTRAS = ("pool_mask", "gold", "base_logprobs", "prefix")
+"""Entries of a trace's `extra` that have one row per batch row (repeated for a stacked trace)."""
 
 
 def first_changed_layer(plan: Plan | None, read_layer: int | None = None,
@@ -50,6 +61,19 @@ class Schedule:
     layer: int | None
     starts: dict[str, int | None]
     """Per condition, the first layer its own trace must run (None: its result is the base readout)."""
+    stack: int = 1
+    """At most this many conditions with the same start run as one stacked trace."""
+
+    @property
+    def traces(self) -> list[tuple[tuple[str, ...], int]]:
+        """(conditions, start) of every trace after the base trace: conditions with one start, `stack` at most."""
+        size = self.stack if self.readout in STACKABLE else 1
+        by_start: dict[int, list[str]] = {}
+        for name, start in self.starts.items():
+            if start is not None:
+                by_start.setdefault(start, []).append(name)
+        return [(tuple(names[i:i + size]), start) for start, names in by_start.items()
+                for i in range(0, len(names), size)]
 
     @property
     def as_base(self) -> list[str]:
@@ -61,44 +85,78 @@ class Schedule:
         return tuple(sorted({start - 1 for start in self.starts.values() if start}))
 
     @property
+    def base_readout(self) -> bool:
+        """Whether the base trace computes the readout: some condition's result is base's, or every condition
+        compares with base (next_token's KL and top-1 agreement)."""
+        return bool(self.as_base) or self.readout == "next_token"
+
+    @property
     def needs_base_trace(self) -> bool:
-        return bool(self.as_base or self.prefix_layers)
+        return self.base_readout or bool(self.prefix_layers)
 
 
 def batch_plan(plans: Mapping[str, Plan | None], readout: str, layer: int | None = None, *,
-               share: bool = True, row_languages: Sequence[str] | None = None) -> Schedule:
+               share: bool = True, row_languages: Sequence[str] | None = None, stack: int = 1) -> Schedule:
     """The schedule for `plans` on texts in `row_languages` (None: any). Without `share` every condition runs
-    its full trace (conditions equal to the base model still reuse the base readout)."""
+    its full trace (conditions equal to the base model still reuse the base readout). `stack`: conditions per
+    stacked trace (1: one trace each)."""
     read_layer = layer if readout == "pooled" else None
     languages = None if row_languages is None else sorted(set(row_languages))
     starts = {name: first_changed_layer(plan, read_layer, languages) for name, plan in plans.items()}
     own = [start for start in starts.values() if start is not None]
     # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
-    if not share or not (len(own) < len(starts) or sum(1 for start in own if start) >= 2):
+    base_runs = len(own) < len(starts) or readout == "next_token"
+    if not share or not (base_runs or sum(1 for start in own if start) >= 2):
         starts = {name: (None if start is None else 0) for name, start in starts.items()}
-    return Schedule(readout, layer, starts)
+    return Schedule(readout, layer, starts, max(1, stack))
 
 
-def run_batch(model, schedule: Schedule, base: Plan, plans: Mapping[str, Plan | None], inputs: dict,
-              row_languages: list[str], extra: dict, call_kwargs: dict) -> dict[str, object]:
-    """Every condition's readout on one batch: the base trace first, then each condition from its start."""
+@dataclass(frozen=True)
+class Trace:
+    """One trace after the base trace: a condition's plan, or several conditions' plans stacked."""
+
+    names: tuple[str, ...]
+    start: int
+    plan: Plan
+
+
+def traces_for(schedule: Schedule, plans: Mapping[str, Plan | None]) -> list[Trace]:
+    """The traces each batch runs after the base trace (stacked plans are built once, here)."""
+    out: list[Trace] = []
+    for names, start in schedule.traces:
+        group = [(name, plans[name]) for name in names]
+        if len(group) > 1 and can_stack([plan for _, plan in group]):
+            out.append(Trace(names, start, stack_plans(group)))
+        else:
+            out += [Trace((name,), start, plan) for name, plan in group]
+    return out
+
+
+def run_batch(model, schedule: Schedule, base: Plan, traces: list[Trace], inputs: dict, row_languages: list[str],
+              extra: dict, call_kwargs: dict) -> dict[str, object]:
+    """Every condition's readout on one batch: the base trace first, then each trace from its start."""
     execution = current()
     kwargs = {**call_kwargs, "use_cache": False}
     out: dict[str, object] = {}
     prefixes: dict[int, object] = {}
     if schedule.needs_base_trace:
-        trace = emit_prefix(base, schedule.readout if schedule.as_base else None, schedule.layer,
+        trace = emit_prefix(base, schedule.readout if schedule.base_readout else None, schedule.layer,
                             schedule.prefix_layers)
         value, prefixes = execution.run(model, trace, inputs, base.row_inputs(row_languages), {}, extra,
                                         call_kwargs=kwargs)
         for name in schedule.as_base:
             out[name] = value
-    for name, start in schedule.starts.items():
-        if start is None:
-            continue
-        plan = plans[name]
-        trace = emit_readout(plan, schedule.readout, schedule.layer, skip_to=start or None)
-        here = {**extra, "prefix": prefixes[start - 1]} if start else extra
-        out[name] = execution.run(model, trace, inputs, plan.row_inputs(row_languages), plan.tensors(), here,
-                                  call_kwargs=kwargs)
+    if "base_logprobs" in prefixes:
+        extra = {**extra, "base_logprobs": prefixes["base_logprobs"]}
+    for trace in traces:
+        here = {**extra, "prefix": prefixes[trace.start - 1]} if trace.start else dict(extra)
+        batch = inputs
+        count = len(trace.names)
+        if count > 1:
+            batch = {key: repeat_rows(value, count) for key, value in inputs.items()}
+            here = {key: repeat_rows(value, count) if key in ROW_EXTRAS else value for key, value in here.items()}
+        function = emit_readout(trace.plan, schedule.readout, schedule.layer, skip_to=trace.start or None)
+        value = execution.run(model, function, batch, trace.plan.row_inputs(row_languages), trace.plan.tensors(),
+                              here, call_kwargs=kwargs)
+        out.update(zip(trace.names, split_rows(value, count) if count > 1 else [value]))
     return out

@@ -30,6 +30,8 @@ def readout_width(model, readout: str, extra_width: int | None) -> int:
         return extra_width or config.vocab_size
     if readout == "pooled":
         return config.hidden_size
+    if readout == "next_token":
+        return 4  # KL, top-1, base's top-1, gold log-prob
     return 2  # token_nll: sum and count
 
 
@@ -47,7 +49,7 @@ def groups(batches: list[list[int]], per_request: int, row_bytes: int) -> list[l
 
 
 def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
-                    readout: str, base: Plan, *, layer: int | None, extra: Callable[[dict], dict] | None,
+                    readout: str, base: Plan, *, layer: int | None, extra: Callable[[dict, list[int]], dict] | None,
                     call_kwargs: dict, batches: list[list[int]], max_length: int) -> dict[str, list]:
     """Like backends.run_many, one request per group of batches."""
     from .backends import _encode
@@ -55,14 +57,14 @@ def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str
     execution = current()
     schedule = batch_plan(plans, readout, layer, row_languages=languages)
     traces = [(name, plans[name], start) for name, start in schedule.starts.items() if start is not None]
-    base_readout = bool(schedule.as_base)
+    base_readout = schedule.base_readout
     session = emit_session(base, traces, readout, layer, schedule.prefix_layers, base_readout)
     trace_plans = ([base] if schedule.needs_base_trace else []) + [plan for _, plan, _ in traces]
     all_tensors = [plan.tensors() for plan in trace_plans]
     outputs = ([schedule.as_base] if base_readout else []) + [[name] for name, _, _ in traces]
     kwargs = {**call_kwargs, "use_cache": False}
     probe = extra({"input_ids": torch.zeros(1, 1, dtype=torch.long),
-                   "attention_mask": torch.ones(1, 1, dtype=torch.long)}) if extra else {}
+                   "attention_mask": torch.ones(1, 1, dtype=torch.long)}, [0]) if extra else {}
     width = readout_width(model, readout, len(probe["token_ids"]) if "token_ids" in probe else None)
     out: dict[str, list] = {name: [] for name in plans}
     for group in groups(batches, execution.session_batches, 4 * width * len(outputs)):
@@ -70,7 +72,7 @@ def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str
         for index in group:
             inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
             row_languages = [languages[i] for i in index]
-            payload.append((inputs, extra(inputs) if extra else {},
+            payload.append((inputs, extra(inputs, index) if extra else {},
                             [plan.row_inputs(row_languages) for plan in trace_plans]))
         with torch.inference_mode():
             results = execution.run(model, session.run, payload, all_tensors, kwargs, call_kwargs={})

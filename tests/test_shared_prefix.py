@@ -164,3 +164,101 @@ def test_result_budget_groups_batches():
     big = RESULT_BUDGET // 3  # bytes per row: three rows fit, a fourth does not
     assert groups(batches, 8, big) == [[[0, 1]], [[2, 3]], [[4, 5], [6]]]
     assert groups([[0, 1, 2, 3, 4]], 8, big) == [[[0, 1, 2, 3, 4]]]  # one batch always goes, even when large
+
+
+# --- stacked conditions: one trace over the batch repeated once per condition (compile/stack.py) ----------
+
+
+def test_conditions_with_one_start_stack_up_to_the_limit(setup):
+    _, plans = setup
+    traces = batch_plan(plans, "last_logits", stack=2).traces
+    assert traces == [(("clas", "clas_late"), 2), (("steer",), 1), (("late",), 4), (("first",), 0)]
+    assert batch_plan(plans, "token_nll", stack=4).traces == [(("clas",), 2), (("clas_late",), 2), (("steer",), 1),
+                                                              (("late",), 4), (("first",), 0)]
+    assert batch_plan(plans, "last_logits").traces[0] == (("clas",), 2)  # default: one condition per trace
+
+
+def _per_language_plan(plan, languages):
+    """`plan` with its SetNeurons ops made per language: each language overwrites different neurons with its
+    own values (as Int-mu's tables), so a stacked trace must index every block's rows by their own language."""
+    import dataclasses
+
+    from clas_graph.compile import SetNeurons
+
+    generator = torch.Generator().manual_seed(3)
+    ops = []
+    for op in plan.ops:
+        if isinstance(op, SetNeurons):
+            size = op.mask.shape[-1]
+            mask = torch.rand(len(languages), size, generator=generator) < 0.3
+            op = dataclasses.replace(op, mask=mask, values=torch.randn(len(languages), size, generator=generator))
+        ops.append(op)
+    return dataclasses.replace(plan, condition=plan.condition + "_per_language", ops=tuple(ops))
+
+
+@pytest.mark.parametrize("stack_rows", [3, 6, 100])
+def test_stacked_conditions_give_each_conditions_own_numbers(setup, monkeypatch, stack_rows):
+    """Stacked or not (stack_rows = batch size: one trace each), every condition equals its single-plan run,
+    per-language tables included; the spy proves the stacked path ran when it should."""
+    import clas_graph.shared as shared
+
+    model, plans = setup
+    subset = {name: plans[name] for name in ("base", "clas", "clas_late", "late")}
+    subset["late_per_language"] = _per_language_plan(plans["late"], plans["late"].languages)
+    subset["clas_per_language"] = _per_language_plan(plans["clas_late"], plans["late"].languages)
+    stacked = []
+    real = shared.stack_plans
+    monkeypatch.setattr(shared, "stack_plans", lambda named: stacked.append([n for n, _ in named]) or real(named))
+    with use(Execution(stack_rows=stack_rows)):
+        logits = forward_many(model, subset, TEXTS, ROWS, batch_size=3)
+        pooled = pooled_hidden_many(model, subset, TEXTS, ROWS, 5, batch_size=3)
+    for name, plan in subset.items():
+        torch.testing.assert_close(logits[name], forward(model, plan, TEXTS, ROWS, batch_size=3), atol=ATOL, rtol=0,
+                                   msg=name)
+        torch.testing.assert_close(pooled[name], pooled_hidden(model, plan, TEXTS, ROWS, 5, batch_size=3), atol=ATOL,
+                                   rtol=0, msg=name)
+    assert (logits["late_per_language"] - logits["late"]).abs().max() > 1e-3  # the tables really act
+    if stack_rows == 3:
+        assert stacked == []
+    elif stack_rows == 6:
+        assert ["clas", "clas_late"] in stacked and ["late", "late_per_language"] in stacked
+    else:
+        assert ["clas", "clas_late", "clas_per_language"] in stacked
+
+
+# --- next_token: compared with base inside the trace, four numbers per row ---------------------------------
+
+
+def _next_token_reference(model, plans, gold):
+    """From the single-plan full-vocabulary logits, in float64 numpy (an independent reduction)."""
+    import numpy as np
+
+    base = torch.log_softmax(forward(model, None, TEXTS, ROWS).double(), -1).numpy()
+    out = {}
+    for name, plan in plans.items():
+        lp = torch.log_softmax(forward(model, plan, TEXTS, ROWS).double(), -1).numpy()
+        out[name] = {"kl": (np.exp(base) * (base - lp)).sum(-1), "top1": lp.argmax(-1), "base_top1": base.argmax(-1),
+                     "gold_logprob": np.array([lp[i, g] if g is not None else np.nan for i, g in enumerate(gold)])}
+    return out
+
+
+@pytest.mark.parametrize("where", ["local", "remote-simulated"])
+def test_next_token_many_equals_a_reduction_of_the_full_logits(setup, where):
+    from clas_graph.backends import next_token_many
+
+    model, plans = setup
+    subset = {name: plans[name] for name in ("clas", "clas_late", "late", "first", "gen_only")}
+    gold = [5, None, 17, 3, 250, None, 0, 42]
+    execution = Execution(remote="local", session_batches=2) if where != "local" else Execution()
+    with use(execution):
+        got = next_token_many(model, subset, TEXTS, ROWS, gold, batch_size=3)
+    want = _next_token_reference(model, subset, gold)
+    for name in subset:
+        for column in ("kl", "gold_logprob"):
+            torch.testing.assert_close(got[name][column], torch.from_numpy(want[name][column]), atol=ATOL, rtol=0,
+                                       equal_nan=True, msg=f"{name} {column}")
+        for column in ("top1", "base_top1"):
+            assert got[name][column].tolist() == want[name][column].tolist(), (name, column)
+    assert got["gen_only"]["kl"].abs().max() == 0 and got["clas"]["kl"].min() > -1e-6  # float32 rounding
+    assert got["clas"]["kl"].max() > 1e-4 and got["first"]["kl"].max() > 1e-4  # the conditions really differ
+    assert got["clas"]["gold_logprob"].isnan().tolist() == [g is None for g in gold]

@@ -123,21 +123,26 @@ def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False, 
     return "\n".join(indent + line for line in lines)
 
 
-READOUTS = ("last_logits", "token_nll", "pooled")
+READOUTS = ("last_logits", "token_nll", "pooled", "next_token")
 
 
-READOUT_NAMES = {"last_logits": ("logits",), "token_nll": ("nll_sum", "counts"), "pooled": ("pooled",)}
+READOUT_NAMES = {"last_logits": ("logits",), "token_nll": ("nll_sum", "counts"), "pooled": ("pooled",),
+                 "next_token": ("kl", "top1", "base_top1", "gold_logprob")}
 """The variables each readout leaves (per row, batch first), in the order it returns them."""
 
+BASE_LOGPROBS_FROM_EXTRA = 'extra["base_logprobs"].to(lp.device)'
+"""Where a condition's next_token trace finds the base model's log-probs of its batch (run_batch passes them)."""
 
-def _readout_tail(readout: str, save: bool = True) -> tuple[str, str]:
+
+def _readout_tail(readout: str, save: bool = True, base_logprobs: str = BASE_LOGPROBS_FROM_EXTRA) -> tuple[str, str]:
     """Statements after the intervention body that compute and save a readout, and what to return.
-    `save=False` inside a session, where the session saves what travels back."""
-    tail, result = _readout_source(readout)
+    `save=False` inside a session, where the session saves what travels back. `base_logprobs` (next_token only):
+    the expression for the base model's next-token log-probs of these rows ("lp" in the base trace itself)."""
+    tail, result = _readout_source(readout, base_logprobs)
     return (tail if save else tail.replace(".save()", "")), result
 
 
-def _readout_source(readout: str) -> tuple[str, str]:
+def _readout_source(readout: str, base_logprobs: str) -> tuple[str, str]:
     if readout == "last_logits":
         return """\
         # next-token logits at the last position (left padding: the last real token); with
@@ -146,6 +151,18 @@ def _readout_source(readout: str) -> tuple[str, str]:
         if "token_ids" in extra:
             logits = logits[:, extra["token_ids"].to(logits.device)]
         logits = logits.save()""", "logits"
+    if readout == "next_token":
+        return f"""\
+        # the next-token distribution at the last position, reduced here to four numbers per row: KL from the
+        # base model's distribution, top-1 token (this one's and base's) and the log-prob of extra["gold"] (-1: none)
+        lp = torch.log_softmax(model.output.logits[:, -1, :].float(), -1)
+        base_lp = {base_logprobs}
+        kl = (base_lp.exp() * (base_lp - lp)).sum(-1).cpu().save()
+        top1 = lp.argmax(-1).cpu().save()
+        base_top1 = base_lp.argmax(-1).cpu().save()
+        gold = extra["gold"].to(lp.device)
+        gold_logprob = lp.gather(1, gold.clamp(min=0)[:, None])[:, 0].cpu().save()""", \
+            "(kl, top1, base_top1, gold_logprob)"
     if readout == "token_nll":
         return """\
         # next-token negative log-likelihood over real (non-pad) target tokens, summed per row
@@ -224,7 +241,10 @@ def emit_prefix_source(base: Plan, readout: str | None, layer: int | None, save_
             raise ValueError(f"pooled readout at layer {layer} cannot share a prefix ending at {max(save_layers)}")
         body = "\n".join(INDENT + line for line in lines) + "\n" + emit_body(
             base, read_layer=layer if readout == "pooled" else None)
-        tail, result = _readout_tail(readout)
+        tail, result = _readout_tail(readout, base_logprobs="lp")
+        if readout == "next_token":  # the conditions of this batch compare with these
+            tail += "\n" + INDENT + "base_logprobs = lp.save()"
+            saved = saved[:-1] + (", " if save_layers else "") + '"base_logprobs": base_logprobs}'
     return f'''# Generated shared-prefix base trace ({readout or "prefix only"}) on {base.model_type}.
 import torch
 

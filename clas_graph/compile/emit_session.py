@@ -36,8 +36,11 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int]], readout
     The base trace comes first when `base_readout` or `prefix_layers`; its readout (if any) is output 0."""
     read_layer = layer if readout == "pooled" else None
     names = READOUT_NAMES[readout]
-    tail, _ = _readout_tail(readout, save=False)
+    tail, _ = _readout_tail(readout, save=False, base_logprobs="base_logprobs")  # next_token: the base trace's
     tail = _indented(tail, " " * 8)
+    base_tail = _indented(_readout_tail(readout, save=False, base_logprobs="lp")[0], " " * 8)
+    if readout == "next_token":  # the batch's later traces compare with these (they stay on the server)
+        base_tail += "\n" + SESSION_INDENT + "base_logprobs = lp"
     blocks: list[str] = []
     outputs: list[int] = []  # trace number of every output list
     number = 0
@@ -46,7 +49,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int]], readout
         block = [SESSION_INDENT + line for line in ["# base trace: the shared prefixes stay on the server"] + lines]
         if base_readout:
             block.append(emit_body(base, SESSION_INDENT, read_layer=read_layer))
-            block.append(tail)
+            block.append(base_tail)
             block += [SESSION_INDENT[:-4] + f"out_{number}_{name}.append({name})" for name in names]
             outputs.append(number)
         else:

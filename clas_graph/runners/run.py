@@ -45,8 +45,8 @@ def execution_for(spec: RunSpec, remote: bool | str | None = None) -> Execution:
                                             backend.model_dump(exclude={"kind", "host"})))
     if isinstance(backend, NdifBackend):
         return Execution(remote=backend.host or True, retries=backend.retries, backoff_s=backend.backoff_s,
-                         session_batches=backend.session_batches)
-    return Execution()
+                         session_batches=backend.session_batches, stack_rows=spec.stack_rows)
+    return Execution(stack_rows=spec.stack_rows)
 
 
 def _start(spec: RunSpec, runs_root: Path, console: Console, execution: Execution, *, tasks: bool = True,

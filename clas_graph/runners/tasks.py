@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from ..backends import forward_many, generate, pooled_hidden_many, token_nll, token_nll_many
+from ..backends import forward_many, generate, next_token_many, pooled_hidden_many, token_nll, token_nll_many
 from ..compile import Plan
 from ..errors import DataError
 from ..eval import metrics as M
@@ -257,29 +257,23 @@ class NextTokenRunner(CorpusRunner, _SharedRunner):
 
         rows = build_rows(self.split_task, [language], model.tokenizer, self.base_dir)
         prompts = [r.prompt for r in rows]
-        # the unmodified model's log-probs are computed once per language (in the same batches as the
-        # conditions, sharing their prefix) and reused by every condition, also across separate `run` calls
-        cached = self._cache.get("base_logprobs")
-        wanted = dict(plans) if cached and cached[0] == language else {**plans, _BASE: None}
-        logits = forward_many(model, wanted, prompts, self.row_languages(prompts, language), **self.options())
-        if _BASE in logits:
-            self._cache["base_logprobs"] = (language, torch.log_softmax(logits.pop(_BASE), -1))  # one language kept
-        base = self._cache["base_logprobs"][1]
-        return {name: self.score(model, rows, torch.log_softmax(value, -1), base, language)
-                for name, value in logits.items()}
+        # the unmodified model runs in the same batches (the base trace of the shared prefix) and every
+        # condition is compared with it inside the trace: four numbers per row come back, not the vocabulary
+        reduced = next_token_many(model, plans, prompts, self.row_languages(prompts, language),
+                                  [r.gold_token for r in rows], **self.options())
+        return {name: self.score(model, rows, value, language) for name, value in reduced.items()}
 
-    def score(self, model, rows, lp, base, language):
-        kl = (base.exp() * (base - lp)).sum(-1)
-        top = lp.argmax(-1)
-        gold = [i for i, r in enumerate(rows) if r.gold_token is not None]
+    def score(self, model, rows, value, language):
+        kl, top, gold_lp = value["kl"], value["top1"], value["gold_logprob"]
         out = [{"id": r.sample_id, "prompt": r.prompt, "gold_token": r.gold_token, "top1_token": int(top[i]),
                 "top1_text": model.tokenizer.decode([int(top[i])]),
-                "gold_logprob": lp[i, r.gold_token].item() if r.gold_token is not None else None,
+                "gold_logprob": gold_lp[i].item() if r.gold_token is not None else None,
                 "kl_from_base": kl[i].item()} for i, r in enumerate(rows)]
-        gold_lp = [lp[i, rows[i].gold_token].item() for i in gold]
-        return self.annotate(out, [r.prompt for r in rows], language), {"gold_logprob": sum(gold_lp) / len(gold_lp) if gold_lp else float("nan"),
-                     "top1_agreement": 100 * float((top == base.argmax(-1)).double().mean()),
-                     "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(gold)}
+        golds = [gold_lp[i].item() for i, r in enumerate(rows) if r.gold_token is not None]
+        return self.annotate(out, [r.prompt for r in rows], language), {
+            "gold_logprob": sum(golds) / len(golds) if golds else float("nan"),
+            "top1_agreement": 100 * float((top == value["base_top1"]).double().mean()),
+            "kl_from_base": float(kl.mean()), "n": len(rows), "n_gold": len(golds)}
 
 
 class LanguageSteeringRunner(CorpusRunner):
@@ -341,7 +335,6 @@ def steering_score(a: float, b: float) -> float:
     return 0.0 if a <= 0 or b <= 0 else 2 * a * b / (a + b)
 
 
-_BASE = "\x00base"  # the unmodified model among a next_token batch's plans (no condition has this name)
 
 RUNNERS = {XnliTask: XnliRunner, XquadTask: XquadRunner, LmLossTask: LmLossRunner, RetrievalTask: RetrievalRunner,
            NextTokenTask: NextTokenRunner, LanguageSteeringTask: LanguageSteeringRunner}

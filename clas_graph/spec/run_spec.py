@@ -52,6 +52,11 @@ class RunSpec(StrictModel):
     """What `clas-graph run` evaluates for every condition."""
     batch_size: PositiveInt = 8
     """Rows per forward pass."""
+    stack_rows: PositiveInt | None = None
+    """Rows per forward pass when several conditions run *stacked* on one batch (XNLI, retrieval, next_token:
+    conditions that start at the same layer run as one trace over the batch repeated once per condition).
+    Default: 4 × `batch_size`; set it to `batch_size` to run one trace per condition. Changes speed and memory
+    only, never results. Our default, measured on CPU; on a GPU a larger value usually pays."""
     backend: Backend = LocalBackend()
     """Where to run: `{kind: local}` or `{kind: ndif}` (also `clas-graph run --remote`). Not part of the run's
     identity: results must not depend on it."""
