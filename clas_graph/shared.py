@@ -30,13 +30,11 @@ from typing import Mapping, Sequence
 
 from .compile import Plan
 from .compile.emit import emit_prefix, emit_readout
-from .compile.stack import can_stack, repeat_rows, split_rows, stack_plans
+from .compile.stack import ROW_EXTRAS, can_stack, repeat_rows, split_rows, stack_plans
 from .execution import current
 
 STACKABLE = ("last_logits", "pooled", "next_token")
 """Readouts whose conditions may run stacked (their per-row result is small)."""
-ROW_EXTRAS = ("pool_mask", "gold", "base_logprobs", "prefix")
-"""Entries of a trace's `extra` that have one row per batch row (repeated for a stacked trace)."""
 
 
 def first_changed_layer(plan: Plan | None, read_layer: int | None = None,

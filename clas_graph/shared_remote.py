@@ -17,7 +17,7 @@ from .compile import Plan
 from .compile.emit import READOUT_NAMES
 from .compile.emit_session import emit_session
 from .execution import current
-from .shared import batch_plan
+from .shared import batch_plan, traces_for
 
 RESULT_BUDGET = 3 * 2**20
 """Bytes of readouts per request (float32 on the wire); below the websocket's ~4 MiB."""
@@ -55,19 +55,24 @@ def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str
     from .backends import _encode
 
     execution = current()
-    schedule = batch_plan(plans, readout, layer, row_languages=languages)
-    traces = [(name, plans[name], start) for name, start in schedule.starts.items() if start is not None]
+    batch_size = max(map(len, batches))
+    stack_rows = execution.stack_rows or 4 * batch_size
+    schedule = batch_plan(plans, readout, layer, row_languages=languages, stack=stack_rows // batch_size)
+    traces = traces_for(schedule, plans)
     base_readout = schedule.base_readout
-    session = emit_session(base, traces, readout, layer, schedule.prefix_layers, base_readout)
-    trace_plans = ([base] if schedule.needs_base_trace else []) + [plan for _, plan, _ in traces]
+    session = emit_session(base, [("+".join(t.names), t.plan, t.start, len(t.names)) for t in traces], readout,
+                           layer, schedule.prefix_layers, base_readout)
+    trace_plans = ([base] if schedule.needs_base_trace else []) + [t.plan for t in traces]
     all_tensors = [plan.tensors() for plan in trace_plans]
-    outputs = ([schedule.as_base] if base_readout else []) + [[name] for name, _, _ in traces]
+    # per output list: the conditions whose results it holds, in block order (as_base: one block, shared)
+    outputs = ([(tuple(schedule.as_base), 1)] if base_readout else []) + [(t.names, len(t.names)) for t in traces]
     kwargs = {**call_kwargs, "use_cache": False}
     probe = extra({"input_ids": torch.zeros(1, 1, dtype=torch.long),
                    "attention_mask": torch.ones(1, 1, dtype=torch.long)}, [0]) if extra else {}
     width = readout_width(model, readout, len(probe["token_ids"]) if "token_ids" in probe else None)
+    rows_out = sum(count for _, count in outputs)  # result rows per input row
     out: dict[str, list] = {name: [] for name in plans}
-    for group in groups(batches, execution.session_batches, 4 * width * len(outputs)):
+    for group in groups(batches, execution.session_batches, 4 * width * rows_out):
         payload = []
         for index in group:
             inputs = _encode(model.tokenizer, [texts[i] for i in index], max_length)
@@ -76,12 +81,15 @@ def run_many_remote(model, plans: Mapping[str, Plan | None], texts: Sequence[str
                             [plan.row_inputs(row_languages) for plan in trace_plans]))
         with torch.inference_mode():
             results = execution.run(model, session.run, payload, all_tensors, kwargs, call_kwargs={})
-        for names, values in zip(outputs, results):
+        for (names, count), values in zip(outputs, results):
             start = 0
-            for index in group:
-                part = [value[start:start + len(index)] for value in values]
-                start += len(index)
-                value = tuple(part) if len(READOUT_NAMES[readout]) > 1 else part[0]
-                for name in names:
-                    out[name].append((index, value))
+            for index in group:  # each batch left count * len(index) rows: block k is names[k] (or all as_base)
+                rows = count * len(index)
+                blocks = [[value[start + k * len(index):start + (k + 1) * len(index)] for value in values]
+                          for k in range(count)]
+                start += rows
+                for k, block in enumerate(blocks):
+                    value = tuple(block) if len(READOUT_NAMES[readout]) > 1 else block[0]
+                    for name in (names if count == 1 else names[k:k + 1]):
+                        out[name].append((index, value))
     return out

@@ -191,3 +191,40 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     for name in plans:
         torch.testing.assert_close(new[name], local[name], atol=1e-5, rtol=0)
         torch.testing.assert_close(old[name][:, labels], local[name], atol=1e-5, rtol=0)
+
+
+def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, monkeypatch):
+    """Two conditions starting at one layer run stacked inside the generated session (the batch repeated on
+    the server), and next_token comes back reduced (four numbers per row): both equal the local numbers."""
+    import clas_graph
+    import clas_graph.shared as shared
+    from clas_graph.backends import next_token_many, pooled_hidden_many
+    from clas_graph.execution import Execution, use
+    from clas_graph.spec import ModelRef, validate_data
+
+    model = clas_graph.load_model(ModelRef(path=str(model_dir)))
+    clas = {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},
+            "specific": {"neurons": {2: [5]}}}
+    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": str(model_dir)}, "languages": LANGS,
+                          "interventions": [{**clas, "id": "weak", "beta": 0.2}, {**clas, "id": "strong", "beta": 2.0}]})
+    plans = clas_graph.compile_plans(spec, model)
+    texts = [f"Sentence number {i} is about the weather" for i in range(6)]
+    rows = [LANGS[i % 3] for i in range(6)]
+    gold = [5, None, 7, 8, 9, 10]
+    local = (next_token_many(model, plans, texts, rows, gold, batch_size=2),
+             pooled_hidden_many(model, plans, texts, rows, 3, batch_size=2))
+    stacked = []
+    real = shared.stack_plans
+    monkeypatch.setattr(shared, "stack_plans", lambda named: stacked.append([n for n, _ in named]) or real(named))
+    before = len(ndif.jobs())
+    with use(Execution(remote=True, session_batches=4)):
+        remote = (next_token_many(model, plans, texts, rows, gold, batch_size=2),
+                  pooled_hidden_many(model, plans, texts, rows, 3, batch_size=2))
+    jobs = ndif.jobs()[before:]
+    assert stacked == [["weak", "strong"], ["weak", "strong"]]  # once per readout
+    assert len(jobs) == 2 and sum(job["result_bytes"] for job in jobs) < 20_000
+    for name in plans:
+        for column, value in local[0][name].items():
+            torch.testing.assert_close(remote[0][name][column], value, atol=1e-5, rtol=0, equal_nan=True)
+        torch.testing.assert_close(remote[1][name], local[1][name], atol=1e-5, rtol=0)
+    assert (local[0]["strong"]["kl"] - local[0]["weak"]["kl"]).abs().max() > 1e-6

@@ -14,6 +14,7 @@ from typing import Callable
 
 from .emit import INDENT, READOUT_NAMES, _compile, _readout_tail, _skip_lines, emit_body
 from .plan import Plan
+from .stack import ROW_EXTRAS
 
 SESSION_INDENT = INDENT + " " * 8  # def + session + for + trace
 
@@ -30,14 +31,13 @@ def _indented(text: str, extra: str) -> str:
     return "\n".join(extra + line if line.strip() else line for line in text.splitlines())
 
 
-def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int]], readout: str, layer: int | None,
+def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], readout: str, layer: int | None,
                         prefix_layers: tuple[int, ...], base_readout: bool) -> str:
-    """`traces`: (condition, plan, start) for each condition that runs its own trace (start 0: full trace).
-    The base trace comes first when `base_readout` or `prefix_layers`; its readout (if any) is output 0."""
+    """`traces`: (label, plan, start, count) for each trace after the base trace (start 0: full trace; count > 1:
+    a stacked plan over the batch repeated `count` times, compile/stack.py). The base trace comes first when
+    `base_readout` or `prefix_layers`; its readout (if any) is output 0."""
     read_layer = layer if readout == "pooled" else None
     names = READOUT_NAMES[readout]
-    tail, _ = _readout_tail(readout, save=False, base_logprobs="base_logprobs")  # next_token: the base trace's
-    tail = _indented(tail, " " * 8)
     base_tail = _indented(_readout_tail(readout, save=False, base_logprobs="lp")[0], " " * 8)
     if readout == "next_token":  # the batch's later traces compare with these (they stay on the server)
         base_tail += "\n" + SESSION_INDENT + "base_logprobs = lp"
@@ -54,15 +54,19 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int]], readout
             outputs.append(number)
         else:
             block.append(SESSION_INDENT + "tracer.stop()  # nothing above is needed")
-        blocks.append(_trace_block(number, "\n".join(block)))
+        blocks.append(_trace_block(number, "\n".join(block), 1))
         number += 1
-    for condition, plan, start in traces:
-        parts = [SESSION_INDENT + f"# condition {condition!r}" + (f", from layer {start}" if start else "")]
+    for label, plan, start, count in traces:
+        # a stacked trace repeats the batch's server-side values (prefix, base log-probs) once per condition
+        repeat = (lambda value, dims: f"{value}.repeat({count}{', 1' * dims})") if count > 1 else \
+            (lambda value, dims: value)
+        tail, _ = _readout_tail(readout, save=False, base_logprobs=repeat("base_logprobs", 1))
+        parts = [SESSION_INDENT + f"# condition(s) {label!r}" + (f", from layer {start}" if start else "")]
         if start:
-            parts.append(_skip_lines(plan, start, prefix=f"prefix_{start - 1}", indent=SESSION_INDENT))
-        parts += [emit_body(plan, SESSION_INDENT, read_layer=read_layer), tail]
+            parts.append(_skip_lines(plan, start, prefix=repeat(f"prefix_{start - 1}", 2), indent=SESSION_INDENT))
+        parts += [emit_body(plan, SESSION_INDENT, read_layer=read_layer), _indented(tail, " " * 8)]
         parts += [SESSION_INDENT[:-4] + f"out_{number}_{name}.append({name})" for name in names]
-        blocks.append(_trace_block(number, "\n".join(parts)))
+        blocks.append(_trace_block(number, "\n".join(parts), count))
         outputs.append(number)
         number += 1
     blocks = [_without_comments(block) for block in blocks]
@@ -82,16 +86,22 @@ def many_session(model, batches, all_tensors, trace_kwargs, session_kwargs):
     # (No comments below: see _without_comments in emit_session.py.)
     with model.session(**session_kwargs):
 {lists}
-        for inputs, extra, all_rows in batches:
+        for batch_inputs, batch_extra, all_rows in batches:
 {chr(10).join(blocks)}
 {saved}
     return {result}
 '''
 
 
-def _trace_block(number: int, body: str) -> str:
+def _trace_block(number: int, body: str, count: int) -> str:
     head = INDENT + " " * 4
-    return "\n".join([f"{head}rows, tensors = all_rows[{number}], all_tensors[{number}]",
+    if count == 1:
+        inputs = [f"{head}inputs, extra = batch_inputs, batch_extra"]
+    else:  # the batch repeated block after block, one block per stacked condition
+        inputs = [f"{head}inputs = {{key: value.repeat({count}, 1) for key, value in batch_inputs.items()}}",
+                  f"{head}extra = {{key: value.repeat({count}, *([1] * (value.dim() - 1))) if key in {ROW_EXTRAS!r} "
+                  f"else value for key, value in batch_extra.items()}}"]
+    return "\n".join([f"{head}rows, tensors = all_rows[{number}], all_tensors[{number}]", *inputs,
                       f"{head}with model.trace(inputs, **trace_kwargs) as tracer:", body])
 
 
@@ -107,7 +117,7 @@ def _without_comments(source: str) -> str:
     return "\n".join(lines)
 
 
-def emit_session(base: Plan, traces: list[tuple[str, Plan, int]], readout: str, layer: int | None,
+def emit_session(base: Plan, traces: list[tuple[str, Plan, int, int]], readout: str, layer: int | None,
                  prefix_layers: tuple[int, ...], base_readout: bool) -> SessionTrace:
     source = emit_session_source(base, traces, readout, layer, tuple(prefix_layers), base_readout)
     return SessionTrace(source, _compile(source, f"session-{readout}")["many_session"])
