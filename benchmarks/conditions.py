@@ -8,7 +8,9 @@ Naive = the single-plan functions called once per condition (the evaluation path
 Readouts: last-position logits (XNLI-style; the ideal ratio counts layers: (1 + (K-1)*5/18)/K),
 pooled hidden state at layer 15 (retrieval: (16 + (K-1)*3)/(16*K)) and per-token NLL (lm_loss: the
 262k-vocabulary LM head runs for every token of every condition and cannot be shared; on this model
-it costs more than all 18 layers together, so lm_loss gains less here than on an 8B model).
+it costs more than all 18 layers together, so lm_loss gains less here than on an 8B model; its ideal
+counts the head's weights next to the layers'). "shared" = shared prefix + stacked conditions (up to
+4 x batch rows per trace; lm_loss does not stack).
 """
 
 from __future__ import annotations
@@ -77,7 +79,12 @@ def main(args, model, console: Console) -> None:
                         f"{torch.get_num_threads()} threads (median time of one shared pass / K separate passes, "
                         f"{args.cond_repeats} alternating repetitions; shared = shared prefix + stacked conditions)",
                   title_justify="left")
-    for column in ("conditions", "readout", "separate s", "shared s", "ratio", "ideal (layers)"):
+    # lm_loss's ideal also counts the LM head, which every condition runs on every token (per token: layer
+    # weights vs head weights; the head is one matmul, the layers' attention is small at these lengths)
+    hf = model._module
+    layer_weights = sum(p.numel() for p in hf.model.layers.parameters())
+    head_weights = hf.lm_head.weight.numel()
+    for column in ("conditions", "readout", "separate s", "shared s", "ratio", "ideal"):
         table.add_column(column, justify="left" if column in ("conditions", "readout") else "right")
     cases = [("demo (3)", _plans(model, 3, demo=True))] + [(f"K={k}", _plans(model, k, demo=False))
                                                           for k in args.cond_k]
@@ -101,6 +108,9 @@ def main(args, model, console: Console) -> None:
                     ideal = (READ_LAYER + 1 + (k - 1) * (READ_LAYER + 1 - LAYERS[0])) / ((READ_LAYER + 1) * k)
                 else:
                     ideal = (layers + (k - 1) * (layers - LAYERS[0])) / (layers * k)
+                if name.startswith("token"):
+                    upper = layer_weights * (layers - LAYERS[0]) / layers + head_weights
+                    ideal = (1 + (k - 1) * upper / (layer_weights + head_weights)) / k
                 table.add_row(label, name, f"{t_separate:.2f}", f"{t_shared:.2f}", f"{t_shared / t_separate:.2f}",
                               f"{ideal:.2f}")
                 console.print(f"  {label:9} {name:24} separate {t_separate:7.2f} s  shared {t_shared:7.2f} s  "
