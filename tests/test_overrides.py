@@ -80,6 +80,7 @@ def test_overrides_are_validated_recorded_and_part_of_the_identity(tmp_path):
     assert spec.overrides == tuple(sets) and spec.languages == ["en", "de", "fr"]
     assert spec.tasks[1].corpus.limit == 4 and spec_hash(spec) != spec_hash(plain)
     assert spec_hash(load_spec(DEMO, ["batch_size=2"])) == spec_hash(plain)  # transport only: same run
+    assert spec_hash(load_spec(DEMO, ["stack_rows=8"])) == spec_hash(plain)  # speed only: same run
     run_dir = RunDir.for_spec(spec, tmp_path)
     run_dir.start(spec, backend={}, seeds={})
     assert json.loads((run_dir.path / "manifest.json").read_text())["overrides"] == sets
