@@ -32,7 +32,7 @@ class Execution:
     backoff_s: float = 2.0
     """Wait before retry k is backoff_s * 2**k seconds."""
     session_batches: int = 1
-    """Batches per remote request where a runner can group them (statistics)."""
+    """Batches per remote request where a runner can group them (statistics, selections, forward evaluation)."""
     stack_rows: int | None = None
     """Rows per stacked trace when several conditions share a batch's prefix (clas_graph.shared); None: four
     batches' worth. At most batch size: no stacking."""

@@ -5,6 +5,9 @@ Per batch it returns, over counted tokens (`token_mask` [B, T]: 1 on real tokens
   pooled    [L_e, B, I] float32 max over each row's counted tokens of the expert site's value, for the
                          searched layers (expert ranking needs every text's pooled response)
 Rows with no counted token pool to -inf; the caller refuses them.
+
+`session` runs several batches in one request (`model.session`): the counts are summed on the server and the
+pooled responses concatenated there, so one result comes back per group of batches.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Callable
 
 from ..sites import Architecture
 from .emit import _compile
+from .emit_session import _without_comments
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,9 @@ class SelectionTrace:
     filename: str
     run: Callable
     """run(model, inputs, onehot, token_mask, trace_kwargs) -> dict of saved tensors."""
+    session: Callable
+    """session(model, [(inputs, onehot, token_mask), ...], session_kwargs) -> the same dict over all the batches
+    (counts summed, pooled rows concatenated in order), in one request."""
 
 
 def emit_selection_source(architecture: Architecture, num_layers: int, *, lape: bool,
@@ -49,14 +56,17 @@ def emit_selection_source(architecture: Architecture, num_layers: int, *, lape: 
             lines += ["        x = a.float()"]
         lines += ["        counted = (w_here > 0)[:, :, None]",
                   "        out_pooled.append(torch.where(counted, x, torch.full_like(x, float('-inf'))).amax(1))"]
-    saved = []
-    if lape:
-        saved.append("        positive = torch.stack(out_positive).cpu().save()")
-    if expert_layers:
-        saved.append("        pooled = torch.stack(out_pooled).cpu().save()")
     names = (["positive"] if lape else []) + (["pooled"] if expert_layers else [])
+    stacked = {"positive": "torch.stack(out_positive)", "pooled": "torch.stack(out_pooled)"}
+    combined = {"positive": "sums['positive'] + part['positive']",  # counts: summed on the server
+                "pooled": "torch.cat([sums['pooled'], part['pooled']], 1)"}  # rows: concatenated in order
+    saved = "\n".join(f"        {name} = {stacked[name]}.cpu().save()" for name in names)
+    part = "{" + ", ".join(f"{name!r}: {stacked[name]}" for name in names) + "}"
+    merged = "{" + ", ".join(f"{name!r}: {combined[name]}" for name in names) + "}"
+    session_saved = "\n".join(f"        {name} = sums[{name!r}].cpu().save()" for name in names)
     result = "{" + ", ".join(f"{name!r}: {name}" for name in names) + "}"
     body = "\n".join(" " * 8 + line for line in lines)
+    inner = "\n".join(" " * 16 + line for line in lines)
     return f'''# Generated selections trace (LAPE activation counts, max-pooled expert responses).
 # Reads only torch, the model and plain tensors: runs unchanged on a remote server.
 import torch
@@ -65,8 +75,23 @@ import torch
 def selection_trace(model, inputs, onehot, token_mask, trace_kwargs):
     with model.trace(inputs, **trace_kwargs) as tracer:
 {body}
-{chr(10).join(saved)}
+{saved}
         tracer.stop()  # layers above the last one read, and the LM head, are not needed
+    return {result}
+
+
+def selection_session(model, batches, session_kwargs):
+    # Many batches in one request: the server sums the counts and concatenates the pooled rows; only that
+    # comes back. (No comments below: see _without_comments in emit_session.py.)
+    with model.session(**session_kwargs):
+        sums = None
+        for inputs, onehot, token_mask in batches:
+            with model.trace(inputs, logits_to_keep=1) as tracer:
+{_without_comments(inner)}
+                part = {part}
+                tracer.stop()
+            sums = part if sums is None else {merged}
+{session_saved}
     return {result}
 '''
 
@@ -76,4 +101,4 @@ def emit_selection(architecture: Architecture, num_layers: int, *, lape: bool, e
     source = emit_selection_source(architecture, num_layers, lape=lape, expert_layers=tuple(expert_layers),
                                    expert_site=expert_site)
     namespace = _compile(source, "selection")
-    return SelectionTrace(source, namespace["__file__"], namespace["selection_trace"])
+    return SelectionTrace(source, namespace["__file__"], namespace["selection_trace"], namespace["selection_session"])

@@ -1,8 +1,11 @@
 """Selections runner: LAPE and expert neurons over the statistics corpus, added to the statistics artifact.
 
-Runs only when `stats.selections` asks for them, as its own generated trace (one batch per request, locally or
-remotely). The result is the statistics artifact plus `lape.*` / `experts.*` tensors, described in stats.json
-under `selections`; an artifact that already holds the same selections (same corpus, same parameters) is reused.
+Runs only when `stats.selections` asks for them, as its own generated trace: one batch at a time locally;
+remotely, like the statistics, up to `session_batches` batches per request in one `model.session` that sums
+LAPE's counts on the server and brings back only those sums and the experts' pooled rows (a group is also cut at
+RESULT_BUDGET bytes of pooled rows, see shared_remote.py). The result is the statistics artifact plus `lape.*` /
+`experts.*` tensors, described in stats.json under `selections`; an artifact that already holds the same
+selections (same corpus, same parameters) is reused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from rich.console import Console
 from ..compile.emit_selection import emit_selection
 from ..errors import DataError
 from ..execution import current
+from ..shared_remote import groups
 from ..sites import architecture_for, dims_of
 from ..spec import RunSpec
 from ..stats import selections as sel
@@ -48,6 +52,12 @@ def collect(model, samples, languages, *, lape: bool, expert_layers: list[int], 
     arch, dims = architecture_for(config), dims_of(config)
     trace = emit_selection(arch, dims.num_layers, lape=lape, expert_layers=expert_layers, expert_site=expert_site)
     rows = [(sample.texts[lang], g) for sample in samples for g, lang in enumerate(languages)]
+    batches = [list(range(start, min(start + batch_size, len(rows)))) for start in range(0, len(rows), batch_size)]
+    execution = current()
+    # Remotely, several batches per request; the pooled rows (float32) come back, so they bound a group's size.
+    # LAPE's counts are one fixed-size sum per request, however many batches it holds.
+    row_bytes = 4 * len(expert_layers) * dims.intermediate_size
+    requests = groups(batches, execution.session_batches, row_bytes) if execution.is_remote else [[b] for b in batches]
     state = {"positive": None, "pooled": [], "tokens": torch.zeros(len(languages), dtype=torch.float64)}
     console = console or Console(stderr=True)
     what = " + ".join((["LAPE"] if lape else []) + (["experts"] if expert_layers else []))
@@ -55,30 +65,34 @@ def collect(model, samples, languages, *, lape: bool, expert_layers: list[int], 
 
     with _progress(console) as progress:
         bar = progress.add_task(f"selections: {what}", total=len(rows), tok_s="-")
-        for start in range(0, len(rows), batch_size):
-            _one_batch(model, trace, rows[start:start + batch_size], languages, max_length, exclude_bos, lape,
-                       expert_layers, state)
-            progress.update(bar, advance=len(rows[start:start + batch_size]),
+        for group in requests:
+            _one_request(model, trace, [[rows[i] for i in index] for index in group], languages, max_length,
+                         exclude_bos, lape, expert_layers, state)
+            progress.update(bar, advance=sum(map(len, group)),
                             tok_s=f"{float(state['tokens'].sum()) / (progress.tasks[bar].elapsed or 1e-9):,.0f}")
     positive, tokens, pooled = state["positive"], state["tokens"], state["pooled"]
     row_language = torch.tensor([g for _, g in rows])
     return positive, tokens, (torch.cat(pooled, 1) if pooled else None), row_language
 
 
-def _one_batch(model, trace, chunk, languages, max_length, exclude_bos, lape, expert_layers, state) -> None:
-    """Run the trace on one batch and add its counts / pooled responses to `state`."""
-    inputs, onehot, mask = _encode(model.tokenizer, [t for t, _ in chunk], [g for _, g in chunk], len(languages),
-                                   max_length, exclude_bos)
-    if bool((mask.sum(1) == 0).any()):
+def _one_request(model, trace, chunks, languages, max_length, exclude_bos, lape, expert_layers, state) -> None:
+    """Run the trace on one batch (or the session on several) and add the counts / pooled responses to `state`."""
+    batches = [_encode(model.tokenizer, [t for t, _ in chunk], [g for _, g in chunk], len(languages), max_length,
+                       exclude_bos) for chunk in chunks]
+    if any(bool((mask.sum(1) == 0).any()) for _, _, mask in batches):
         raise DataError("a text has no token to count (empty, or only BOS)", where="stats.corpus",
                         fix="drop empty texts from the corpus")
     with torch.inference_mode():
-        out = current().run(model, trace.run, inputs, onehot, mask, call_kwargs={"logits_to_keep": 1})
+        if len(batches) == 1:
+            out = current().run(model, trace.run, *batches[0], call_kwargs={"logits_to_keep": 1})
+        else:
+            out = current().run(model, trace.session, batches, call_kwargs={})
     if lape:
         state["positive"] = out["positive"] if state["positive"] is None else state["positive"] + out["positive"]
     if expert_layers:
         state["pooled"].append(out["pooled"].float())
-    state["tokens"] += onehot.T @ mask.sum(1)
+    for _, onehot, mask in batches:
+        state["tokens"] += onehot.T @ mask.sum(1)
 
 
 def compute(spec: RunSpec, model, samples, *, previous=None, console: Console | None = None) -> tuple[dict, dict]:
