@@ -4,6 +4,7 @@ representations; numpy / scipy / scikit-learn directly on the saved representati
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -72,11 +73,12 @@ def saved(run_dir, condition, layer):
 
 def test_run_writes_analysis_json_figures_and_summary(finished):
     _, _, run_dir, doc = finished
-    assert doc["schema_version"] == 1 and doc["anchor"] == "en" and doc["conditions"] == ["base", "clas"]
+    assert doc["schema_version"] == 2 and doc["anchor"] == "en" and doc["conditions"] == ["base", "clas"]
     assert set(doc) == {  # the versioned format: a change here needs a schema_version bump
         "schema_version", "spec_name", "anchor", "languages", "conditions", "layers", "tsne_layer", "metric", "corpus",
         "items", "definitions", "alignment", "separation", "probe", "alignment_mean", "separation_mean",
-        "delta_alignment", "delta_separation", "tests", "tsne", "relation", "seconds"}
+        "delta_alignment", "delta_separation", "tests", "tsne", "sweep", "relation", "seconds"}
+    assert doc["sweep"] is None  # no sweep: nothing was chosen
     assert doc["layers"] == [1, 2]  # default: the layers the condition intervenes on
     assert doc["tsne_layer"] == 2   # default: the penultimate layer of 4
     for name in ("alignment", "relation", "heatmap", "tsne"):
@@ -319,3 +321,202 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
         remote = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "remote")
     for lang in LANGS[:3]:
         np.testing.assert_allclose(remote[lang], local[lang], atol=1e-6, rtol=0)
+
+
+# --- the analysis of a sweep: base, the baselines and each task's chosen point, on the test phase's metrics ---
+
+# Two tasks that choose different grid points on their dev items (retrieval alpha=1, LM loss alpha=-3; checked
+# below), so a relation that used another task's point, or an unchosen point, would show.
+SWEEP_SPEC = f"""\
+schema_version: 1
+name: tiny-sweep-analysis
+model: {{path: model}}
+languages: {json.dumps(LANGS)}
+interventions:
+  - kind: clas
+    id: clas
+    layers: [1, 2]
+    shared: {{neurons: {json.dumps(SHARED)}}}
+    specific: {{neurons: {json.dumps(SPECIFIC)}}}
+    beta: 0.6
+    gamma: 0.4
+  - kind: scale
+    id: boost
+    layers: [1]
+    factor: 2.0
+    neurons: {{neurons: {{1: [7, 9, 14]}}}}
+sweep: {{clas.alpha: [1, -3, 0.5]}}
+tasks:
+  - kind: retrieval
+    layer: 3
+    corpus: {{kind: bible, limit: 4, offset: 20, seed: 0}}
+  - kind: lm_loss
+    corpus: {{kind: bible, limit: 3, offset: 10, seed: 0}}
+batch_size: 4
+analysis:
+  corpus: {json.dumps(ANALYSIS_CORPUS)}
+  tsne: {{perplexity: 5}}
+"""
+GRID = ["clas[alpha=1]", "clas[alpha=-3]", "clas[alpha=0.5]"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, model_dir):
+    folder = tmp_path_factory.mktemp("sweep-analysis")
+    spec_file = spec_folder(folder, model_dir, SWEEP_SPEC)
+    result = CliRunner().invoke(app, ["run", str(spec_file), "--runs-dir", str(folder / "runs")])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (folder / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return run_dir, metrics, json.loads((run_dir / "analysis.json").read_text())
+
+
+def test_sweep_analysis_compares_the_chosen_points_only(swept):
+    run_dir, metrics, doc = swept
+    chosen = {key: task["chosen"] for key, task in metrics["sweep"]["tasks"].items()}
+    assert chosen == {"retrieval": {"clas": "clas[alpha=1]"}, "lm_loss": {"clas": "clas[alpha=-3]"}}
+    assert doc["conditions"] == ["base", "boost", "clas[alpha=1]", "clas[alpha=-3]"]  # each distinct point once
+    assert doc["sweep"] == {"chosen": chosen, "baselines": ["boost"]}
+    text = json.dumps(doc)
+    assert "clas[alpha=0.5]" not in text  # never chosen: not analysed, not even named
+    assert not list((run_dir / "analysis").glob("clas[[]alpha=0.5[]]_*"))
+    assert {p.name for p in (run_dir / "analysis").glob("clas*_layer1.safetensors")} == {
+        "clas[alpha=1]_layer1.safetensors", "clas[alpha=-3]_layer1.safetensors"}
+    for condition in ("boost", "clas[alpha=1]", "clas[alpha=-3]"):
+        assert set(doc["delta_alignment"][condition]) == set(LANGS[1:])
+    summary = (run_dir / "summary.md").read_text()
+    assert "retrieval → `clas[alpha=1]`; lm_loss → `clas[alpha=-3]`" in summary
+    assert "baselines (`boost`)" in summary and summary.count("## Analysis") == 1
+    assert "## Sweep: chosen on dev items" in summary  # the sweep's own report is kept
+    for name in ("alignment", "relation", "heatmap", "tsne"):
+        assert (run_dir / "figures" / f"analysis_{name}.png").stat().st_size > 10_000, name
+
+
+def test_sweep_relation_uses_each_tasks_own_chosen_point_and_its_test_metrics(swept):
+    _, metrics, doc = swept
+    languages = LANGS[1:]
+    for key, task in metrics["tasks"].items():
+        point = metrics["sweep"]["tasks"][key]["chosen"]["clas"]
+        assert set(doc["relation"][key]) == {"boost", point}  # not the other task's point
+        sign = 1.0 if task["higher_is_better"] else -1.0
+        gain = np.array([sign * task["delta"][point][lang] for lang in languages])
+        assert np.ptp(gain) > 0, key  # a fit exists, so the comparison below means something
+        entry = doc["relation"][key][point]
+        assert [entry["gain"][lang] for lang in languages] == pytest.approx(gain, abs=1e-12)
+        for what in ("alignment", "separation"):
+            y = np.array([doc[f"delta_{what}"][point][lang] for lang in languages])
+            fit = scipy_stats.linregress(gain, y)
+            assert (entry[what]["slope"], entry[what]["intercept"], entry[what]["r"], entry[what]["p"]) == \
+                pytest.approx((fit.slope, fit.intercept, fit.rvalue, fit.pvalue), rel=1e-9, abs=1e-12)
+
+
+def test_sweep_analysis_reads_the_chosen_points_representations(swept):
+    """The vectors analysed as `clas[alpha=-3]` are those of CLAS at alpha = -3 (plain PyTorch hooks)."""
+    run_dir, _, _ = swept
+    hf, tok = tiny_model("llama"), tiny_tokenizer()
+    samples = load_parallel("bible", LANGS, **{k: v for k, v in ANALYSIS_CORPUS.items() if k != "kind"})
+
+    def vec(indices):
+        m = torch.zeros(64)
+        m[indices] = 1.0
+        return m
+
+    clas = ClasRef({layer: (vec(SHARED[layer]), vec(SPECIFIC[layer])) for layer in (1, 2)}, beta=0.6, gamma=0.4,
+                   alpha=-3.0)
+    enc = encode(tok, [s.texts["de"] for s in samples])
+    with torch.no_grad(), clas_hooks(hf, clas, torch.ones(ITEMS, dtype=torch.bool)):
+        hidden = hf(**enc, output_hidden_states=True).hidden_states[3]
+    mask = enc["attention_mask"].clone()
+    mask[enc["input_ids"] == tok.bos_token_id] = 0
+    expected = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    np.testing.assert_allclose(saved(run_dir, "clas[alpha=-3]", 2)["de"], expected.double().numpy(),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_analyze_after_a_sweep_compiles_and_reads_only_the_chosen_points(swept, monkeypatch):
+    from clas_graph.runners import sweep as sweep_module
+
+    run_dir, _, doc = swept
+    compiled = []
+    compile_condition = sweep_module.compile_condition
+
+    def record(expansion, model, name, stats=None):
+        compiled.append(name)
+        return compile_condition(expansion, model, name, stats)
+
+    monkeypatch.setattr(sweep_module, "compile_condition", record)
+    monkeypatch.setattr("clas_graph.runners.analyze.pooled_hidden",
+                        lambda *a, **k: pytest.fail("representations should come from the cache"))
+    spec_file = run_dir.parent.parent / "spec.yaml"
+    result = CliRunner().invoke(app, ["analyze", str(spec_file), "--runs-dir", str(run_dir.parent)])
+    assert result.exit_code == 0, result.output
+    assert compiled == ["base", "boost", "clas[alpha=1]", "clas[alpha=-3]"]
+    again = json.loads((run_dir / "analysis.json").read_text())
+    assert again["sweep"] == doc["sweep"] and again["relation"] == doc["relation"]
+
+
+def test_which_conditions_a_sweep_analysis_compares(tmp_path, model_dir):
+    from clas_graph.runners.analyze_sweep import candidate_conditions, chosen_conditions
+    from clas_graph.spec import load_spec
+
+    spec = load_spec(spec_folder(tmp_path, model_dir, SWEEP_SPEC))
+    same = {"retrieval": {"clas": "clas[alpha=1]"}, "lm_loss": {"clas": "clas[alpha=1]"}}
+    assert chosen_conditions(spec, same) == (["boost", "clas[alpha=1]"], {
+        "retrieval": ["boost", "clas[alpha=1]"], "lm_loss": ["boost", "clas[alpha=1]"]})
+    assert candidate_conditions(spec) == ["boost", *GRID]  # before the choice: what the layer check covers
+    (tmp_path / "only").mkdir()
+    only = load_spec(spec_folder(tmp_path / "only", model_dir, SWEEP_SPEC + "  conditions: [clas]\n"))
+    assert chosen_conditions(only, same) == (["clas[alpha=1]"], {"retrieval": ["clas[alpha=1]"],
+                                                                 "lm_loss": ["clas[alpha=1]"]})
+
+
+def _one_line_exit_2(result) -> str:
+    assert result.exit_code == 2, result.output
+    message = result.stderr.strip()
+    assert "Traceback" not in result.output and len(message.splitlines()) == 1, message
+    return message
+
+
+def test_analyze_before_the_sweep_finished_exits_2(tmp_path, model_dir, monkeypatch):
+    from clas_graph.data.splits import TEST
+    from clas_graph.runners import sweep as sweep_module
+
+    spec_file = spec_folder(tmp_path, model_dir, SWEEP_SPEC)
+    runs = tmp_path / "runs"
+    never_run = _one_line_exit_2(CliRunner().invoke(app, ["analyze", str(spec_file), "--runs-dir", str(runs)]))
+    assert "no choice is recorded yet" in never_run and "Fix: run `clas-graph run SPEC` first" in never_run
+    assert not runs.exists() or not any(runs.iterdir())  # refused before a run directory is made
+
+    evaluate = sweep_module.evaluate
+
+    def stop_at_the_test_phase(*args, split, **kwargs):
+        if split == TEST:
+            raise KeyboardInterrupt
+        return evaluate(*args, split=split, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "evaluate", stop_at_the_test_phase)
+    interrupted = CliRunner().invoke(app, ["run", str(spec_file), "--runs-dir", str(runs)])
+    assert interrupted.exit_code == 130, interrupted.output
+    (run_dir,) = runs.iterdir()
+    assert (run_dir / "dev" / "metrics.json").is_file() and not (run_dir / "metrics.json").exists()
+    message = _one_line_exit_2(CliRunner().invoke(app, ["analyze", str(spec_file), "--runs-dir", str(runs)]))
+    assert f"{run_dir / 'metrics.json'}: the analysis of a sweep compares each task's chosen grid point, but no " \
+           "choice is recorded yet (the sweep's test phase has not finished)" in message
+    assert "Fix: run `clas-graph run SPEC` first" in message
+    assert not (run_dir / "analysis").exists() and not (run_dir / "analysis.json").exists()
+
+
+def test_analyze_refuses_a_choice_made_on_another_grid(tmp_path, model_dir, swept):
+    run_dir, _, _ = swept
+    shutil.copytree(run_dir, tmp_path / "runs" / run_dir.name)
+    wider = spec_folder(tmp_path, model_dir, SWEEP_SPEC.replace("[1, -3, 0.5]", "[1, -3, 0.5, 2]"))
+    message = _one_line_exit_2(CliRunner().invoke(app, ["analyze", str(wider), "--runs-dir", str(tmp_path / "runs")]))
+    assert "the recorded choice was made on another sweep grid or `select:` rule than the spec's" in message
+    assert "clas-graph run SPEC" in message
+
+
+def test_sweep_analysis_layer_out_of_range_fails_before_the_dev_phase(tmp_path, model_dir):
+    message = _fails(tmp_path, model_dir, SWEEP_SPEC + "  layers: [1, 9]\n", "run")
+    assert "analysis.layers" in message and "layer 9 is out of range: the model has 4 layers" in message
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "dev").exists()  # refused before any grid point was evaluated

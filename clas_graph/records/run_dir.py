@@ -87,14 +87,21 @@ class RunDir:
     path: Path
     spec_hash: str
 
+    @staticmethod
+    def existing(spec: RunSpec, root: Path) -> Path | None:
+        """The newest directory of this exact spec (same hash): the one `for_spec` reuses; None if there is none."""
+        suffix = f"_{spec.name}_{spec_hash(spec)[:8]}"
+        found = sorted(p for p in root.glob(f"*{suffix}") if (p / "manifest.json").is_file())
+        return found[-1] if found else None
+
     @classmethod
     def for_spec(cls, spec: RunSpec, root: Path) -> "RunDir":
         """Reuse the newest directory of this exact spec (same hash), or create a new one."""
         digest = spec_hash(spec)
         suffix = f"_{spec.name}_{digest[:8]}"
-        existing = sorted(p for p in root.glob(f"*{suffix}") if (p / "manifest.json").is_file())
-        if existing:
-            return cls(existing[-1], digest)
+        existing = cls.existing(spec, root)
+        if existing is not None:
+            return cls(existing, digest)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = root / f"{stamp}{suffix}"
         path.mkdir(parents=True, exist_ok=False)

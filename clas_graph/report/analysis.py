@@ -229,13 +229,26 @@ def _claim(entry: dict) -> str:
     return "not supported (no significant positive slope of Δseparation on the gain)"
 
 
+def _sweep_lines(document: dict) -> list[str]:
+    """Which grid point was analysed for which task (a sweep's analysis compares its test-phase conditions)."""
+    sweep = document.get("sweep")
+    if not sweep:
+        return []
+    chosen = "; ".join(f"{task} → " + ", ".join(f"`{point}`" for point in by_family.values())
+                       for task, by_family in sweep["chosen"].items() if by_family)
+    baselines = ", ".join(f"`{name}`" for name in sweep["baselines"]) or "none"
+    return [f"Sweep: analysed base, the baselines ({baselines}) and each task's grid point chosen on its dev items "
+            f"(the test phase's conditions): {chosen or 'none'}. A task's relation uses its own chosen point.", ""]
+
+
 def summary_section(document: dict, figures: dict[str, Path | None]) -> str:
     corpus = document["corpus"]
     lines = [START, "## Analysis (paper sections 4.2-4.3)", "",
              f"Pooled hidden states (mean over non-pad tokens, BOS left out) of {len(document['items'])} parallel "
              f"texts ({corpus['kind']}, offset {corpus.get('offset', 0)}) in {len(document['languages'])} languages; "
              f"alignment and separation at {_layers_text(document)}, t-SNE at layer {document['tsne_layer']}. "
-             "Every number is in `analysis.json` (definitions included).", "", *findings(document), ""]
+             "Every number is in `analysis.json` (definitions included).", "", *_sweep_lines(document),
+             *findings(document), ""]
     if document.get("probe"):
         lines += ["Linear probe of the language (cross-validated accuracy):", ""]
         for condition, by_layer in document["probe"].items():

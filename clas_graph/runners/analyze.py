@@ -5,7 +5,8 @@ are read at the analysis layers (and the t-SNE layer) through the same plans and
 remotely too), cached in the run directory as safetensors, and turned into:
 alignment (cosine to the anchor's parallel text), separation (silhouette of the language labels), an optional
 language probe, the relation of their changes to each task's per-language gains (metrics.json), and t-SNE.
-Everything behind the figures goes into analysis.json.
+Everything behind the figures goes into analysis.json. A sweep's analysed conditions are those of its test phase
+(analyze_sweep.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..records import atomic_write_bytes, atomic_write_json
 from ..spec import BASE_CONDITION, RunSpec
 from ..spec.analysis import AnalysisConfig
 
-ANALYSIS_SCHEMA = 1
+ANALYSIS_SCHEMA = 2  # 2: `sweep` (the chosen point analysed per task; null without a sweep)
 REPRESENTATIONS_DIR = "analysis"
 
 
@@ -46,13 +47,13 @@ def _num_layers(model) -> int:
     return model._module.config.get_text_config().num_hidden_layers
 
 
-def analysis_layers(spec: RunSpec, plans: dict[str, Plan], num_layers: int) -> list[int]:
+def analysis_layers(spec: RunSpec, plans: dict[str, Plan], num_layers: int, conditions: list[str]) -> list[int]:
     """The configured layers, or those the analysed conditions intervene on, or the middle layer."""
     config = config_of(spec)
     if config.layers is not None:
         layers = sorted(set(config.layers))
     else:
-        layers = sorted({layer for name in analysed_conditions(spec) for layer in plans[name].layers})
+        layers = sorted({layer for name in conditions for layer in plans[name].layers})
         layers = layers or [num_layers // 2]
     for layer in layers:
         if layer >= num_layers:
@@ -73,26 +74,34 @@ def tsne_layer(spec: RunSpec, num_layers: int) -> int | None:
     return layer
 
 
-def analysed_conditions(spec: RunSpec) -> list[str]:
-    return list(config_of(spec).conditions or spec.resolved_conditions)
+def analysed_conditions(spec: RunSpec, choice: dict | None = None) -> list[str]:
+    """The conditions compared with base. A sweep's: its baselines and each task's chosen grid point (`choice`,
+    from metrics.json); before the choice is known, every point it could pick."""
+    if spec.sweep is None:
+        return list(config_of(spec).conditions or spec.resolved_conditions)
+    from .analyze_sweep import candidate_conditions, chosen_conditions
+
+    return chosen_conditions(spec, choice)[0] if choice is not None else candidate_conditions(spec)
 
 
 def analysis_languages(spec: RunSpec) -> list[str]:
     return list(config_of(spec).languages or spec.languages)
 
 
-def check_analysis(spec: RunSpec, model, plans: dict[str, Plan]) -> None:
-    """Before any work: the layers fit the model and there are conditions to compare."""
+def check_analysis(spec: RunSpec, model, plans: dict[str, Plan], conditions: list[str] | None = None) -> None:
+    """Before any work: the layers fit the model and there are conditions to compare (default: those
+    `analysed_conditions` gives before a sweep's choice)."""
     from ..spec import FixedAnchor
 
     if not isinstance(spec.anchor, FixedAnchor):
         raise DataError("alignment is cosine similarity to the anchor language's parallel text, but the spec has "
                         "no fixed anchor", where=f"{spec.source or '<spec>'}: anchor",
                         fix="set `anchor: {kind: fixed, language: en}`")
+    conditions = analysed_conditions(spec) if conditions is None else conditions
     num_layers = _num_layers(model)
-    analysis_layers(spec, plans, num_layers)
+    analysis_layers(spec, plans, num_layers, conditions)
     tsne_layer(spec, num_layers)
-    if not analysed_conditions(spec):
+    if not conditions:
         raise DataError("the spec has no conditions to compare with base", where=_where(spec, "conditions"),
                         fix="add an intervention (each is a condition) or `conditions:`")
 
@@ -150,9 +159,11 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def relation(metrics: dict, delta_alignment: dict, delta_separation: dict, anchor: str) -> dict:
+def relation(metrics: dict, delta_alignment: dict, delta_separation: dict, anchor: str,
+             per_task: dict[str, list[str]] | None = None) -> dict:
     """Per task and condition: gain per non-anchor language (Δmetric, sign flipped where lower is better) and
-    linear regressions of Δalignment and Δseparation (y) on the gain (x)."""
+    linear regressions of Δalignment and Δseparation (y) on the gain (x). `per_task`: the conditions each task's
+    relation uses (a sweep's: the baselines and that task's chosen point); default: every analysed condition."""
     from .evaluate import METRICS_SCHEMA
 
     if metrics.get("schema_version") != METRICS_SCHEMA:
@@ -161,7 +172,7 @@ def relation(metrics: dict, delta_alignment: dict, delta_separation: dict, ancho
     out = {}
     for key, task in metrics["tasks"].items():
         sign = 1.0 if task["higher_is_better"] else -1.0
-        for condition in delta_alignment:
+        for condition in (per_task[key] if per_task is not None else delta_alignment):
             deltas = task["delta"].get(condition)
             if deltas is None:
                 raise DataError(f"metrics.json has no condition '{condition}' for task '{key}'",
@@ -244,6 +255,8 @@ DEFINITIONS = {
     "relation": "scipy.stats.linregress(x=gain, y=Δalignment or Δseparation) over non-anchor languages",
     "tests": "paired t-test over non-anchor languages (scipy ttest_rel) of the headline numbers, base vs condition",
     "tsne": "sklearn TSNE(2-D, init=pca, fixed seed) per condition separately; centroid = mean 2-D position",
+    "sweep": "chosen: per task, the grid point its dev scores chose (metrics.json `sweep`); a task's relation uses "
+             "that point's and the baselines' test metrics",
 }
 
 
@@ -256,21 +269,34 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
     start = time.perf_counter()
     config = config_of(spec)
     anchor = spec.anchor.language
-    check_analysis(spec, model, plans)
-    num_layers = _num_layers(model)
-    layers = analysis_layers(spec, plans, num_layers)
-    tsne_at = tsne_layer(spec, num_layers)
-    if config.relation and metrics is None:
+    if metrics is None and (config.relation or spec.sweep is not None):  # a sweep's choice is in metrics.json
         path = run_dir / "metrics.json"
         if not path.is_file():
+            if spec.sweep is not None:
+                from .analyze_sweep import recorded_choice
+
+                recorded_choice(spec, None, str(path))  # says what is missing and how to get it
             raise DataError(f"the analysis relates changes to gains, but this run has no metrics yet ({path})",
                             where=_where(spec, "relation"),
                             fix="run `clas-graph run SPEC` (or `clas-graph eval SPEC`) first, or set "
                                 "`analysis: {relation: false}`")
         metrics = json.loads(path.read_text())
+    sweep, per_task = None, None
+    if spec.sweep is not None:
+        from .analyze_sweep import chosen_conditions, recorded_choice, sweep_record
+
+        choice = recorded_choice(spec, metrics, str(run_dir / "metrics.json"))
+        analysed, per_task = chosen_conditions(spec, choice)
+        sweep = sweep_record(spec, choice)
+    else:
+        analysed = analysed_conditions(spec)
+    check_analysis(spec, model, plans, analysed)
+    num_layers = _num_layers(model)
+    layers = analysis_layers(spec, plans, num_layers, analysed)
+    tsne_at = tsne_layer(spec, num_layers)
     languages = analysis_languages(spec)
     samples = _load_samples(spec, languages)
-    conditions = [BASE_CONDITION, *analysed_conditions(spec)]
+    conditions = [BASE_CONDITION, *analysed]
     read_layers = sorted(set(layers) | ({tsne_at} if tsne_at is not None else set()))
     reps: dict = {}
     with torch.inference_mode():
@@ -285,8 +311,8 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
         "schema_version": ANALYSIS_SCHEMA, "spec_name": spec.name, "anchor": anchor, "languages": languages,
         "conditions": conditions, "layers": layers, "tsne_layer": tsne_at, "metric": config.metric,
         "corpus": config.corpus.model_dump(mode="json"), "items": [s.id for s in samples],
-        "definitions": DEFINITIONS, **numbers,
-        "relation": relation(metrics, numbers["delta_alignment"], numbers["delta_separation"], anchor)
+        "definitions": DEFINITIONS, **numbers, "sweep": sweep,
+        "relation": relation(metrics, numbers["delta_alignment"], numbers["delta_separation"], anchor, per_task)
         if config.relation else None,
     }
     document["seconds"] = round(time.perf_counter() - start, 2)
@@ -304,10 +330,14 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
     from .run import _recorded, _start, execution_for
     from .stats import existing_stats
 
-    from ..records import spec_hash
+    from ..records import RunDir, spec_hash
 
     console = console or Console()
-    if config_of(spec).relation:  # checked before a run directory is created or touched
+    if spec.sweep is not None:  # checked before a run directory is created or touched
+        from .analyze_sweep import check_recorded
+
+        check_recorded(spec, runs_root, RunDir.existing(spec, runs_root))
+    elif config_of(spec).relation:
         suffix = f"_{spec.name}_{spec_hash(spec)[:8]}"
         if not any((path / "metrics.json").is_file() for path in runs_root.glob(f"*{suffix}")):
             raise DataError(f"the analysis relates changes to gains, but this spec has no evaluated run under "
@@ -324,8 +354,20 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
         if stats is None and spec.needs_stats:
             raise CompileError("no statistics for this spec yet", where=f"{spec.source}: stats",
                                fix="run `clas-graph run SPEC` first")
-        plans = compile_plans(spec, model, stats)
-        analyze(spec, model, plans, run_dir.path, console=console)
+        metrics = None
+        if spec.sweep is not None:  # only base and the analysed points: the choice is in metrics.json
+            from ..spec.sweep import expand
+            from .analyze_sweep import recorded_choice
+            from .sweep import compile_condition
+
+            path = run_dir.path / "metrics.json"
+            metrics = json.loads(path.read_text())
+            names = analysed_conditions(spec, recorded_choice(spec, metrics, str(path)))
+            expansion = expand(spec)
+            plans = {name: compile_condition(expansion, model, name, stats) for name in [BASE_CONDITION, *names]}
+        else:
+            plans = compile_plans(spec, model, stats)
+        analyze(spec, model, plans, run_dir.path, console=console, metrics=metrics)
         return run_dir.path
 
     return _recorded(run_dir, execution, work)

@@ -100,21 +100,28 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
                                        fix="run `clas-graph stats SPEC` first, or `clas-graph run SPEC`")
             if stats is not None:
                 report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")
+        from .analyze import check_analysis
+
         if spec.sweep is not None:  # dev phase, selection, held-out phase (runners/sweep.py)
             from .sweep import run_sweep
 
-            document = run_sweep(spec, model, stats, run_dir.path, console=console,
-                                 save_plans=lambda plans: _save_plans(run_dir, plans))
+            plans = {}
+
+            def compiled(sweep_plans: dict) -> None:
+                plans.update(sweep_plans)
+                _save_plans(run_dir, sweep_plans)
+                if spec.analysis is not None:  # before the dev phase: every point the choice could pick
+                    check_analysis(spec, model, sweep_plans)
+
+            document = run_sweep(spec, model, stats, run_dir.path, console=console, save_plans=compiled)
         else:
             plans = compile_plans(spec, model, stats)
             _save_plans(run_dir, plans)
             if spec.analysis is not None:  # its layers are checked before evaluation spends any time
-                from .analyze import check_analysis
-
                 check_analysis(spec, model, plans)
             document = evaluate(spec, model, plans, run_dir.path, console=console)
         report(spec, document, run_dir.path, console, stats.meta if stats is not None else None)
-        if spec.analysis is not None:  # after the report: it relates alignment to the metrics
+        if spec.analysis is not None:  # after the report: it relates alignment to the metrics (and a sweep's choice)
             from .analyze import analyze
 
             analyze(spec, model, plans, run_dir.path, console=console, metrics=document)

@@ -43,7 +43,8 @@ class AnalysisConfig(StrictModel):
     languages: list[LanguageCode] | None = None
     """Languages to analyse (must include the anchor); default: all of the spec's languages."""
     conditions: list[Identifier] | None = None
-    """Conditions compared with `base`; default: every condition of the spec."""
+    """Conditions compared with `base`; default: every condition of the spec. With a sweep, a swept condition stands
+    for each task's chosen grid point (the conditions of the test phase are analysed, never the whole grid)."""
     layers: list[NonNegativeInt] | None = None
     """Layers for alignment, separation and the relation (headline numbers average over them); default: the
     layers the analysed conditions intervene on (the bridge layers for `{auto: bridge}`), as in the paper."""

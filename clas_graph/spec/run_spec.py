@@ -72,7 +72,8 @@ class RunSpec(StrictModel):
     over non-anchor languages)."""
     analysis: AnalysisConfig | None = None
     """Alignment/separation analysis after evaluation (`clas-graph analyze`, and `run` when present). Not part
-    of the run's identity: changing it reuses the run's evaluation."""
+    of the run's identity: changing it reuses the run's evaluation. With a sweep it analyses the test phase's
+    conditions: base, the baselines and each task's chosen grid point."""
 
     # Where the spec was loaded from; relative file paths resolve against it.
     _source: str | None = PrivateAttr(default=None)
@@ -199,10 +200,6 @@ def _stats_fields(intervention) -> list[str]:
 def _check_analysis(spec: "RunSpec") -> None:
     """The analysis names languages and conditions of this spec, and compares against a fixed anchor."""
     analysis = spec.analysis
-    if spec.sweep is not None:
-        raise FieldError(("analysis",), "an analysis of a sweep's grid is not supported yet; analyse the chosen point "
-                                        "in a spec without `sweep:` (the intervention's fields set to the chosen "
-                                        "values), or drop `analysis:` from the sweep")
     if not isinstance(spec.anchor, FixedAnchor):
         raise FieldError(("analysis",), "alignment is cosine similarity to the anchor language's parallel text, "
                                         "but the spec has no fixed anchor; set `anchor: {kind: fixed, language: en}`")
