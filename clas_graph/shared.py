@@ -14,6 +14,9 @@ mixed-language batches). Skipped layers would leave no KV-cache entries, so shar
 `use_cache=False` (a single forward does not reuse its cache anyway). Generation is not shared: every
 decoding step needs the skipped layers' KV cache of the condition's own earlier tokens.
 
+For next_token the base trace always runs: every condition's distribution is compared with base's inside its
+own trace (KL, top-1), so the base log-probs of the batch go to the conditions' traces as `extra`.
+
 Conditions with the same start run *stacked* (compile/stack.py): one trace over the batch repeated once
 per condition, each condition's ops on its own block of rows, up to `stack` conditions per trace. Only the
 small readouts stack (last-position logits, pooled vectors); per-token NLL needs the full-vocabulary logits

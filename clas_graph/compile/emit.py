@@ -260,7 +260,8 @@ def prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs):
 
 
 def emit_prefix(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> Callable:
-    """prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs) -> (base readout or None, {layer: output})."""
+    """prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs) -> (base readout or None, {layer: output}),
+    the dict also holding "base_logprobs" [rows, vocab] for the next_token readout (the conditions compare with it)."""
     source = emit_prefix_source(base, readout, layer, tuple(sorted(save_layers)))
     return _compile(source, f"prefix-{readout}")["prefix_trace"]
 
