@@ -32,7 +32,7 @@ def main() -> None:
     console = Console(width=max(Console().width, 120))
 
     import clas_graph
-    from clas_graph.spec import ModelRef
+    from clas_graph.spec.model_ref import ModelRef
 
     model = clas_graph.load_model(ModelRef(embedded="gemma-3-270m"), console=console)
     for name in args.suites or SUITES:

@@ -27,7 +27,7 @@ import clas_graph
 from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
                                  token_nll_many)
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 LAYERS = [13, 14, 15]
 READ_LAYER = 15

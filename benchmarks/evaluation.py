@@ -20,7 +20,7 @@ from rich.table import Table
 import clas_graph
 from clas_graph.backends import _batches, _encode
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def main(args, model, console: Console) -> None:
         # min == max so both sides decode the same number of steps (the plan side stops at EOS otherwise)
         from transformers import GenerationConfig
 
-        from clas_graph.compile import emit
+        from clas_graph.compile.emit import emit
 
         trace = emit(plan)
         config = GenerationConfig(max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,

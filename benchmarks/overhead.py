@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 import clas_graph
-from clas_graph.compile import emit
-from clas_graph.spec import validate_data
+from clas_graph.compile.emit import emit
+from clas_graph.spec.load import validate_data
 
 LAYERS = [12, 13, 14, 15]
 

@@ -30,7 +30,7 @@ from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
 from clas_graph.data.tasks import XNLI_PROMPT, render
 from clas_graph.embedded import embedded_model_dir
 from clas_graph.execution import Execution, use
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 LAYERS = [13, 14, 15]
 

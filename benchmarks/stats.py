@@ -20,7 +20,7 @@ from rich.table import Table
 
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
 from clas_graph.runners import stats as runner
-from clas_graph.spec import AbsoluteThreshold, QuantileThreshold
+from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 import clas_graph
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 ALPHAS = [-2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 3.0, 4.0]
 

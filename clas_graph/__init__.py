@@ -8,10 +8,12 @@
 """
 
 from .backends import forward, generate, generate_ids
-from .compile import Plan, compile_plan, compile_plans
+from .compile.plan import Plan
+from .compile.compiler import compile_plan, compile_plans
 from .errors import BackendError, ClasGraphError, CompileError, DataError, SpecError
 from .loading import load_model
-from .spec import RunSpec, load_spec
+from .spec.run_spec import RunSpec
+from .spec.load import load_spec
 
 __version__ = "0.1.0"
 

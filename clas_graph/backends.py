@@ -20,7 +20,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .compile import Plan, emit
+from .compile.plan import Plan
+from .compile.emit import emit
 from .compile.emit import emit_readout
 from .errors import DataError
 from .execution import current

@@ -62,7 +62,7 @@ def user_errors(command):
 def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or JSON)."),
              overrides: Overrides = None):
     """Validate spec files without loading any model."""
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     failed = 0
     for path in files:
@@ -87,7 +87,7 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
 def schema():
     """Print the JSON Schema of spec files (for editor completion and validation; include-aware: files that
     include others, or are included, validate too)."""
-    from .spec import RunSpec
+    from .spec.run_spec import RunSpec
     from .spec.schema import editor_schema
 
     sys.stdout.write(json.dumps(editor_schema(RunSpec), indent=2) + "\n")
@@ -100,9 +100,9 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
              runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics."),
              overrides: Overrides = None):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
-    from .compile import emit_source
+    from .compile.emit import emit_source
     from .loading import load_config_for_spec
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     from .runners.sweep import compile_condition
     from .spec.sweep import expand
@@ -147,7 +147,7 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
           overrides: Overrides = None):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
     from .runners.run import run_stats
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     run_stats(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, remote=ndif_host or remote)
 
@@ -161,7 +161,7 @@ def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
           overrides: Overrides = None):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
     from .runners.run import run as run_spec
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     path = run_spec(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, compute_stats=False,
                     remote=ndif_host or remote)
@@ -177,7 +177,7 @@ def run(spec_file: Path = typer.Argument(..., help="Spec file."),
         overrides: Overrides = None):
     """Run the experiment a spec describes and record it under runs/."""
     from .runners.run import run as run_spec
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     spec = load_spec(spec_file, overrides or ())
     path = run_spec(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
@@ -193,7 +193,7 @@ def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis
             overrides: Overrides = None):
     """Alignment and separation of languages before/after each condition, related to the run's gains (figures)."""
     from .runners.analyze import run_analysis
-    from .spec import load_spec
+    from .spec.load import load_spec
 
     path = run_analysis(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out,
                         remote=ndif_host or remote)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .errors import BackendError, SpecError
-from .spec import ModelRef
+from .spec.model_ref import ModelRef
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 

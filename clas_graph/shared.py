@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .compile import Plan
+from .compile.plan import Plan
 from .compile.emit import emit_prefix, emit_readout
 from .compile.stack import ROW_EXTRAS, can_stack, repeat_rows, split_rows, stack_plans
 from .execution import current

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .compile import Plan
+from .compile.plan import Plan
 from .compile.emit import READOUT_NAMES
 from .compile.emit_session import emit_session
 from .execution import current

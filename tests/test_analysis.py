@@ -292,7 +292,7 @@ def test_findings_say_no_relation_unless_significant():
 
 def test_analysis_section_is_not_part_of_the_run_identity(tmp_path, model_dir):
     from clas_graph.records import spec_hash
-    from clas_graph.spec import load_spec
+    from clas_graph.spec.load import load_spec
 
     with_analysis = load_spec(spec_folder(tmp_path, model_dir, SPEC))
     (tmp_path / "plain").mkdir()
@@ -307,7 +307,7 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
     from clas_graph.execution import Execution, use
     from clas_graph.loading import wrap
     from clas_graph.runners.analyze import representations
-    from clas_graph.spec import validate_data
+    from clas_graph.spec.load import validate_data
 
     model = wrap(tiny_model("llama"), tiny_tokenizer())
     spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS[:3],
@@ -457,7 +457,7 @@ def test_analyze_after_a_sweep_compiles_and_reads_only_the_chosen_points(swept, 
 
 def test_which_conditions_a_sweep_analysis_compares(tmp_path, model_dir):
     from clas_graph.runners.analyze_sweep import candidate_conditions, chosen_conditions
-    from clas_graph.spec import load_spec
+    from clas_graph.spec.load import load_spec
 
     spec = load_spec(spec_folder(tmp_path, model_dir, SWEEP_SPEC))
     same = {"retrieval": {"clas": "clas[alpha=1]"}, "lm_loss": {"clas": "clas[alpha=1]"}}

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import clas_graph
 from clas_graph.cli import app
 from clas_graph.loading import wrap
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 from clas_graph.stats import StatsArtifact
 
 ATOL = 1e-5

@@ -11,7 +11,7 @@ import clas_graph
 from clas_graph.data.bible import ParallelSample
 from clas_graph.loading import wrap
 from clas_graph.runners.tasks import task_runners
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 LANGS = ["en", "de", "fr", "zh"]
 # Labelled "de", but the texts are: German, English (mislabelled), French (mislabelled), Italian (not a spec language)

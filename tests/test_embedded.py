@@ -14,7 +14,8 @@ from reference import ClasRef, ref_greedy, ref_last_logits
 import clas_graph
 from clas_graph.data.bible import load_bible
 from clas_graph.runners.stats import collect
-from clas_graph.spec import QuantileThreshold, validate_data
+from clas_graph.spec.stats import QuantileThreshold
+from clas_graph.spec.load import validate_data
 
 pytestmark = pytest.mark.slow
 TEXTS = ["In the beginning God created the heaven and the earth.", "Au commencement, Dieu créa les cieux",

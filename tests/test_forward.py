@@ -14,7 +14,7 @@ from tiny import ARCHS, tiny_model, tiny_tokenizer
 
 import clas_graph
 from clas_graph.loading import wrap
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 ATOL = 1e-5
 LAYERS = [1, 2]

@@ -15,7 +15,8 @@ import torch
 import clas_graph
 from clas_graph.execution import Execution, preflight, use
 from clas_graph.loading import load_remote_model
-from clas_graph.spec import ModelRef, validate_data
+from clas_graph.spec.model_ref import ModelRef
+from clas_graph.spec.load import validate_data
 
 pytestmark = pytest.mark.skipif(not os.environ.get("NDIF_API_KEY"), reason="real NDIF tests need NDIF_API_KEY")
 MODEL = os.environ.get("NDIF_TEST_MODEL", "meta-llama/Llama-3.1-8B")

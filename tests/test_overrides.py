@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from clas_graph.cli import app
 from clas_graph.errors import SpecError
 from clas_graph.records import RunDir, spec_hash
-from clas_graph.spec import load_spec
+from clas_graph.spec.load import load_spec
 from clas_graph.spec.load import apply_overrides, apply_overrides_traced
 
 SPECS = Path(__file__).parent.parent / "specs"

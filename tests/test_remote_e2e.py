@@ -161,7 +161,8 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     import clas_graph
     from clas_graph.backends import forward, forward_many
     from clas_graph.execution import Execution, use
-    from clas_graph.spec import ModelRef, validate_data
+    from clas_graph.spec.model_ref import ModelRef
+    from clas_graph.spec.load import validate_data
 
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
     spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": str(model_dir)}, "languages": LANGS,
@@ -200,7 +201,8 @@ def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, m
     import clas_graph.shared as shared
     from clas_graph.backends import next_token_many, pooled_hidden_many
     from clas_graph.execution import Execution, use
-    from clas_graph.spec import ModelRef, validate_data
+    from clas_graph.spec.model_ref import ModelRef
+    from clas_graph.spec.load import validate_data
 
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
     clas = {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},

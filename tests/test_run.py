@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from clas_graph.cli import app
 from clas_graph.records import RunDir, atomic_write_text, spec_hash
-from clas_graph.spec import load_spec
+from clas_graph.spec.load import load_spec
 
 LANGS = ["en", "de", "fr", "zh"]
 SHARED = {1: [0, 3, 5, 8, 13, 21, 34], 2: [1, 2, 40, 41]}

@@ -133,7 +133,7 @@ def mock_ndif(tmp_path_factory):
     import clas_graph
     from ndif_mock.harness import start_mock_ndif
 
-    from clas_graph.spec import ModelRef
+    from clas_graph.spec.model_ref import ModelRef
 
     model_dir = save_tiny(tmp_path_factory.mktemp("tiny-sel-remote"), "llama")
     with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:

@@ -17,7 +17,7 @@ from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hi
 from clas_graph.execution import Execution, use
 from clas_graph.loading import wrap
 from clas_graph.shared import batch_plan, first_changed_layer
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 
 ATOL = 1e-5
 LANGS = ["en", "de", "fr", "zh"]
@@ -183,7 +183,7 @@ def _per_language_plan(plan, languages):
     own values (as Int-mu's tables), so a stacked trace must index every block's rows by their own language."""
     import dataclasses
 
-    from clas_graph.compile import SetNeurons
+    from clas_graph.compile.plan import SetNeurons
 
     generator = torch.Generator().manual_seed(3)
     ops = []

@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 
 from clas_graph import SpecError, load_spec
 from clas_graph.cli import app
-from clas_graph.spec import ClasIntervention, InlineMask, RunSpec
+from clas_graph.spec.interventions import ClasIntervention
+from clas_graph.spec.masks import InlineMask
+from clas_graph.spec.run_spec import RunSpec
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 runner = CliRunner()

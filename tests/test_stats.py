@@ -16,7 +16,8 @@ from clas_graph.data.bible import load_bible
 from clas_graph.errors import DataError
 from clas_graph.loading import wrap
 from clas_graph.runners import stats as stats_runner
-from clas_graph.spec import AbsoluteThreshold, QuantileThreshold, load_spec, validate_data
+from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
+from clas_graph.spec.load import load_spec, validate_data
 from clas_graph.stats import StatsArtifact, categorize, thresholds
 from clas_graph.stats.categories import ALL_SHARED, DEAD, PARTIAL, SPECIFIC, active, bridge_layers, specific_language
 

@@ -10,7 +10,8 @@ from tiny import tiny_model, tiny_tokenizer
 from clas_graph.data.bible import load_bible
 from clas_graph.loading import wrap
 from clas_graph.runners import stats as stats_runner
-from clas_graph.spec import AbsoluteThreshold, QuantileThreshold, validate_data
+from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
+from clas_graph.spec.load import validate_data
 from clas_graph.stats import StatsArtifact
 
 LANGS = ["en", "de", "fr", "zh"]

@@ -13,7 +13,7 @@ from tiny import tiny_model, tiny_tokenizer
 import clas_graph
 from clas_graph import CompileError
 from clas_graph.loading import wrap
-from clas_graph.spec import validate_data
+from clas_graph.spec.load import validate_data
 from clas_graph.stats import StatsArtifact
 
 ATOL = 1e-5

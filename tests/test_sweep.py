@@ -16,7 +16,7 @@ from clas_graph.data.splits import DEV, TEST, check_disjoint, item_ids
 from clas_graph.errors import DataError
 from clas_graph.records import spec_hash
 from clas_graph.runners import tasks as task_module
-from clas_graph.spec import load_spec
+from clas_graph.spec.load import load_spec
 from clas_graph.spec.sweep import expand
 
 runner = CliRunner()

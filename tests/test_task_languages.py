@@ -14,7 +14,7 @@ import clas_graph
 from clas_graph.cli import app
 from clas_graph.errors import CompileError
 from clas_graph.runners import run as run_module
-from clas_graph.spec import load_spec
+from clas_graph.spec.load import load_spec
 from clas_graph.stats import StatsArtifact
 
 STATS_SPEC = """\

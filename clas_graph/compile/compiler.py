@@ -8,8 +8,9 @@ import torch
 
 from ..errors import CompileError
 from ..sites import architecture_for, dims_of
-from ..spec import (AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, DiffMeanIntervention,
-                    FixedAnchor, IntMuIntervention, LanguageRows, RunSpec, ScaleIntervention, SetIntervention)
+from ..spec.interventions import AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, DiffMeanIntervention, IntMuIntervention, ScaleIntervention, SetIntervention
+from ..spec.rows import FixedAnchor, LanguageRows
+from ..spec.run_spec import RunSpec
 from ..spec.run_spec import BASE_CONDITION
 from .languages import cover_languages
 from .masks import resolve_mask

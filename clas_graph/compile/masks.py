@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from ..errors import CompileError
 from ..sites import ModelDims
-from ..spec import FileMask, InlineMask, StatsMask
+from ..spec.masks import FileMask, InlineMask, StatsMask
 from ..spec.selections import SELECTION_NAMES
 from ..stats.selections import selection_mask
 

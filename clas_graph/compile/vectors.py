@@ -8,7 +8,7 @@ import torch
 
 from ..errors import CompileError
 from ..sites import ModelDims
-from ..spec import FileVector, InlineVector, StatsVector
+from ..spec.vectors import FileVector, InlineVector, StatsVector
 from .masks import read_tensor
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..spec import RunSpec
+from ..spec.run_spec import RunSpec
 
 MANIFEST_SCHEMA = 1
 

@@ -8,7 +8,7 @@ import numpy as np
 from rich.console import Console
 
 from ..records import atomic_write_text
-from ..spec import BASE_CONDITION
+from ..spec.run_spec import BASE_CONDITION
 
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 FIGURES = {"alignment": "figures/analysis_alignment.png", "relation": "figures/analysis_relation.png",

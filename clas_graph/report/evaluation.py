@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..spec import BASE_CONDITION
+from ..spec.run_spec import BASE_CONDITION
 
 UNITS = {"accuracy": "acc. %", "f1": "F1 %", "top1": "top-1 %", "loss": "nats/token", "gold_logprob": "log p(gold)"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec import BASE_CONDITION
+from ..spec.run_spec import BASE_CONDITION
 
 
 def steering_matrix_figure(key: str, task: dict, path: Path) -> Path:

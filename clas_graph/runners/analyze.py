@@ -22,12 +22,12 @@ from rich.console import Console
 from safetensors.torch import load, save
 
 from ..backends import pooled_hidden
-from ..compile import Plan
+from ..compile.plan import Plan
 from ..errors import CompileError, DataError
 from ..eval import geometry
 from ..eval.metrics import paired_test
 from ..records import atomic_write_bytes, atomic_write_json
-from ..spec import BASE_CONDITION, RunSpec
+from ..spec.run_spec import BASE_CONDITION, RunSpec
 from ..spec.analysis import AnalysisConfig
 
 ANALYSIS_SCHEMA = 2  # 2: `sweep` (the chosen point analysed per task; null without a sweep)
@@ -91,7 +91,7 @@ def analysis_languages(spec: RunSpec) -> list[str]:
 def check_analysis(spec: RunSpec, model, plans: dict[str, Plan], conditions: list[str] | None = None) -> None:
     """Before any work: the layers fit the model and there are conditions to compare (default: those
     `analysed_conditions` gives before a sweep's choice)."""
-    from ..spec import FixedAnchor
+    from ..spec.rows import FixedAnchor
 
     if not isinstance(spec.anchor, FixedAnchor):
         raise DataError("alignment is cosine similarity to the anchor language's parallel text, but the spec has "
@@ -325,7 +325,7 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
 def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,
                  remote: bool | str | None = None) -> Path:
     """`clas-graph analyze`: the analysis alone, in the spec's run directory (reusing its metrics.json)."""
-    from ..compile import compile_plans
+    from ..compile.compiler import compile_plans
     from ..loading import load_model_for_spec
     from .run import _recorded, _start, execution_for
     from .stats import existing_stats

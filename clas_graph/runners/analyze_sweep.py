@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
-from ..spec import RunSpec
+from ..spec.run_spec import RunSpec
 from ..spec.sweep import SelectRule, expand
 from .analyze import config_of
 

@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..compile import Plan
+from ..compile.plan import Plan
 from ..eval.metrics import paired_test
 from ..records import atomic_write_json, atomic_write_text
-from ..spec import BASE_CONDITION, FixedAnchor, RunSpec
+from ..spec.run_spec import BASE_CONDITION, RunSpec
+from ..spec.rows import FixedAnchor
 from .tasks import TaskRunner, task_runners
 
 METRICS_SCHEMA = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from ..spec import RunSpec
+from ..spec.run_spec import RunSpec
 
 
 def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool = True,

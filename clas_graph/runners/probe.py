@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..spec import NextTokenTask
+from ..spec.tasks import NextTokenTask
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,16 @@ from pathlib import Path
 from rich.console import Console
 from safetensors.torch import save
 
-from ..compile import compile_plans, emit_source
+from ..compile.compiler import compile_plans
+from ..compile.emit import emit_source
 from ..errors import CompileError, SpecError
 from ..execution import Execution, preflight, use
 from ..loading import check_remote_model, load_model_for_spec
 from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..report.evaluation import deltas_figure, summary_markdown, task_table
-from ..spec import FixedAnchor, NdifBackend, RunSpec
+from ..spec.rows import FixedAnchor
+from ..spec.backend import NdifBackend
+from ..spec.run_spec import RunSpec
 from .evaluate import evaluate
 from .preflight import check_task_data
 from .stats import ensure_stats, existing_stats, report_stats

@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..execution import current
 from ..shared_remote import groups
 from ..sites import architecture_for, dims_of
-from ..spec import RunSpec
+from ..spec.run_spec import RunSpec
 from ..stats import selections as sel
 
 LANGUAGE_AXIS = ("lape.prob", "lape.mask", "experts.ap", "experts.mask", "experts.p50", "experts.p90")

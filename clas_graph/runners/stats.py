@@ -25,7 +25,8 @@ from ..compile.emit_stats import emit_stats
 from ..errors import DataError
 from ..execution import current
 from ..sites import architecture_for, dims_of
-from ..spec import QuantileThreshold, RunSpec
+from ..spec.stats import QuantileThreshold
+from ..spec.run_spec import RunSpec
 from ..stats import Moments, StatsArtifact, build_artifact, thresholds
 from ..stats.artifact import META_FILE, TENSOR_FILE
 

@@ -16,11 +16,13 @@ from typing import Callable
 
 from rich.console import Console
 
-from ..compile import Plan, compile_plan
+from ..compile.plan import Plan
+from ..compile.compiler import compile_plan
 from ..data.splits import DEV, TEST, check_disjoint, describe
 from ..errors import CompileError, DataError
 from ..records import atomic_write_json
-from ..spec import BASE_CONDITION, FixedAnchor, RunSpec
+from ..spec.run_spec import BASE_CONDITION, RunSpec
+from ..spec.rows import FixedAnchor
 from ..spec.sweep import LOWER_IS_BETTER, Expansion, SelectRule, effective, expand, grids
 from .evaluate import evaluate
 from .tasks import task_runners

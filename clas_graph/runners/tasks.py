@@ -12,11 +12,12 @@ from typing import ClassVar
 import torch
 
 from ..backends import forward_many, generate, next_token_many, pooled_hidden_many, token_nll, token_nll_many
-from ..compile import Plan
+from ..compile.plan import Plan
 from ..errors import DataError
 from ..eval import metrics as M
-from ..spec import (DetectedAnchor, FixedAnchor, LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, RunSpec,
-                    XnliTask, XquadTask)
+from ..spec.rows import DetectedAnchor, FixedAnchor
+from ..spec.tasks import LanguageSteeringTask, LmLossTask, NextTokenTask, RetrievalTask, XnliTask, XquadTask
+from ..spec.run_spec import RunSpec
 
 
 @dataclass
