@@ -122,11 +122,11 @@ def main(args, model, console: Console) -> None:
 def _generation_share(model, texts, console: Console, new_tokens: int = 32) -> None:
     """What sharing xquad's prompt step could save: the prompt forward's share of a greedy generation
     (XQuAD-like prompts: four verses of context each, batch 8, `new_tokens` new tokens)."""
-    from clas_graph.backends import _encode
+    from clas_graph.execution.api import encode
 
     hf, tokenizer = model._module, model.tokenizer
     prompts = [" ".join(texts[i:i + 4]) + " Question: who speaks? Answer:" for i in range(0, 32, 4)][:8]
-    inputs = _encode(tokenizer, prompts, 512)
+    inputs = encode(tokenizer, prompts, 512)
     with torch.inference_mode():
         hf(**inputs, logits_to_keep=1)  # warm-up
         start = time.perf_counter()

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 import clas_graph
-from clas_graph.backends import _batches, _encode
+from clas_graph.execution.api import batches as index_batches, encode
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
 from clas_graph.spec.load import validate_data
 
@@ -45,19 +45,19 @@ def main(args, model, console: Console) -> None:
                           "interventions": [{"kind": "clas", "layers": layers, "shared": {"neurons": shared},
                                              "specific": {"neurons": specific}}]})
     plan = clas_graph.compile_plan(spec, model)
-    batches = [[texts[i] for i in index] for index in _batches(tokenizer, texts, 8, 512)]
+    batches = [[texts[i] for i in index] for index in index_batches(tokenizer, texts, 8, 512)]
     n_new = args.eval_new_tokens
 
     def plain_forward():
         for batch in batches:
-            hf(**_encode(tokenizer, batch, 512), logits_to_keep=1)
+            hf(**encode(tokenizer, batch, 512), logits_to_keep=1)
 
     def plan_forward():
         clas_graph.forward(model, plan, texts, rows, batch_size=8)
 
     def plain_generate():
         for batch in batches:
-            hf.generate(**_encode(tokenizer, batch, 512), max_new_tokens=n_new, min_new_tokens=n_new,
+            hf.generate(**encode(tokenizer, batch, 512), max_new_tokens=n_new, min_new_tokens=n_new,
                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
 
     def plan_generate():
@@ -69,8 +69,8 @@ def main(args, model, console: Console) -> None:
         trace = emit(plan)
         config = GenerationConfig(max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
                                   pad_token_id=tokenizer.pad_token_id)
-        for index in _batches(tokenizer, texts, 8, 512):
-            inputs = _encode(tokenizer, [texts[i] for i in index], 512)
+        for index in index_batches(tokenizer, texts, 8, 512):
+            inputs = encode(tokenizer, [texts[i] for i in index], 512)
             trace.generate(model, inputs, plan.row_inputs([rows[i] for i in index]), plan.tensors(),
                            {"generation_config": config})
 

@@ -29,7 +29,8 @@ from clas_graph.backends import forward, forward_many, next_token_many
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
 from clas_graph.data.tasks import XNLI_PROMPT, render
 from clas_graph.embedded import embedded_model_dir
-from clas_graph.execution import Execution, use
+from clas_graph.execution.context import use
+from clas_graph.execution.ndif import NdifExecutor
 from clas_graph.spec.load import validate_data
 
 LAYERS = [13, 14, 15]
@@ -64,7 +65,7 @@ def main(args, model, console: Console) -> None:
         def measured(fn):
             before = len(ndif.jobs())
             start = time.perf_counter()
-            with use(Execution(remote=True, session_batches=8)):
+            with use(NdifExecutor(host=True, session_batches=8)):
                 value = fn()
             seconds = time.perf_counter() - start
             jobs = ndif.jobs()[before:]

@@ -7,7 +7,7 @@
     run_dir = clas_graph.run(spec)          # the whole experiment, as `clas-graph run`
 """
 
-from .backends import forward, generate, generate_ids
+from .execution.api import forward, generate, generate_ids
 from .compile.plan import Plan
 from .compile.compiler import compile_plan, compile_plans
 from .errors import BackendError, ClasGraphError, CompileError, DataError, SpecError

@@ -304,7 +304,8 @@ def test_analysis_section_is_not_part_of_the_run_identity(tmp_path, model_dir):
 def test_representations_through_the_remote_path_equal_local(tmp_path):
     """nnsight's local simulation of remote execution (serialize, run, deserialize) gives the same vectors."""
     import clas_graph
-    from clas_graph.execution import Execution, use
+    from clas_graph.execution.context import use
+    from clas_graph.execution.ndif import NdifExecutor
     from clas_graph.loading import wrap
     from clas_graph.runners.analyze import representations
     from clas_graph.spec.load import validate_data
@@ -317,7 +318,7 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
     plan = clas_graph.compile_plan(spec, model, "clas")
     samples = load_parallel("bible", LANGS[:3], limit=3)
     local = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "local")
-    with use(Execution(remote="local")):
+    with use(NdifExecutor(host="local")):
         remote = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "remote")
     for lang in LANGS[:3]:
         np.testing.assert_allclose(remote[lang], local[lang], atol=1e-6, rtol=0)
@@ -434,17 +435,17 @@ def test_sweep_analysis_reads_the_chosen_points_representations(swept):
 
 
 def test_analyze_after_a_sweep_compiles_and_reads_only_the_chosen_points(swept, monkeypatch):
-    from clas_graph.runners import sweep as sweep_module
+    from clas_graph.runners import analyze as analyze_module
 
     run_dir, _, doc = swept
     compiled = []
-    compile_condition = sweep_module.compile_condition
+    compile_condition = analyze_module.compile_condition
 
     def record(expansion, model, name, stats=None):
         compiled.append(name)
         return compile_condition(expansion, model, name, stats)
 
-    monkeypatch.setattr(sweep_module, "compile_condition", record)
+    monkeypatch.setattr(analyze_module, "compile_condition", record)
     monkeypatch.setattr("clas_graph.runners.analyze.pooled_hidden",
                         lambda *a, **k: pytest.fail("representations should come from the cache"))
     spec_file = run_dir.parent.parent / "spec.yaml"
@@ -478,7 +479,7 @@ def _one_line_exit_2(result) -> str:
 
 
 def test_analyze_before_the_sweep_finished_exits_2(tmp_path, model_dir, monkeypatch):
-    from clas_graph.data.splits import TEST
+    from clas_graph.tasks.base import TEST
     from clas_graph.runners import sweep as sweep_module
 
     spec_file = spec_folder(tmp_path, model_dir, SWEEP_SPEC)

@@ -10,7 +10,7 @@ from tiny import tiny_model, tiny_tokenizer
 import clas_graph
 from clas_graph.data.bible import ParallelSample
 from clas_graph.loading import wrap
-from clas_graph.runners.tasks import task_runners
+from clas_graph.tasks.base import task_runners
 from clas_graph.spec.load import validate_data
 
 LANGS = ["en", "de", "fr", "zh"]

@@ -15,7 +15,10 @@ from typer.testing import CliRunner
 from clas_graph.cli import app
 from clas_graph.data.tasks import XNLI_PROMPT, XQUAD_PROMPT
 from clas_graph.eval.metrics import best_over_golds, token_f1
-from clas_graph.runners import tasks as task_module
+from clas_graph.tasks.lm_loss import LmLossRunner
+from clas_graph.tasks.registry import KINDS
+from clas_graph.tasks.xnli import XnliRunner
+from clas_graph.tasks.xquad import XquadRunner
 
 LANGS = ["en", "de", "fr"]
 SHARED = {1: [0, 3, 5, 8, 13, 21, 34, 40, 41, 42], 2: [1, 2, 40, 41, 50, 51, 52]}
@@ -226,7 +229,7 @@ def test_resume_skips_finished_units(spec_file, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     assert run(spec_file, runs).exit_code == 0
     calls = []
-    for cls in task_module.RUNNERS.values():
+    for cls in [kind.runner_class for kind in KINDS]:
         monkeypatch.setattr(cls, "run", lambda self, *a, **k: calls.append(self.key))
         monkeypatch.setattr(cls, "run_many", lambda self, *a, **k: calls.append(self.key))
     again = run(spec_file, runs)
@@ -243,7 +246,7 @@ def test_rerun_computes_only_the_missing_conditions_together(spec_file, tmp_path
         (run_dir / "units" / f"lm_loss_de_{condition}.json").unlink()
     (run_dir / "units" / "xnli_fr_base.json").unlink()
     seen = []
-    for cls in (task_module.LmLossRunner, task_module.XnliRunner):
+    for cls in (LmLossRunner, XnliRunner):
         original = cls.run_many
 
         def spy(self, model, plans, language, original=original):
@@ -261,7 +264,7 @@ def test_rerun_computes_only_the_missing_conditions_together(spec_file, tmp_path
 def test_interrupted_run_resumes_to_the_same_metrics(spec_file, tmp_path, monkeypatch, finished):
     _, uninterrupted = finished
     runs = tmp_path / "runs"
-    original = task_module.XquadRunner.run
+    original = XquadRunner.run
     count = []
 
     def crash_on_fourth(self, *args, **kwargs):
@@ -270,13 +273,13 @@ def test_interrupted_run_resumes_to_the_same_metrics(spec_file, tmp_path, monkey
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(task_module.XquadRunner, "run", crash_on_fourth)
+    monkeypatch.setattr(XquadRunner, "run", crash_on_fourth)
     first = run(spec_file, runs)
     assert first.exit_code == 130
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not (run_dir / "metrics.json").exists()
-    monkeypatch.setattr(task_module.XquadRunner, "run", original)
+    monkeypatch.setattr(XquadRunner, "run", original)
     second = run(spec_file, runs)
     assert second.exit_code == 0, second.output
     resumed = json.loads((run_dir / "metrics.json").read_text())

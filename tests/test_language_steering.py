@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from clas_graph.cli import app
 from clas_graph.data.bible import load_bible
 from clas_graph.eval.langid import detect
-from clas_graph.runners.tasks import steering_score
+from clas_graph.tasks.language_steering import steering_score
 
 BIBLE = ["en", "de", "es", "fr", "ru", "zh", "ar", "hi", "tr", "vi", "sw", "ro"]
 

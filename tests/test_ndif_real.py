@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import clas_graph
-from clas_graph.execution import Execution, preflight, use
+from clas_graph.execution.context import use
+from clas_graph.execution.ndif import NdifExecutor, preflight
 from clas_graph.loading import load_remote_model
 from clas_graph.spec.model_ref import ModelRef
 from clas_graph.spec.load import validate_data
@@ -26,7 +27,7 @@ ROWS = ["en", "de"]
 
 @pytest.fixture(scope="module")
 def remote():
-    execution = Execution(remote=True, retries=2, backoff_s=5.0)
+    execution = NdifExecutor(host=True, retries=2, backoff_s=5.0)
     preflight(execution)
     # The hub is needed for config and tokenizer; the test process may have inherited HF_HUB_OFFLINE=1.
     os.environ.pop("HF_HUB_OFFLINE", None)

@@ -13,7 +13,8 @@ import clas_graph
 from clas_graph import BackendError
 from clas_graph.backends import pooled_hidden, token_nll
 from clas_graph.data.bible import load_bible
-from clas_graph.execution import Execution, preflight, use
+from clas_graph.execution.context import use
+from clas_graph.execution.ndif import NdifExecutor, preflight
 from clas_graph.loading import wrap
 from clas_graph.records import spec_hash
 from clas_graph.runners.stats import collect
@@ -60,12 +61,12 @@ class CaptureBackend:
         raise Captured
 
 
-class CapturingExecution(Execution):
+class CapturingExecution(NdifExecutor):
     def __init__(self, session_batches: int = 1):
-        super().__init__(remote="capture", session_batches=session_batches)
+        super().__init__(host="capture", session_batches=session_batches)
         self.capture = CaptureBackend()
 
-    def run(self, model, fn, *args, call_kwargs):
+    def call(self, model, fn, *args, call_kwargs):
         with pytest.raises(Captured):
             fn(model, *args, {**call_kwargs, "backend": self.capture})
         raise Captured
@@ -104,14 +105,14 @@ def test_local_simulation_of_the_remote_path_gives_local_numbers(model, plan):
     local_pooled = pooled_hidden(model, plan, TEXTS, ROWS, 2)
     samples = load_bible(LANGS, limit=2)
     local_stats = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
-    with use(Execution(remote="local")):
+    with use(NdifExecutor(host="local")):
         torch.testing.assert_close(clas_graph.forward(model, plan, TEXTS, ROWS), local_logits, atol=1e-6, rtol=0)
         remote_nll = token_nll(model, plan, TEXTS, ROWS)
         torch.testing.assert_close(remote_nll[0], local_nll[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(pooled_hidden(model, plan, TEXTS, ROWS, 2), local_pooled, atol=1e-6, rtol=0)
         moments, counts, t_act = collect(model, samples, LANGS, threshold=QuantileThreshold(), active_frac=True)
     local_small = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
-    with use(Execution(remote="local", session_batches=2)):  # several batches per request
+    with use(NdifExecutor(host="local", session_batches=2)):  # several batches per request
         batched = collect(model, samples, LANGS, threshold=QuantileThreshold(), batch_size=2, active_frac=True)
     for got, want in zip(batched[0].as_tuple(), local_small[0].as_tuple()):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
@@ -126,7 +127,7 @@ def test_missing_api_key_is_one_sentence(monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
     with pytest.raises(BackendError, match="no NDIF API key is set") as info:
-        preflight(Execution(remote=True))
+        preflight(NdifExecutor(host=True))
     assert "\n" not in str(info.value)
 
 
@@ -136,10 +137,10 @@ def test_unreachable_host_is_one_sentence(monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(BackendError, match="unreachable") as info:
-        preflight(Execution(remote=f"http://127.0.0.1:{port}"), timeout=2)
+        preflight(NdifExecutor(host=f"http://127.0.0.1:{port}"), timeout=2)
     assert "secret-key-123" not in str(info.value)
     with pytest.raises(BackendError, match="not an http"):
-        preflight(Execution(remote="ftp://x"))
+        preflight(NdifExecutor(host="ftp://x"))
 
 
 def test_a_server_with_another_nnsight_is_refused_before_any_request(monkeypatch):
@@ -155,23 +156,23 @@ def test_a_server_with_another_nnsight_is_refused_before_any_request(monkeypatch
         monkeypatch.setattr(nnsight.CONFIG.API, "HOST", host)
         monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": "0.1.0"}})
         with pytest.raises(BackendError, match="runs nnsight 0.1.0, this client") as info:
-            preflight(Execution(remote=host), timeout=2)
+            preflight(NdifExecutor(host=host), timeout=2)
         assert "pip install nnsight==" in str(info.value) and "\n" not in str(info.value)
         local = importlib.metadata.version("nnsight")
         monkeypatch.setattr(nnsight.ndif, "get_remote_env", lambda: {"packages": {"nnsight": local}})
-        preflight(Execution(remote=host), timeout=2)
+        preflight(NdifExecutor(host=host), timeout=2)
 
         def no_endpoint():
             raise RuntimeError("404")
 
         monkeypatch.setattr(nnsight.ndif, "get_remote_env", no_endpoint)  # a server without /env: nothing to compare
-        preflight(Execution(remote=host), timeout=2)
+        preflight(NdifExecutor(host=host), timeout=2)
 
 
 def test_retries_with_backoff_then_a_clear_error(monkeypatch):
     monkeypatch.setenv("NDIF_API_KEY", "secret-key-123")
     sleeps = []
-    monkeypatch.setattr("clas_graph.execution.time.sleep", sleeps.append)
+    monkeypatch.setattr("clas_graph.execution.ndif.time.sleep", sleeps.append)
 
     class FakeModel:
         def _remote_backend(self, remote, blocking, job_id, verbose):
@@ -185,8 +186,8 @@ def test_retries_with_backoff_then_a_clear_error(monkeypatch):
             raise ConnectionResetError("connection dropped")
         return x * 2
 
-    execution = Execution(remote="https://ndif.example", retries=3, backoff_s=0.5)
-    assert execution.run(FakeModel(), flaky, 21, call_kwargs={}) == 42
+    execution = NdifExecutor(host="https://ndif.example", retries=3, backoff_s=0.5)
+    assert execution.call(FakeModel(), flaky, 21, call_kwargs={}) == 42
     assert sleeps == [0.5, 1.0] and execution.job_ids == ["job-0", "job-1", "job-2"]
 
     def broken(model, x, kwargs):
@@ -194,7 +195,7 @@ def test_retries_with_backoff_then_a_clear_error(monkeypatch):
 
     attempts.clear()
     with pytest.raises(BackendError) as info:
-        Execution(remote="https://ndif.example", retries=1, backoff_s=0.1).run(FakeModel(), broken, 1, call_kwargs={})
+        NdifExecutor(host="https://ndif.example", retries=1, backoff_s=0.1).call(FakeModel(), broken, 1, call_kwargs={})
     assert "failed after 2 attempts: server said no for ***" in str(info.value)
     assert "secret-key-123" not in str(info.value)
 

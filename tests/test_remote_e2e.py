@@ -160,7 +160,8 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     requests than one full-logits request per (batch, condition), and the numbers are the local ones."""
     import clas_graph
     from clas_graph.backends import forward, forward_many
-    from clas_graph.execution import Execution, use
+    from clas_graph.execution.context import use
+    from clas_graph.execution.ndif import NdifExecutor
     from clas_graph.spec.model_ref import ModelRef
     from clas_graph.spec.load import validate_data
 
@@ -178,7 +179,7 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
 
     def measured(fn):
         before = len(ndif.jobs())
-        with use(Execution(remote=True, session_batches=4)):
+        with use(NdifExecutor(host=True, session_batches=4)):
             value = fn()
         jobs = ndif.jobs()[before:]
         return value, len(jobs), sum(job["result_bytes"] for job in jobs)
@@ -198,9 +199,10 @@ def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, m
     """Two conditions starting at one layer run stacked inside the generated session (the batch repeated on
     the server), and next_token comes back reduced (four numbers per row): both equal the local numbers."""
     import clas_graph
-    import clas_graph.shared as shared
+    import clas_graph.execution.schedule as shared
     from clas_graph.backends import next_token_many, pooled_hidden_many
-    from clas_graph.execution import Execution, use
+    from clas_graph.execution.context import use
+    from clas_graph.execution.ndif import NdifExecutor
     from clas_graph.spec.model_ref import ModelRef
     from clas_graph.spec.load import validate_data
 
@@ -219,7 +221,7 @@ def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, m
     real = shared.stack_plans
     monkeypatch.setattr(shared, "stack_plans", lambda named: stacked.append([n for n, _ in named]) or real(named))
     before = len(ndif.jobs())
-    with use(Execution(remote=True, session_batches=4)):
+    with use(NdifExecutor(host=True, session_batches=4)):
         remote = (next_token_many(model, plans, texts, rows, gold, batch_size=2),
                   pooled_hidden_many(model, plans, texts, rows, 3, batch_size=2))
     jobs = ndif.jobs()[before:]

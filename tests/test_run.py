@@ -151,7 +151,7 @@ def test_failed_run_is_recorded_in_the_manifest(spec_file, tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr("clas_graph.runners.tasks.NextTokenRunner.run_many", fail)
+    monkeypatch.setattr("clas_graph.tasks.next_token.NextTokenRunner.run_many", fail)
     runs = tmp_path / "runs"
     result = CliRunner().invoke(app, ["run", str(spec_file), "--runs-dir", str(runs)])
     assert result.exit_code != 0

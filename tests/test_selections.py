@@ -271,13 +271,14 @@ class _Captured(Exception):
 def test_selection_trace_payload_and_local_simulation_of_remote(samples):
     from nnsight.schema.request import RequestModel
 
-    from clas_graph.execution import Execution, use
+    from clas_graph.execution.context import use
+    from clas_graph.execution.ndif import NdifExecutor
 
     model = wrap(tiny_model("llama"), tiny_tokenizer())
     blobs = []
 
-    class Capture(Execution):
-        def run(self, model, fn, *args, call_kwargs):
+    class Capture(NdifExecutor):
+        def call(self, model, fn, *args, call_kwargs):
             def backend(tracer):
                 blobs.append(RequestModel.serialize(tracer, compress=False))
                 raise _Captured
@@ -287,11 +288,11 @@ def test_selection_trace_payload_and_local_simulation_of_remote(samples):
 
     options = dict(lape=True, expert_layers=[1, 3], expert_site="mlp.down_proj.input", batch_size=8, max_length=512,
                    exclude_bos=True)
-    with use(Capture(remote="capture")), pytest.raises(_Captured):
+    with use(Capture(host="capture")), pytest.raises(_Captured):
         sel_runner.collect(model, samples[:2], LANGS, **options)
     assert len(blobs[0]) > 1000 and b"clas_graph" not in blobs[0] and b"clas-graph" not in blobs[0]
     local = sel_runner.collect(model, samples[:2], LANGS, **options)
-    with use(Execution(remote="local")):
+    with use(NdifExecutor(host="local")):
         remote = sel_runner.collect(model, samples[:2], LANGS, **options)
     for got, want in zip(remote, local):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)

@@ -11,9 +11,10 @@ import pytest
 import torch
 from tiny import save_tiny, tiny_model, tiny_tokenizer
 
-import clas_graph.shared_remote
+import clas_graph.execution.ndif
 from clas_graph.data.bible import load_bible
-from clas_graph.execution import Execution, use
+from clas_graph.execution.context import use
+from clas_graph.execution.ndif import NdifExecutor
 from clas_graph.loading import wrap
 from clas_graph.runners import selections as sel_runner
 
@@ -32,16 +33,16 @@ def model(request):
     return wrap(tiny_model(request.param), tiny_tokenizer())
 
 
-class Counting(Execution):
+class Counting(NdifExecutor):
     """A remote execution that records, per request, which generated function ran and on how many batches."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.requests: list[tuple[str, int]] = []
 
-    def run(self, model, fn, *args, call_kwargs):
+    def call(self, model, fn, *args, call_kwargs):
         self.requests.append((fn.__name__, len(args[0]) if fn.__name__ == "selection_session" else 1))
-        return super().run(model, fn, *args, call_kwargs=call_kwargs)
+        return super().call(model, fn, *args, call_kwargs=call_kwargs)
 
 
 def assert_same(got, want):
@@ -54,7 +55,7 @@ def assert_same(got, want):
 @pytest.mark.parametrize("options", [LAPE, BOTH], ids=["lape", "lape+experts"])
 def test_remote_sessions_give_the_local_numbers(model, samples, options):
     local = sel_runner.collect(model, samples, LANGS, batch_size=5, **options)
-    execution = Counting(remote="local", session_batches=2)
+    execution = Counting(host="local", session_batches=2)
     with use(execution):
         remote = sel_runner.collect(model, samples, LANGS, batch_size=5, **options)
     # 24 rows in batches of 5: 5 batches, 2 a request (the last one alone, as a plain trace).
@@ -69,17 +70,17 @@ def test_remote_sessions_give_the_local_numbers(model, samples, options):
 def test_pooled_rows_cut_a_group_at_the_result_budget(samples, monkeypatch, rows_allowed, want):
     model = wrap(tiny_model("llama"), tiny_tokenizer())
     row_bytes = 4 * 3 * 64  # float32 x 3 expert layers x intermediate 64
-    monkeypatch.setattr(clas_graph.shared_remote, "RESULT_BUDGET", rows_allowed * row_bytes)
+    monkeypatch.setattr(clas_graph.execution.ndif, "RESULT_BUDGET", rows_allowed * row_bytes)
     local = sel_runner.collect(model, samples, LANGS, batch_size=4, **BOTH)
-    execution = Counting(remote="local", session_batches=4)
+    execution = Counting(host="local", session_batches=4)
     with use(execution):
         remote = sel_runner.collect(model, samples, LANGS, batch_size=4, **BOTH)
     # 6 batches of 4 rows; 8 rows fit the budget: 2 batches a request, not 4. Never fewer than one batch.
     assert [n for _, n in execution.requests] == want
     assert_same(remote, local)
 
-    monkeypatch.setattr(clas_graph.shared_remote, "RESULT_BUDGET", 0)  # LAPE's counts do not grow with the group
-    execution = Counting(remote="local", session_batches=4)
+    monkeypatch.setattr(clas_graph.execution.ndif, "RESULT_BUDGET", 0)  # LAPE's counts do not grow with the group
+    execution = Counting(host="local", session_batches=4)
     with use(execution):
         sel_runner.collect(model, samples, LANGS, batch_size=4, **LAPE)
     assert [n for _, n in execution.requests] == [4, 2]
@@ -95,8 +96,8 @@ def test_session_payload_references_nothing_from_clas_graph(samples):
     model = wrap(tiny_model("llama"), tiny_tokenizer())
     blobs = []
 
-    class Capture(Execution):
-        def run(self, model, fn, *args, call_kwargs):
+    class Capture(NdifExecutor):
+        def call(self, model, fn, *args, call_kwargs):
             def backend(tracer):
                 blobs.append(RequestModel.serialize(tracer, compress=False))
                 raise _Captured
@@ -105,7 +106,7 @@ def test_session_payload_references_nothing_from_clas_graph(samples):
                 fn(model, *args, {**call_kwargs, "backend": backend})
             raise _Captured
 
-    with use(Capture(remote="capture", session_batches=3)), pytest.raises(_Captured):
+    with use(Capture(host="capture", session_batches=3)), pytest.raises(_Captured):
         sel_runner.collect(model, samples, LANGS, batch_size=4, **BOTH)
     assert len(blobs[0]) > 1000 and b"clas_graph" not in blobs[0] and b"clas-graph" not in blobs[0]
 
@@ -118,7 +119,7 @@ def test_mock_server_sees_one_request_per_group(samples, batch_size, per_request
     ndif, model = mock_ndif
     local = sel_runner.collect(model, samples, LANGS, batch_size=batch_size, **LAPE)
     before = len(ndif.jobs())
-    with use(Execution(remote=True, session_batches=per_request)):
+    with use(NdifExecutor(host=True, session_batches=per_request)):
         remote = sel_runner.collect(model, samples, LANGS, batch_size=batch_size, **LAPE)
     jobs = ndif.jobs()[before:]
     batches = math.ceil(24 / batch_size)

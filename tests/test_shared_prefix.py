@@ -14,9 +14,12 @@ from tiny import tiny_model, tiny_tokenizer
 import clas_graph
 from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
                                  token_nll_many)
-from clas_graph.execution import Execution, use
+from clas_graph.execution.context import use
+from clas_graph.execution.local import LocalExecutor
+from clas_graph.execution.ndif import NdifExecutor
 from clas_graph.loading import wrap
-from clas_graph.shared import batch_plan, first_changed_layer
+from clas_graph.execution.readouts import LastLogits, Pooled, TokenNll
+from clas_graph.execution.schedule import batch_plan, first_changed_layer
 from clas_graph.spec.load import validate_data
 
 ATOL = 1e-5
@@ -52,18 +55,18 @@ def setup(request):
 
 def test_schedule_starts_at_each_conditions_first_changed_layer(setup):
     _, plans = setup
-    starts = batch_plan(plans, "last_logits").starts
+    starts = batch_plan(plans, LastLogits()).starts
     assert starts == {"base": None, "clas": 2, "steer": 1, "late": 4, "first": 0, "gen_only": None, "clas_late": 2}
-    pooled = batch_plan(plans, "pooled", READ_LAYER).starts
+    pooled = batch_plan(plans, Pooled(READ_LAYER)).starts
     assert pooled["late"] is None and pooled["clas_late"] == 2  # ops above the read layer cannot change it
-    assert batch_plan(plans, "last_logits", share=False).starts["clas"] == 0
+    assert batch_plan(plans, LastLogits(), share=False).starts["clas"] == 0
     assert first_changed_layer(None) is None
     # on anchor-language rows only, a non_anchor condition is base (steer acts on all rows)
-    english = batch_plan(plans, "last_logits", row_languages=["en", "en"]).starts
+    english = batch_plan(plans, LastLogits(), row_languages=["en", "en"]).starts
     assert english["clas"] is None and english["late"] is None and english["steer"] == 1
     # one condition alone gains nothing from a prefix trace: it runs its full trace
-    assert batch_plan({"clas": plans["clas"]}, "last_logits").starts == {"clas": 0}
-    assert batch_plan({"clas": plans["clas"], "late": plans["late"]}, "last_logits").starts == {"clas": 2, "late": 4}
+    assert batch_plan({"clas": plans["clas"]}, LastLogits()).starts == {"clas": 0}
+    assert batch_plan({"clas": plans["clas"], "late": plans["late"]}, LastLogits()).starts == {"clas": 2, "late": 4}
 
 
 def test_forward_many_equals_single_plan_forward(setup):
@@ -143,7 +146,7 @@ def test_remote_sessions_give_the_local_numbers(setup):
     local = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
              token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
              pooled_hidden_many(model, subset, TEXTS, ROWS, READ_LAYER, batch_size=3))
-    execution = Execution(remote="local", session_batches=2)
+    execution = NdifExecutor(host="local", session_batches=2)
     with use(execution):
         remote = (forward_many(model, subset, TEXTS, ROWS, token_ids=[3, 4], batch_size=3),
                   token_nll_many(model, subset, TEXTS, ROWS, batch_size=3),
@@ -156,7 +159,7 @@ def test_remote_sessions_give_the_local_numbers(setup):
 
 
 def test_result_budget_groups_batches():
-    from clas_graph.shared_remote import RESULT_BUDGET, groups
+    from clas_graph.execution.ndif import RESULT_BUDGET, groups
 
     batches = [[0, 1], [2, 3], [4, 5], [6]]
     assert groups(batches, 8, 4) == [batches]
@@ -171,11 +174,11 @@ def test_result_budget_groups_batches():
 
 def test_conditions_with_one_start_stack_up_to_the_limit(setup):
     _, plans = setup
-    traces = batch_plan(plans, "last_logits", stack=2).traces
+    traces = batch_plan(plans, LastLogits(), stack=2).traces
     assert traces == [(("clas", "clas_late"), 2), (("steer",), 1), (("late",), 4), (("first",), 0)]
-    assert batch_plan(plans, "token_nll", stack=4).traces == [(("clas",), 2), (("clas_late",), 2), (("steer",), 1),
+    assert batch_plan(plans, TokenNll(), stack=4).traces == [(("clas",), 2), (("clas_late",), 2), (("steer",), 1),
                                                               (("late",), 4), (("first",), 0)]
-    assert batch_plan(plans, "last_logits").traces[0] == (("clas",), 2)  # default: one condition per trace
+    assert batch_plan(plans, LastLogits()).traces[0] == (("clas",), 2)  # default: one condition per trace
 
 
 def _per_language_plan(plan, languages):
@@ -200,7 +203,7 @@ def _per_language_plan(plan, languages):
 def test_stacked_conditions_give_each_conditions_own_numbers(setup, monkeypatch, stack_rows):
     """Stacked or not (stack_rows = batch size: one trace each), every condition equals its single-plan run,
     per-language tables included; the spy proves the stacked path ran when it should."""
-    import clas_graph.shared as shared
+    import clas_graph.execution.schedule as shared
 
     model, plans = setup
     subset = {name: plans[name] for name in ("base", "clas", "clas_late", "late")}
@@ -209,7 +212,7 @@ def test_stacked_conditions_give_each_conditions_own_numbers(setup, monkeypatch,
     stacked = []
     real = shared.stack_plans
     monkeypatch.setattr(shared, "stack_plans", lambda named: stacked.append([n for n, _ in named]) or real(named))
-    with use(Execution(stack_rows=stack_rows)):
+    with use(LocalExecutor(stack_rows=stack_rows)):
         logits = forward_many(model, subset, TEXTS, ROWS, batch_size=3)
         pooled = pooled_hidden_many(model, subset, TEXTS, ROWS, 5, batch_size=3)
     for name, plan in subset.items():
@@ -249,7 +252,7 @@ def test_next_token_many_equals_a_reduction_of_the_full_logits(setup, where):
     model, plans = setup
     subset = {name: plans[name] for name in ("clas", "clas_late", "late", "first", "gen_only")}
     gold = [5, None, 17, 3, 250, None, 0, 42]
-    execution = Execution(remote="local", session_batches=2) if where != "local" else Execution()
+    execution = NdifExecutor(host="local", session_batches=2) if where != "local" else LocalExecutor()
     with use(execution):
         got = next_token_many(model, subset, TEXTS, ROWS, gold, batch_size=3)
     want = _next_token_reference(model, subset, gold)

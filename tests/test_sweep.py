@@ -12,10 +12,11 @@ from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
-from clas_graph.data.splits import DEV, TEST, check_disjoint, item_ids
+from clas_graph.tasks.base import DEV, TEST, check_disjoint, item_ids
 from clas_graph.errors import DataError
 from clas_graph.records import spec_hash
-from clas_graph.runners import tasks as task_module
+from clas_graph.tasks.lm_loss import LmLossRunner
+from clas_graph.tasks.next_token import NextTokenRunner
 from clas_graph.spec.load import load_spec
 from clas_graph.spec.sweep import expand
 
@@ -294,7 +295,7 @@ def test_widened_grid_reuses_the_finished_points(finished, monkeypatch):
     spec_file, run_dir = finished
     spec_file.write_text(SPEC.replace("[-1, 0.5, 1]", "[-1, 0.5, 1, 2]"))
     calls = []
-    for cls in (task_module.NextTokenRunner, task_module.LmLossRunner):
+    for cls in (NextTokenRunner, LmLossRunner):
         original = cls.run_many  # the evaluation loop runs all unfinished conditions of a (task, language) at once
 
         def record(self, model, plans, language, _original=original):
@@ -332,7 +333,7 @@ def test_compile_lists_the_expanded_conditions_and_names_a_grid_point_that_does_
 
 def test_unknown_selection_metric_is_refused_before_any_evaluation(tmp_path, model_dir, monkeypatch):
     spec_file = spec_folder(tmp_path, model_dir, SPEC.replace("tasks:", "select: {metric: acuracy}\ntasks:"))
-    monkeypatch.setattr(task_module.NextTokenRunner, "run", lambda *a, **k: pytest.fail("evaluated"))
+    monkeypatch.setattr(NextTokenRunner, "run", lambda *a, **k: pytest.fail("evaluated"))
     result = runner.invoke(app, ["run", str(spec_file), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "select.metric" in result.stderr and "no metric 'acuracy'" in result.stderr

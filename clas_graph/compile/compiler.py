@@ -11,7 +11,7 @@ from ..sites import architecture_for, dims_of
 from ..spec.interventions import AblateIntervention, AddVectorIntervention, AutoLayers, ClasIntervention, DiffMeanIntervention, IntMuIntervention, ScaleIntervention, SetIntervention
 from ..spec.rows import FixedAnchor, LanguageRows
 from ..spec.run_spec import RunSpec
-from ..spec.run_spec import BASE_CONDITION
+from ..spec.base import BASE_CONDITION
 from .languages import cover_languages
 from .masks import resolve_mask
 from .plan import SITE_ACT, SITE_H, SITE_ORDER, AddVector, AddVectorKeepNorm, Plan, RowSelect, ScaleNeurons, SetNeurons

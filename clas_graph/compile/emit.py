@@ -1,4 +1,5 @@
-"""Plan -> nnsight trace body, as generated Python source.
+"""Plan -> nnsight trace source: the intervention statements (`emit_body`) and the plain forward and generate
+traces; readout, shared-prefix and session traces build on them in clas_graph/execution/traces.py.
 
 Why source and not closures: nnsight sends a with-block's *source text* plus
 the pickled values it reads to a remote server. Functions from a pip-installed
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import linecache
+import re
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Callable
@@ -123,149 +125,6 @@ def emit_body(plan: Plan, indent: str = INDENT, *, in_generation: bool = False, 
     return "\n".join(indent + line for line in lines)
 
 
-READOUTS = ("last_logits", "token_nll", "pooled", "next_token")
-
-
-READOUT_NAMES = {"last_logits": ("logits",), "token_nll": ("nll_sum", "counts"), "pooled": ("pooled",),
-                 "next_token": ("kl", "top1", "base_top1", "gold_logprob")}
-"""The variables each readout leaves (per row, batch first), in the order it returns them."""
-
-BASE_LOGPROBS_FROM_EXTRA = 'extra["base_logprobs"].to(lp.device)'
-"""Where a condition's next_token trace finds the base model's log-probs of its batch (run_batch passes them)."""
-
-
-def _readout_tail(readout: str, save: bool = True, base_logprobs: str = BASE_LOGPROBS_FROM_EXTRA) -> tuple[str, str]:
-    """Statements after the intervention body that compute and save a readout, and what to return.
-    `save=False` inside a session, where the session saves what travels back. `base_logprobs` (next_token only):
-    the expression for the base model's next-token log-probs of these rows ("lp" in the base trace itself)."""
-    tail, result = _readout_source(readout, base_logprobs)
-    return (tail if save else tail.replace(".save()", "")), result
-
-
-def _readout_source(readout: str, base_logprobs: str) -> tuple[str, str]:
-    if readout == "last_logits":
-        return """\
-        # next-token logits at the last position (left padding: the last real token); with
-        # extra["token_ids"], only those columns are kept (e.g. XNLI's label tokens), so little travels back
-        logits = model.output.logits[:, -1, :]
-        if "token_ids" in extra:
-            logits = logits[:, extra["token_ids"].to(logits.device)]
-        logits = logits.save()""", "logits"
-    if readout == "next_token":
-        return f"""\
-        # the next-token distribution at the last position, reduced here to four numbers per row: KL from the
-        # base model's distribution, top-1 token (this one's and base's) and the log-prob of extra["gold"] (-1: none)
-        lp = torch.log_softmax(model.output.logits[:, -1, :].float(), -1)
-        base_lp = {base_logprobs}
-        kl = (base_lp.exp() * (base_lp - lp)).sum(-1).cpu().save()
-        top1 = lp.argmax(-1).cpu().save()
-        base_top1 = base_lp.argmax(-1).cpu().save()
-        gold = extra["gold"].to(lp.device)
-        gold_logprob = lp.gather(1, gold.clamp(min=0)[:, None])[:, 0].cpu().save()""", \
-            "(kl, top1, base_top1, gold_logprob)"
-    if readout == "token_nll":
-        return """\
-        # next-token negative log-likelihood over real (non-pad) target tokens, summed per row, as
-        # logsumexp - gathered logit: measured on Gemma 3's 262k vocabulary about 4x faster than cross_entropy
-        # over the transposed logits and closer to a float64 reference (2e-6 vs 9e-4 nats max)
-        logits = model.output.logits[:, :-1].float()
-        target = inputs["input_ids"][:, 1:].to(logits.device)
-        mask = inputs["attention_mask"].to(logits.device)
-        valid = (mask[:, 1:] * mask[:, :-1]).float()
-        nll = torch.logsumexp(logits, -1) - logits.gather(-1, target[..., None])[..., 0]
-        nll_sum = (nll * valid).sum(-1).cpu().save()
-        counts = valid.sum(-1).cpu().save()""", "(nll_sum, counts)"
-    if readout == "pooled":
-        return """\
-        # mean over the tokens marked in pool_mask (non-pad, BOS left out)
-        weight = extra["pool_mask"].to(r.device, torch.float32)[:, :, None]
-        pooled = ((r.float() * weight).sum(1) / weight.sum(1).clamp(min=1)).cpu().save()
-        tracer.stop()  # the layers above `layer` and the LM head are not needed""", "pooled"
-    raise ValueError(f"unknown readout {readout!r}; expected one of {READOUTS}")
-
-
-def _skip_lines(plan: Plan, skip_to: int, prefix: str = 'extra["prefix"]', indent: str = INDENT) -> str:
-    """Layers below `skip_to` are not run: each returns extra["prefix"], the base run's output of layer
-    skip_to - 1 (identical for every condition, since no op of this plan acts below skip_to)."""
-    if any(op.layer < skip_to and op.steps != "generated" for op in plan.ops):
-        raise ValueError(f"plan {plan.condition!r} has ops below layer {skip_to}: its prefix is not the base one")
-    return "\n".join(indent + line for line in [
-        f"# shared prefix: layers 0-{skip_to - 1} ran once in the base trace of this batch; skipped here",
-        f"prefix = {prefix}",
-        f"for i in range({skip_to}):",
-        f"    model.{plan.architecture.layers_path}[i].skip(prefix)",
-    ])
-
-
-def emit_readout_source(plan: Plan, readout: str, layer: int | None = None, *, skip_to: int | None = None) -> str:
-    """A forward trace with a readout: `last_logits` (last position; optionally selected token ids),
-    `token_nll` (per-row summed next-token NLL and token counts), `pooled` (masked mean of layer `layer`'s output).
-
-    With `skip_to`, layers below it are skipped and take extra["prefix"] (see `emit_prefix_source`)."""
-    body = emit_body(plan, read_layer=layer if readout == "pooled" else None)
-    tail, result = _readout_tail(readout)
-    if skip_to:
-        body = _skip_lines(plan, skip_to) + "\n" + body
-    shared = f" from layer {skip_to} (shared prefix)" if skip_to else ""
-    return f'''# Generated {readout} readout for condition {plan.condition!r} on {plan.model_type}{shared}.
-import torch
-
-
-def readout_trace(model, inputs, rows, tensors, extra, trace_kwargs):
-    with model.trace(inputs, **trace_kwargs) as tracer:
-{body}
-{tail}
-    return {result}
-'''
-
-
-def emit_readout(plan: Plan, readout: str, layer: int | None = None, *, skip_to: int | None = None) -> Callable:
-    """readout_trace(model, inputs, rows, tensors, extra, trace_kwargs) for the plan (cached by source)."""
-    source = emit_readout_source(plan, readout, layer, skip_to=skip_to)
-    return _compile(source, f"{readout}-{plan.condition}")["readout_trace"]
-
-
-def emit_prefix_source(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> str:
-    """The base trace of a batch shared by several conditions: it saves the outputs of `save_layers` (the
-    prefixes other conditions start from) and, unless `readout` is None, computes the base readout;
-    without a readout it stops after the last saved layer."""
-    if base.ops:
-        raise ValueError("the shared prefix comes from the unmodified model: the base plan must have no ops")
-    layers_path = base.architecture.layers_path
-    lines = ["# outputs of the layers other conditions start after (kept for this batch only)"]
-    lines += [f"prefix_{i} = model.{layers_path}[{i}].output.save()" for i in sorted(save_layers)]
-    saved = "{" + ", ".join(f"{i}: prefix_{i}" for i in sorted(save_layers)) + "}"
-    if readout is None:
-        body = "\n".join(INDENT + line for line in lines + ["tracer.stop()  # nothing above is needed"])
-        tail, result = "", "None"
-    else:
-        if readout == "pooled" and save_layers and max(save_layers) >= layer:
-            raise ValueError(f"pooled readout at layer {layer} cannot share a prefix ending at {max(save_layers)}")
-        body = "\n".join(INDENT + line for line in lines) + "\n" + emit_body(
-            base, read_layer=layer if readout == "pooled" else None)
-        tail, result = _readout_tail(readout, base_logprobs="lp")
-        if readout == "next_token":  # the conditions of this batch compare with these
-            tail += "\n" + INDENT + "base_logprobs = lp.save()"
-            saved = saved[:-1] + (", " if save_layers else "") + '"base_logprobs": base_logprobs}'
-    return f'''# Generated shared-prefix base trace ({readout or "prefix only"}) on {base.model_type}.
-import torch
-
-
-def prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs):
-    with model.trace(inputs, **trace_kwargs) as tracer:
-{body}
-{tail}
-    return {result}, {saved}
-'''
-
-
-def emit_prefix(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> Callable:
-    """prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs) -> (base readout or None, {layer: output}),
-    the dict also holding "base_logprobs" [rows, vocab] for the next_token readout (the conditions compare with it)."""
-    source = emit_prefix_source(base, readout, layer, tuple(sorted(save_layers)))
-    return _compile(source, f"prefix-{readout}")["prefix_trace"]
-
-
 def emit_source(plan: Plan) -> str:
     body = emit_body(plan)
     if plan.ops:
@@ -307,10 +166,22 @@ def generate_trace(model, inputs, rows, tensors, generate_kwargs):
 '''
 
 
+def without_comments(source: str) -> str:
+    """nnsight 0.8.1 re-reads a session's nested traces by line number after its remote serialization, which
+    drops comments: a comment line inside the session shifts every later trace ("no `with` statement at
+    line N", or "Cannot access ... outside of interleaving"). Session bodies therefore have none."""
+    lines = []
+    for line in source.split("\n"):
+        if line.strip().startswith("#"):
+            continue
+        lines.append(re.sub(r"\s+#\s.*$", "", line) if "'" not in line.split("#")[-1] else line)
+    return "\n".join(lines)
+
+
 _NAMESPACES: dict[str, dict] = {}
 
 
-def _compile(source: str, label: str) -> dict:
+def compile_source(source: str, label: str) -> dict:
     """Execute generated source once (cached by content) and return its namespace."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     if digest not in _NAMESPACES:
@@ -326,5 +197,5 @@ def _compile(source: str, label: str) -> dict:
 def emit(plan: Plan) -> EmittedTrace:
     """Compile the plan's generated source into callable trace functions (cached by source)."""
     source = emit_source(plan)
-    namespace = _compile(source, f"trace-{plan.condition}")
+    namespace = compile_source(source, f"trace-{plan.condition}")
     return EmittedTrace(source, namespace["__file__"], namespace["forward_trace"], namespace["generate_trace"])

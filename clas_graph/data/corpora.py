@@ -27,11 +27,8 @@ from typing import Any
 
 from ..errors import DataError
 from .bible import ParallelSample, load_bible
+from .languages import XQUAD_LANGUAGES
 
-#: Languages of XQuAD on the hub (configs ``xquad.<lang>``).
-XQUAD_LANGUAGES: tuple[str, ...] = (
-    "ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh",
-)
 #: File types a local table may have.
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -389,3 +386,9 @@ def load_parallel(
     if "base_dir" in params:
         options["base_dir"] = base_dir
     return loader(languages=languages, **options)
+
+
+def load_corpus(corpus, languages: Sequence[str], base_dir: Path | None) -> list[ParallelSample]:
+    """Parallel samples for a corpus spec (`spec.corpora`: bible, xquad or file)."""
+    options = corpus.model_dump(exclude={"kind"})
+    return load_parallel(corpus.kind, list(languages), base_dir=base_dir, **options)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..spec.tasks import XNLI_PROMPT, XQUAD_PROMPT
+from .languages import XNLI_LANGUAGES, XQUAD_LANGUAGES
 
 __all__ = [
     "QaExample",
@@ -61,18 +61,24 @@ __all__ = [
     "xquad_prompt",
 ]
 
-#: Languages of ``facebook/xnli`` (hub config = language code).
-XNLI_LANGUAGES: tuple[str, ...] = (
-    "ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh",
-)
-#: Languages of ``google/xquad`` (hub config ``xquad.<code>``).
-XQUAD_LANGUAGES: tuple[str, ...] = (
-    "ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh",
-)
 #: XNLI label id -> name (the hub's ClassLabel order).
 XNLI_LABEL_NAMES: tuple[str, ...] = ("entailment", "neutral", "contradiction")
 
-# XNLI_PROMPT / XQUAD_PROMPT (imported above) live with the task spec models: one definition.
+XNLI_PROMPT = (
+    "Premise: {premise}\n"
+    "Hypothesis: {hypothesis}\n"
+    "Does the premise entail the hypothesis? "
+    "Answer with a single number: 0 for entailment, 1 for neutral, 2 for contradiction.\n"
+    "Answer:"
+)
+"""The XNLI task's default prompt (paper section 3.2: ask for one integer label token)."""
+XQUAD_PROMPT = (
+    "Answer the question using a short span from the context.\n\n"
+    "Context: {context}\n"
+    "Question: {question}\n"
+    "Answer:"
+)
+"""The XQuAD task's default prompt."""
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..spec.run_spec import RunSpec
+if TYPE_CHECKING:
+    from ..spec.run_spec import RunSpec
 
 MANIFEST_SCHEMA = 1
 

@@ -8,7 +8,8 @@ import numpy as np
 from rich.console import Console
 
 from ..records import atomic_write_text
-from ..spec.run_spec import BASE_CONDITION
+from ..spec.base import BASE_CONDITION
+from .figures import plt, save_figure
 
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
 FIGURES = {"alignment": "figures/analysis_alignment.png", "relation": "figures/analysis_relation.png",
@@ -31,8 +32,6 @@ def _layers_text(document: dict) -> str:
 
 def alignment_figure(document: dict, path: Path) -> Path:
     """Figure 2: cosine similarity to the anchor per language, base vs each condition (error bars: std over items)."""
-    from .figures import _save, plt
-
     after, targets = _after(document), _targets(document)
     figure, axes = plt.subplots(len(after), 1, figsize=(max(6.5, 0.7 * len(targets) + 2), 3.0 * len(after)),
                                 squeeze=False)
@@ -54,7 +53,7 @@ def alignment_figure(document: dict, path: Path) -> Path:
                        fontsize=9)
         axis.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _fit_text(fit: dict) -> str:
@@ -66,8 +65,6 @@ def _fit_text(fit: dict) -> str:
 def relation_figure(document: dict, path: Path) -> Path | None:
     """Figure 3: per task and condition, Δalignment and Δseparation (y) vs gain (x), one point per language,
     with the least-squares line."""
-    from .figures import _save, plt
-
     relation = document.get("relation")
     pairs = [(task, condition) for task, by_condition in (relation or {}).items() for condition in by_condition]
     if not pairs:
@@ -96,7 +93,7 @@ def relation_figure(document: dict, path: Path) -> Path | None:
             axis.set_ylabel(label, fontsize=8)
             axis.set_title(f"{task} · {condition}: {_fit_text(fit)}", fontsize=9)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _gain_label(task: str, entry: dict, condition: str) -> str:
@@ -108,8 +105,6 @@ def _gain_label(task: str, entry: dict, condition: str) -> str:
 def heatmap_figure(document: dict, path: Path) -> Path:
     """Figure 7: per condition, languages x (Δalignment, Δseparation, gain per task); colour scaled per column
     (each column by its largest |value|), the value written in each cell."""
-    from .figures import _save, plt
-
     after, targets = _after(document), _targets(document)
     relation = document.get("relation") or {}
     figure, axes = plt.subplots(1, len(after), figsize=(max(4.5, 1.3 * (2 + len(relation)) + 1.5) * len(after),
@@ -137,13 +132,11 @@ def heatmap_figure(document: dict, path: Path) -> Path:
         axis.set_yticklabels(targets, fontsize=8)
         axis.set_title(f"'{condition}' vs base per language\n(blue > 0 > red, scaled per column)", fontsize=9)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def tsne_figure(document: dict, path: Path) -> Path | None:
     """Figure 4: t-SNE before (base) | after (each condition); the anchor as stars, language centroids labelled."""
-    from .figures import _save, plt
-
     tsne = document.get("tsne")
     if not tsne:
         return None
@@ -171,7 +164,7 @@ def tsne_figure(document: dict, path: Path) -> Path | None:
     figure.suptitle(f"t-SNE of pooled hidden states ({document['metric']} metric, perplexity "
                     f"{next(iter(tsne.values()))['perplexity']:.0f}), one point per parallel text", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _p(value) -> str:

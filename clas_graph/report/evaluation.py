@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from ..spec.run_spec import BASE_CONDITION
+from ..spec.base import BASE_CONDITION
+from .figures import plt, save_figure
 
 UNITS = {"accuracy": "acc. %", "f1": "F1 %", "top1": "top-1 %", "loss": "nats/token", "gold_logprob": "log p(gold)"}
 
@@ -109,8 +110,6 @@ def summary_markdown(document: dict, *, spec_name: str, model: str, stats_meta: 
 
 def deltas_figure(document: dict, path: Path) -> Path:
     """Per task, grouped bars of each condition's delta vs base per language."""
-    from .figures import _save, plt
-
     tasks = document["tasks"]
     figure, axes = plt.subplots(len(tasks), 1, figsize=(9, 2.8 * len(tasks)), squeeze=False)
     for axis, (key, task) in zip(axes[:, 0], tasks.items()):
@@ -129,4 +128,4 @@ def deltas_figure(document: dict, path: Path) -> Path:
         if conditions:
             axis.legend(fontsize=8, frameon=False)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

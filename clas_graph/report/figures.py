@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +17,8 @@ CATEGORY_COLORS = {"dead": "#9e9e9e", "language_specific": "#e4572e", "partial_s
                    "all_shared": "#55a868"}
 
 
-def _save(figure, path: Path) -> Path:
-    import io
-
+def save_figure(figure, path: Path) -> Path:
+    """Write the figure as PNG (atomically) and close it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
     plt.close(figure)
@@ -48,4 +48,4 @@ def category_shares_figure(shares: dict[str, list[float]], bridge: list[int], pa
     axis.set_xlim(-0.6, len(layers) - 0.4)
     axis.set_title(title + (f"  (bridge layers {bridge[0]}-{bridge[-1]} outlined)" if bridge else ""), fontsize=10)
     axis.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec.run_spec import BASE_CONDITION
+from ..spec.base import BASE_CONDITION
+from .figures import plt, save_figure
 
 
 def steering_matrix_figure(key: str, task: dict, path: Path) -> Path:
     """Heatmaps of forcing % and steering score per (source, condition -> target); base's target is the source."""
-    from .figures import _save, plt
-
     per_condition = task["per_language"]
     conditions = [c for c in per_condition if c != BASE_CONDITION] + [BASE_CONDITION]
     sources = task["languages"]
@@ -35,4 +34,4 @@ def steering_matrix_figure(key: str, task: dict, path: Path) -> Path:
         axis.set_title(f"{key}: {metric} (%)", fontsize=10)
         figure.colorbar(image, ax=axis, fraction=0.04)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

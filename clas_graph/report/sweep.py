@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..spec.sweep import format_value, is_number
-from .figures import _save, plt
+from .figures import plt, save_figure
 
 
 def _num(value, digits: int = 3, signed: bool = False) -> str:
@@ -166,7 +166,7 @@ def curve_figure(sweep: dict, key: str, path: Path) -> Path:
             axis.legend(fontsize=7, frameon=False)
     figure.suptitle(f"dev score vs {field}", fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def beta_gamma_figure(sweep: dict, path: Path) -> Path | None:
@@ -201,7 +201,7 @@ def beta_gamma_figure(sweep: dict, path: Path) -> Path | None:
         axis.set_title(f"{task_key}: α = 1", fontsize=9)
         axis.legend(fontsize=7, frameon=False)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def heatmap_figure(sweep: dict, family: str, path: Path) -> Path | None:
@@ -234,7 +234,7 @@ def heatmap_figure(sweep: dict, family: str, path: Path) -> Path | None:
         axis.set_title(f"{task_key}: dev mean {task['metric']}", fontsize=9)
         figure.colorbar(image, ax=axis, shrink=0.8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _order(value):

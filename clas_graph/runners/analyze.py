@@ -21,22 +21,31 @@ import torch
 from rich.console import Console
 from safetensors.torch import load, save
 
-from ..backends import pooled_hidden
+from safetensors import safe_open
+
+from ..compile.compiler import compile_plans
 from ..compile.plan import Plan
+from ..data.corpora import load_corpus
 from ..errors import CompileError, DataError
 from ..eval import geometry
 from ..eval.metrics import paired_test
-from ..records import atomic_write_bytes, atomic_write_json
-from ..spec.run_spec import BASE_CONDITION, RunSpec
-from ..spec.analysis import AnalysisConfig
+from ..execution.api import pooled_hidden
+from ..loading import load_model_for_spec
+from ..records import RunDir, atomic_write_bytes, atomic_write_json, spec_hash
+from ..report.analysis import write_report
+from ..spec.analysis import config_of
+from ..spec.base import BASE_CONDITION
+from ..spec.rows import FixedAnchor
+from ..spec.run_spec import RunSpec
+from ..spec.sweep import expand
+from .analyze_sweep import candidate_conditions, check_recorded, chosen_conditions, recorded_choice, sweep_record
+from .evaluate import METRICS_SCHEMA
+from .lifecycle import executor_for, recorded, start_run
+from .stats import existing_stats
+from .sweep import compile_condition
 
 ANALYSIS_SCHEMA = 2  # 2: `sweep` (the chosen point analysed per task; null without a sweep)
 REPRESENTATIONS_DIR = "analysis"
-
-
-def config_of(spec: RunSpec) -> AnalysisConfig:
-    """The spec's `analysis:` section, or the defaults when it has none (`clas-graph analyze`)."""
-    return spec.analysis if spec.analysis is not None else AnalysisConfig()
 
 
 def _where(spec: RunSpec, field: str) -> str:
@@ -79,8 +88,6 @@ def analysed_conditions(spec: RunSpec, choice: dict | None = None) -> list[str]:
     from metrics.json); before the choice is known, every point it could pick."""
     if spec.sweep is None:
         return list(config_of(spec).conditions or spec.resolved_conditions)
-    from .analyze_sweep import candidate_conditions, chosen_conditions
-
     return chosen_conditions(spec, choice)[0] if choice is not None else candidate_conditions(spec)
 
 
@@ -91,8 +98,6 @@ def analysis_languages(spec: RunSpec) -> list[str]:
 def check_analysis(spec: RunSpec, model, plans: dict[str, Plan], conditions: list[str] | None = None) -> None:
     """Before any work: the layers fit the model and there are conditions to compare (default: those
     `analysed_conditions` gives before a sweep's choice)."""
-    from ..spec.rows import FixedAnchor
-
     if not isinstance(spec.anchor, FixedAnchor):
         raise DataError("alignment is cosine similarity to the anchor language's parallel text, but the spec has "
                         "no fixed anchor", where=f"{spec.source or '<spec>'}: anchor",
@@ -107,8 +112,6 @@ def check_analysis(spec: RunSpec, model, plans: dict[str, Plan], conditions: lis
 
 
 def _load_samples(spec: RunSpec, languages: list[str]):
-    from .stats import load_corpus
-
     base_dir = Path(spec.source).parent if spec.source else None
     try:
         samples = load_corpus(config_of(spec).corpus, languages, base_dir)
@@ -135,8 +138,6 @@ def representations(spec: RunSpec, model, plan: Plan, layer: int, samples, langu
     key = _cache_key(spec, plan, layer, languages, ids)
     path = run_dir / REPRESENTATIONS_DIR / f"{plan.condition}_layer{layer}.safetensors"
     if path.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             cached_key = (handle.metadata() or {}).get("key")
         if cached_key == key:
@@ -164,8 +165,6 @@ def relation(metrics: dict, delta_alignment: dict, delta_separation: dict, ancho
     """Per task and condition: gain per non-anchor language (Δmetric, sign flipped where lower is better) and
     linear regressions of Δalignment and Δseparation (y) on the gain (x). `per_task`: the conditions each task's
     relation uses (a sweep's: the baselines and that task's chosen point); default: every analysed condition."""
-    from .evaluate import METRICS_SCHEMA
-
     if metrics.get("schema_version") != METRICS_SCHEMA:
         raise DataError(f"metrics.json has schema_version {metrics.get('schema_version')!r}; this version reads "
                         f"{METRICS_SCHEMA}", where="metrics.json", fix="rerun `clas-graph run SPEC` with this version")
@@ -263,8 +262,6 @@ DEFINITIONS = {
 def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, console: Console | None = None,
             metrics: dict | None = None) -> dict:
     """Representations (cached), every number, analysis.json, figures and the summary's analysis section."""
-    from ..report.analysis import write_report
-
     console = console or Console(stderr=True)
     start = time.perf_counter()
     config = config_of(spec)
@@ -273,9 +270,7 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
         path = run_dir / "metrics.json"
         if not path.is_file():
             if spec.sweep is not None:
-                from .analyze_sweep import recorded_choice
-
-                recorded_choice(spec, None, str(path))  # says what is missing and how to get it
+                    recorded_choice(spec, None, str(path))  # says what is missing and how to get it
             raise DataError(f"the analysis relates changes to gains, but this run has no metrics yet ({path})",
                             where=_where(spec, "relation"),
                             fix="run `clas-graph run SPEC` (or `clas-graph eval SPEC`) first, or set "
@@ -283,8 +278,6 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
         metrics = json.loads(path.read_text())
     sweep, per_task = None, None
     if spec.sweep is not None:
-        from .analyze_sweep import chosen_conditions, recorded_choice, sweep_record
-
         choice = recorded_choice(spec, metrics, str(run_dir / "metrics.json"))
         analysed, per_task = chosen_conditions(spec, choice)
         sweep = sweep_record(spec, choice)
@@ -325,17 +318,9 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
 def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,
                  remote: bool | str | None = None) -> Path:
     """`clas-graph analyze`: the analysis alone, in the spec's run directory (reusing its metrics.json)."""
-    from ..compile.compiler import compile_plans
-    from ..loading import load_model_for_spec
-    from .run import _recorded, _start, execution_for
-    from .stats import existing_stats
-
-    from ..records import RunDir, spec_hash
 
     console = console or Console()
     if spec.sweep is not None:  # checked before a run directory is created or touched
-        from .analyze_sweep import check_recorded
-
         check_recorded(spec, runs_root, RunDir.existing(spec, runs_root))
     elif config_of(spec).relation:
         suffix = f"_{spec.name}_{spec_hash(spec)[:8]}"
@@ -345,21 +330,17 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
                             where=_where(spec, "relation"),
                             fix="run `clas-graph run SPEC` (or `clas-graph eval SPEC`) first, or set "
                                 "`analysis: {relation: false}`")
-    execution = execution_for(spec, remote)
-    run_dir = _start(spec, runs_root, console, execution)
+    executor = executor_for(spec, remote)
+    run_dir = start_run(spec, runs_root, console, executor)
 
     def work():
-        model = load_model_for_spec(spec, console=console, remote=execution.is_remote and execution.remote != "local")
+        model = load_model_for_spec(spec, console=console, remote=executor.weights_on_server)
         stats = existing_stats(spec, runs_root) if spec.stats is not None else None
         if stats is None and spec.needs_stats:
             raise CompileError("no statistics for this spec yet", where=f"{spec.source}: stats",
                                fix="run `clas-graph run SPEC` first")
         metrics = None
         if spec.sweep is not None:  # only base and the analysed points: the choice is in metrics.json
-            from ..spec.sweep import expand
-            from .analyze_sweep import recorded_choice
-            from .sweep import compile_condition
-
             path = run_dir.path / "metrics.json"
             metrics = json.loads(path.read_text())
             names = analysed_conditions(spec, recorded_choice(spec, metrics, str(path)))
@@ -370,4 +351,4 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
         analyze(spec, model, plans, run_dir.path, console=console, metrics=metrics)
         return run_dir.path
 
-    return _recorded(run_dir, execution, work)
+    return recorded(run_dir, executor, work)

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..spec.analysis import config_of
 from ..spec.run_spec import RunSpec
 from ..spec.sweep import SelectRule, expand
-from .analyze import config_of
 
 _FIX = "run `clas-graph run SPEC` first: it finishes the sweep (dev phase, choice, test phase), then runs the analysis"
 

@@ -19,9 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..compile.plan import Plan
 from ..eval.metrics import paired_test
 from ..records import atomic_write_json, atomic_write_text
-from ..spec.run_spec import BASE_CONDITION, RunSpec
+from ..spec.base import BASE_CONDITION
+from ..spec.run_spec import RunSpec
 from ..spec.rows import FixedAnchor
-from .tasks import TaskRunner, task_runners
+from ..tasks.base import TaskRunner, task_runners
 
 METRICS_SCHEMA = 1
 

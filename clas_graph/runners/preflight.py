@@ -8,34 +8,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.corpora import load_corpus
 from ..errors import DataError
 from ..spec.run_spec import RunSpec
+from ..tasks.base import task_runners
+from .stats import find_cached
 
 
 def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool = True,
                     stats_corpus: bool = True) -> None:
     """Load what each task (`tasks`) and the statistics (`stats_corpus`, unless cached) will read; raise
     DataError naming the task and language."""
-    from ..data.tasks import load_xnli, load_xquad_qa
-    from .stats import find_cached, load_corpus
-    from .tasks import CorpusRunner, task_runners
-
     base_dir = Path(spec.source).parent if spec.source else None
     source = spec.source or "<spec>"
     if stats_corpus and spec.stats is not None and spec.stats.artifact is None and (
             runs_root is None or find_cached(spec, runs_root) is None):
         _named(lambda: load_corpus(spec.stats.corpus, spec.languages, base_dir), f"{source}: stats.corpus")
     for index, runner in enumerate(task_runners(spec) if tasks else ()):
-        task = runner.task
-        where = f"{source}: tasks[{index}] ({task.kind})"
-        if isinstance(runner, CorpusRunner):
-            _named(lambda: load_corpus(task.corpus, runner.text_languages(), base_dir), where)
-            continue
-        loader = {"xnli": load_xnli, "xquad": load_xquad_qa}.get(task.kind)
-        for language in runner.languages() if loader else ():
-            _named(lambda: loader(language, split=task.split, limit=task.limit, seed=task.seed,
-                                  data_files=task.data_files, base_dir=base_dir, hub_id=task.hub_id),
-                   f"{where}, language '{language}'")
+        where = f"{source}: tasks[{index}] ({runner.task.kind})"
+        for language, load in runner.task.data_loads(runner.data_languages(), base_dir):
+            _named(load, where if language is None else f"{where}, language '{language}'")
 
 
 def _named(load, field: str) -> None:

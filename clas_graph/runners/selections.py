@@ -3,7 +3,7 @@
 Runs only when `stats.selections` asks for them, as its own generated trace: one batch at a time locally;
 remotely, like the statistics, up to `session_batches` batches per request in one `model.session` that sums
 LAPE's counts on the server and brings back only those sums and the experts' pooled rows (a group is also cut at
-RESULT_BUDGET bytes of pooled rows, see shared_remote.py). The result is the statistics artifact plus `lape.*` /
+RESULT_BUDGET bytes of pooled rows, see execution/ndif.py). The result is the statistics artifact plus `lape.*` /
 `experts.*` tensors, described in stats.json under `selections`; an artifact that already holds the same
 selections (same corpus, same parameters) is reused.
 """
@@ -17,8 +17,7 @@ from rich.console import Console
 
 from ..compile.emit_selection import emit_selection
 from ..errors import DataError
-from ..execution import current
-from ..shared_remote import groups
+from ..execution.context import current
 from ..sites import architecture_for, dims_of
 from ..spec.run_spec import RunSpec
 from ..stats import selections as sel
@@ -53,11 +52,10 @@ def collect(model, samples, languages, *, lape: bool, expert_layers: list[int], 
     trace = emit_selection(arch, dims.num_layers, lape=lape, expert_layers=expert_layers, expert_site=expert_site)
     rows = [(sample.texts[lang], g) for sample in samples for g, lang in enumerate(languages)]
     batches = [list(range(start, min(start + batch_size, len(rows)))) for start in range(0, len(rows), batch_size)]
-    execution = current()
     # Remotely, several batches per request; the pooled rows (float32) come back, so they bound a group's size.
     # LAPE's counts are one fixed-size sum per request, however many batches it holds.
     row_bytes = 4 * len(expert_layers) * dims.intermediate_size
-    requests = groups(batches, execution.session_batches, row_bytes) if execution.is_remote else [[b] for b in batches]
+    requests = current().request_groups(batches, row_bytes)
     state = {"positive": None, "pooled": [], "tokens": torch.zeros(len(languages), dtype=torch.float64)}
     console = console or Console(stderr=True)
     what = " + ".join((["LAPE"] if lape else []) + (["experts"] if expert_layers else []))
@@ -83,10 +81,7 @@ def _one_request(model, trace, chunks, languages, max_length, exclude_bos, lape,
         raise DataError("a text has no token to count (empty, or only BOS)", where="stats.corpus",
                         fix="drop empty texts from the corpus")
     with torch.inference_mode():
-        if len(batches) == 1:
-            out = current().run(model, trace.run, *batches[0], call_kwargs={"logits_to_keep": 1})
-        else:
-            out = current().run(model, trace.session, batches, call_kwargs={})
+        out = current().call_grouped(model, trace.run, trace.session, batches, call_kwargs={"logits_to_keep": 1})
     if lape:
         state["positive"] = out["positive"] if state["positive"] is None else state["positive"] + out["positive"]
     if expert_layers:

@@ -22,8 +22,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compile.emit_stats import emit_stats
+from ..data.corpora import load_corpus
 from ..errors import DataError
-from ..execution import current
+from ..execution.context import current
 from ..sites import architecture_for, dims_of
 from ..spec.stats import QuantileThreshold
 from ..spec.run_spec import RunSpec
@@ -42,14 +43,6 @@ def moments_key(spec: RunSpec) -> str:
         "exclude_bos": stats.exclude_bos,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def load_corpus(corpus, languages, base_dir: Path | None):
-    """Parallel samples for a corpus spec."""
-    from ..data.corpora import load_parallel
-
-    options = corpus.model_dump(exclude={"kind"})
-    return load_parallel(corpus.kind, list(languages), base_dir=base_dir, **options)
 
 
 def _rows(samples, languages):
@@ -72,33 +65,30 @@ def _progress(console: Console) -> Progress:
 
 
 def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console, exclude_bos):
-    """Run the stats trace over all rows; sum what it returns. Remote runs send `session_batches` batches
-    per request (`model.session`), so the server keeps the running sums and returns only them."""
+    """Run the stats trace over all rows; sum what it returns. The executor groups batches into requests
+    (remotely, up to `session_batches` in one `model.session`, so the server keeps the running sums and
+    returns only them)."""
     tokenizer = model.tokenizer
-    execution = current()
-    per_request = execution.session_batches if execution.is_remote else 1
+    executor = current()
     totals: dict[str, torch.Tensor] = {}
     tokens = torch.zeros(len(languages), dtype=torch.float64)
     batches = list(_batches(tokenizer, rows, batch_size, max_length))
+    counted = {tuple(index): n for index, n in batches}
     seen_tokens = 0
     with _progress(console) as progress:
         task = progress.add_task(description, total=len(rows), tok_s="-")
-        for start in range(0, len(batches), per_request):
-            group = [_encode_batch(tokenizer, rows, index, languages, max_length, exclude_bos)
-                     for index, _ in batches[start:start + per_request]]
+        for group in executor.request_groups([index for index, _ in batches]):
+            payloads = [_encode_batch(tokenizer, rows, index, languages, max_length, exclude_bos) for index in group]
             with torch.inference_mode():
-                if per_request == 1:
-                    out = execution.run(model, trace.run, *group[0], t_act, call_kwargs={"logits_to_keep": 1})
-                else:
-                    out = execution.run(model, trace.session, group, t_act, call_kwargs={})
+                out = executor.call_grouped(model, trace.run, trace.session, payloads, shared=(t_act,),
+                                            call_kwargs={"logits_to_keep": 1})
             for key, value in out.items():
                 totals[key] = totals[key] + value if key in totals else value.clone()
-            for _, onehot, mask in group:
+            for _, onehot, mask in payloads:
                 tokens += onehot.T @ mask.sum(1)
-            done = batches[start:start + per_request]
-            seen_tokens += sum(n for _, n in done)
+            seen_tokens += sum(counted[tuple(index)] for index in group)
             elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, advance=sum(len(index) for index, _ in done), tok_s=f"{seen_tokens / elapsed:,.0f}")
+            progress.update(task, advance=sum(map(len, group)), tok_s=f"{seen_tokens / elapsed:,.0f}")
     return totals, tokens
 
 

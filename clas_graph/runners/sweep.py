@@ -18,20 +18,16 @@ from rich.console import Console
 
 from ..compile.plan import Plan
 from ..compile.compiler import compile_plan
-from ..data.splits import DEV, TEST, check_disjoint, describe
 from ..errors import CompileError, DataError
 from ..records import atomic_write_json
-from ..spec.run_spec import BASE_CONDITION, RunSpec
+from ..spec.base import BASE_CONDITION
+from ..spec.run_spec import RunSpec
 from ..spec.rows import FixedAnchor
-from ..spec.sweep import LOWER_IS_BETTER, Expansion, SelectRule, effective, expand, grids
+from ..spec.sweep import Expansion, SelectRule, effective, expand, grids
+from ..tasks.base import DEV, TEST, check_disjoint, task_runners
 from .evaluate import evaluate
-from .tasks import task_runners
 
 DEV_DIR = "dev"
-# Metrics a selection rule may name, per task kind (checked before the dev phase; kinds not listed are checked
-# after it, against the metrics their units report).
-METRICS = {"xnli": ("accuracy", "macro_f1"), "xquad": ("f1", "exact_match"), "lm_loss": ("loss", "perplexity"),
-           "retrieval": ("top1", "mrr"), "next_token": ("gold_logprob", "top1_agreement", "kl_from_base")}
 _EFFECTIVE = ("alpha", "beta", "gamma")  # CLAS's knobs, recorded for the beta-only / gamma-only figure
 
 
@@ -83,7 +79,8 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
             known = ", ".join(k for k, v in example.items() if isinstance(v, (int, float)))
             raise DataError(f"task {runner.key} has no metric '{metric}'", where=f"{spec.source}: select.metric",
                             fix=f"use one of {known}")
-        higher = (task["higher_is_better"] if metric == task["primary"] else metric not in LOWER_IS_BETTER) \
+        direction = runner.task.higher_is_better(metric)
+        higher = (task["higher_is_better"] if metric == task["primary"] else direction is not False) \
             if rule.goal == "auto" else rule.goal == "max"
         languages = [lang for lang in task["languages"] if rule.languages == "all" or lang != anchor]
         base_mean = mean_score(base, metric, languages)
@@ -100,7 +97,7 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
                                   for c in members}, higher)
                   for family, members in expansion.families.items()}
         out[runner.key] = {"metric": metric, "higher_is_better": higher, "languages": languages,
-                           "dev_items": describe(runner.task, DEV), "test_items": describe(runner.task, TEST),
+                           "dev_items": runner.task.describe(DEV), "test_items": runner.task.describe(TEST),
                            "dev_n": {lang: m.get("n") for lang, m in base.items()},
                            "base": _finite(base_mean), "points": points, "chosen": chosen}
     return out
@@ -118,8 +115,8 @@ def run_sweep(spec: RunSpec, model, stats, run_dir: Path, *, console: Console | 
     rule = spec.select or SelectRule()
     base_dir = Path(spec.source).parent if spec.source else None
     for runner in task_runners(expansion.spec):  # before any model time: no dev item may be a test item
-        known = METRICS.get(runner.task.kind)
-        if rule.metric is not None and known is not None and rule.metric not in known:
+        known = list(runner.task.metrics)
+        if rule.metric is not None and rule.metric not in known:
             raise DataError(f"task {runner.key} has no metric '{rule.metric}'", where=f"{spec.source}: select.metric",
                             fix=f"use one of {', '.join(known)}, or leave it out for each task's primary metric")
         check_disjoint(runner.task, list(spec.languages), base_dir)

@@ -60,3 +60,8 @@ class AnalysisConfig(StrictModel):
     """Seed of t-SNE and the probe's folds."""
     batch_size: PositiveInt | None = None
     """Rows per forward pass; default: the spec's `batch_size`."""
+
+
+def config_of(spec) -> AnalysisConfig:
+    """The spec's `analysis:` section, or the defaults when it has none (`clas-graph analyze`)."""
+    return spec.analysis if spec.analysis is not None else AnalysisConfig()

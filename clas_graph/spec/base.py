@@ -6,6 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+BASE_CONDITION = "base"
+"""The unmodified model's condition: always evaluated, never a name a spec may define."""
+
 # Unknown keys are errors (a typo must never be silently ignored), specs are
 # immutable once loaded, and each field's docstring becomes its JSON Schema
 # description (editors show it on hover).

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
-from .base import FieldError, Identifier, LanguageCode, StrictModel
+from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
 from .analysis import AnalysisConfig
 from .backend import Backend, LocalBackend
 from .interventions import AutoLayers, Intervention
@@ -17,9 +17,7 @@ from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
 from .sweep import SelectRule, Sweep, check_sweep
-from .tasks import Task
-
-BASE_CONDITION = "base"
+from ..tasks.registry import Task
 
 
 class RunSpec(StrictModel):
@@ -142,7 +140,8 @@ class RunSpec(StrictModel):
         check_sweep(self)
         if self.analysis is not None:
             _check_analysis(self)
-        _check_steering_tasks(self)
+        for index, task in enumerate(self.tasks):
+            task.check_references(self, index)
         return self
 
     @property
@@ -238,28 +237,3 @@ def _check_selection_refs(spec: RunSpec, index: int, intervention) -> None:
             raise FieldError(("interventions", index, "value"),
                              f"`{intervention.value}` is a pooled-response statistic of the expert search; add "
                              f"`selections: {{experts: {{site: {intervention.site}}}}}` to `stats:`, or use `value: mean`")
-
-
-def _check_steering_tasks(spec: RunSpec) -> None:
-    """Language steering tasks name spec languages and existing conditions."""
-    for index, task in enumerate(spec.tasks):
-        if task.kind != "language_steering":
-            continue
-        for j, code in enumerate(task.sources or []):
-            if code not in spec.languages:
-                raise FieldError(("tasks", index, "sources", j), f"language '{code}' is not in `languages` {spec.languages}")
-        for name, code in (task.targets or {}).items():
-            if name not in spec.resolved_conditions:
-                raise FieldError(("tasks", index, "targets", name),
-                                 f"unknown condition '{name}'; conditions: {sorted(spec.resolved_conditions)}")
-            if code not in spec.languages:
-                raise FieldError(("tasks", index, "targets", name),
-                                 f"language '{code}' is not in `languages` {spec.languages}")
-        for name, ids in spec.resolved_conditions.items():
-            if name in (task.targets or {}):
-                continue
-            found = {getattr(spec.intervention(i), "target", None) or getattr(spec.intervention(i), "language", None)
-                     for i in ids if spec.intervention(i).kind in ("diffmean", "set")} - {None}
-            if len(found) != 1:
-                raise FieldError(("tasks", index), f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
-                                 f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")

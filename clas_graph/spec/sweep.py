@@ -36,8 +36,6 @@ _KEY = re.compile(r"^(?P<id>[A-Za-z_][A-Za-z0-9_\-]*)\.(?P<field>[A-Za-z_][A-Za-
 _NOT_SWEEPABLE = {"kind", "id"}
 # Characters a generated condition id may hold: it is used in unit and sample file names.
 _SAFE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
-# Metrics where lower is better (the rest: higher is better).
-LOWER_IS_BETTER = {"loss", "perplexity", "kl_from_base"}
 
 
 class SelectRule(StrictModel):
@@ -110,17 +108,9 @@ def format_value(value: Any) -> str:
 
 
 def check_dev_slices(spec: "RunSpec") -> None:
-    """A corpus task's dev slice must not overlap its test slice (same seeded order, so slices are item sets)."""
+    """No task's dev items, as the spec names them, may overlap its test items."""
     for index, task in enumerate(spec.tasks):
-        corpus, dev = getattr(task, "corpus", None), getattr(task, "dev", None)
-        if corpus is None or dev is None or dev.offset is None:
-            continue
-        limit = corpus.limit if dev.limit is None else dev.limit
-        if dev.offset < corpus.offset + corpus.limit and corpus.offset < dev.offset + limit:
-            raise FieldError(("tasks", index, "dev", "offset"),
-                             f"the dev slice [{dev.offset}, {dev.offset + limit}) overlaps the test slice "
-                             f"[{corpus.offset}, {corpus.offset + corpus.limit}); tuning on test items would leak. "
-                             f"Start it at {corpus.offset + corpus.limit} or later")
+        task.check_dev(index)
 
 
 def check_sweep(spec: "RunSpec") -> None:

@@ -1,4 +1,4 @@
-"""Shared prefix: several conditions on one batch compute the layers below their first edit only once.
+"""Shared prefix: what each batch runs when several conditions read the same readout on the same texts.
 
 Every condition equals the unmodified model below its lowest intervened layer `s`. Per batch, one base
 trace runs the model and saves the output of layer s-1 for each distinct `s` among the conditions (and
@@ -14,16 +14,12 @@ mixed-language batches). Skipped layers would leave no KV-cache entries, so shar
 `use_cache=False` (a single forward does not reuse its cache anyway). Generation is not shared: every
 decoding step needs the skipped layers' KV cache of the condition's own earlier tokens.
 
-For next_token the base trace always runs: every condition's distribution is compared with base's inside its
-own trace (KL, top-1), so the base log-probs of the batch go to the conditions' traces as `extra`.
+When a readout compares every condition with base (next_token), the base trace always runs and its
+log-probs go to the conditions' traces.
 
 Conditions with the same start run *stacked* (compile/stack.py): one trace over the batch repeated once
-per condition, each condition's ops on its own block of rows, up to `stack` conditions per trace. Only the
-small readouts stack (last-position logits, pooled vectors); per-token NLL needs the full-vocabulary logits
-of every position, so K conditions would hold K times that memory at once.
-
-Remotely the saved prefix would have to travel to the client and back; `clas_graph.shared_remote` keeps
-the whole batch group in one `model.session` instead.
+per condition, each condition's ops on its own block of rows, up to `stack` conditions per trace, for the
+readouts that allow it (`Readout.stackable`).
 """
 
 from __future__ import annotations
@@ -31,13 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .compile.plan import Plan
-from .compile.emit import emit_prefix, emit_readout
-from .compile.stack import ROW_EXTRAS, can_stack, repeat_rows, split_rows, stack_plans
-from .execution import current
-
-STACKABLE = ("last_logits", "pooled", "next_token")
-"""Readouts whose conditions may run stacked (their per-row result is small)."""
+from ..compile.plan import Plan
+from ..compile.stack import can_stack, stack_plans
+from .readouts import Readout
 
 
 def first_changed_layer(plan: Plan | None, read_layer: int | None = None,
@@ -58,8 +50,7 @@ def first_changed_layer(plan: Plan | None, read_layer: int | None = None,
 class Schedule:
     """What each batch runs for a set of conditions and one readout."""
 
-    readout: str
-    layer: int | None
+    readout: Readout
     starts: dict[str, int | None]
     """Per condition, the first layer its own trace must run (None: its result is the base readout)."""
     stack: int = 1
@@ -68,7 +59,7 @@ class Schedule:
     @property
     def traces(self) -> list[tuple[tuple[str, ...], int]]:
         """(conditions, start) of every trace after the base trace: conditions with one start, `stack` at most."""
-        size = self.stack if self.readout in STACKABLE else 1
+        size = self.stack if self.readout.stackable else 1
         by_start: dict[int, list[str]] = {}
         for name, start in self.starts.items():
             if start is not None:
@@ -88,28 +79,27 @@ class Schedule:
     @property
     def base_readout(self) -> bool:
         """Whether the base trace computes the readout: some condition's result is base's, or every condition
-        compares with base (next_token's KL and top-1 agreement)."""
-        return bool(self.as_base) or self.readout == "next_token"
+        compares with base."""
+        return bool(self.as_base) or self.readout.compares_with_base
 
     @property
     def needs_base_trace(self) -> bool:
         return self.base_readout or bool(self.prefix_layers)
 
 
-def batch_plan(plans: Mapping[str, Plan | None], readout: str, layer: int | None = None, *,
-               share: bool = True, row_languages: Sequence[str] | None = None, stack: int = 1) -> Schedule:
+def batch_plan(plans: Mapping[str, Plan | None], readout: Readout, *, share: bool = True,
+               row_languages: Sequence[str] | None = None, stack: int = 1) -> Schedule:
     """The schedule for `plans` on texts in `row_languages` (None: any). Without `share` every condition runs
     its full trace (conditions equal to the base model still reuse the base readout). `stack`: conditions per
     stacked trace (1: one trace each)."""
-    read_layer = layer if readout == "pooled" else None
     languages = None if row_languages is None else sorted(set(row_languages))
-    starts = {name: first_changed_layer(plan, read_layer, languages) for name, plan in plans.items()}
+    starts = {name: first_changed_layer(plan, readout.read_layer, languages) for name, plan in plans.items()}
     own = [start for start in starts.values() if start is not None]
     # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
-    base_runs = len(own) < len(starts) or readout == "next_token"
+    base_runs = len(own) < len(starts) or readout.compares_with_base
     if not share or not (base_runs or sum(1 for start in own if start) >= 2):
         starts = {name: (None if start is None else 0) for name, start in starts.items()}
-    return Schedule(readout, layer, starts, max(1, stack))
+    return Schedule(readout, starts, max(1, stack))
 
 
 @dataclass(frozen=True)
@@ -130,34 +120,4 @@ def traces_for(schedule: Schedule, plans: Mapping[str, Plan | None]) -> list[Tra
             out.append(Trace(names, start, stack_plans(group)))
         else:
             out += [Trace((name,), start, plan) for name, plan in group]
-    return out
-
-
-def run_batch(model, schedule: Schedule, base: Plan, traces: list[Trace], inputs: dict, row_languages: list[str],
-              extra: dict, call_kwargs: dict) -> dict[str, object]:
-    """Every condition's readout on one batch: the base trace first, then each trace from its start."""
-    execution = current()
-    kwargs = {**call_kwargs, "use_cache": False}
-    out: dict[str, object] = {}
-    prefixes: dict[int, object] = {}
-    if schedule.needs_base_trace:
-        trace = emit_prefix(base, schedule.readout if schedule.base_readout else None, schedule.layer,
-                            schedule.prefix_layers)
-        value, prefixes = execution.run(model, trace, inputs, base.row_inputs(row_languages), {}, extra,
-                                        call_kwargs=kwargs)
-        for name in schedule.as_base:
-            out[name] = value
-    if "base_logprobs" in prefixes:
-        extra = {**extra, "base_logprobs": prefixes["base_logprobs"]}
-    for trace in traces:
-        here = {**extra, "prefix": prefixes[trace.start - 1]} if trace.start else dict(extra)
-        batch = inputs
-        count = len(trace.names)
-        if count > 1:
-            batch = {key: repeat_rows(value, count) for key, value in inputs.items()}
-            here = {key: repeat_rows(value, count) if key in ROW_EXTRAS else value for key, value in here.items()}
-        function = emit_readout(trace.plan, schedule.readout, schedule.layer, skip_to=trace.start or None)
-        value = execution.run(model, function, batch, trace.plan.row_inputs(row_languages), trace.plan.tensors(),
-                              here, call_kwargs=kwargs)
-        out.update(zip(trace.names, split_rows(value, count) if count > 1 else [value]))
     return out

@@ -1,0 +1,194 @@
+"""Running plans on texts: the calls runners and users make (`clas_graph.forward`, `generate`, ...).
+
+Each takes texts with one language per row; the plan's row rules turn those languages into per-row masks,
+so one batch can mix languages (left-padded) and anchor rows stay untouched. Every call goes through the
+current executor (`clas_graph.execution.context`): local, or NDIF with retries, unchanged either way.
+
+The `*_many` calls evaluate several conditions on the same texts and share what they have in common
+(clas_graph.execution.schedule): per batch, the layers below a condition's lowest intervened layer run once,
+in the base trace, and each condition runs only from there. The numbers equal the single-plan calls'.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import torch
+
+from ..compile.emit import emit
+from ..compile.plan import Plan
+from ..errors import DataError
+from ..sites import architecture_for, dims_of
+from .context import current
+from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids
+
+
+def check_rows(plan: Plan | None, texts: Sequence[str], languages: Sequence[str]) -> None:
+    """One language per text, and every language one the plan knows."""
+    if len(texts) != len(languages):
+        raise DataError(f"got {len(texts)} texts but {len(languages)} languages", fix="give one language per text")
+    if plan is not None:
+        unknown = sorted(set(languages) - set(plan.languages))
+        if unknown:
+            raise DataError(
+                f"row language(s) {unknown} are not among the spec's languages {list(plan.languages)}",
+                fix="add them to `languages` in the spec, or fix the row labels",
+            )
+
+
+def base_plan(model, languages: Sequence[str]) -> Plan:
+    """An empty plan (the unmodified model), so every call takes the same generated-trace path."""
+    config = model._module.config
+    dims = dims_of(config)
+    return Plan("base", dims.model_type, architecture_for(config), dims, tuple(dict.fromkeys(languages)), ())
+
+
+def batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> list[list[int]]:
+    """Index batches, longest-first by token count so padding stays small (order is restored by callers)."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> dict:
+    """Left-padded model inputs of a batch of texts (the tokenizer's padding side)."""
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def read_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+              readout: Readout, *, batch_size: int = 8, max_length: int = 512) -> dict:
+    """`readout` for every plan (by condition name; None: the unmodified model) on the texts: {name: result},
+    each result assembled by the readout (e.g. [rows, vocab] logits)."""
+    for plan in plans.values():
+        check_rows(plan, texts, languages)
+    config = model._module.config
+    if not texts:
+        return {name: readout.assemble(0, [], config) for name in plans}
+    tokenizer = model.tokenizer
+    parts = current().readouts(
+        model, plans, base_plan(model, languages), batches(tokenizer, texts, batch_size, max_length),
+        lambda index: encode(tokenizer, [texts[i] for i in index], max_length), languages, readout,
+        batch_size=batch_size)
+    return {name: readout.assemble(len(texts), value, config) for name, value in parts.items()}
+
+
+def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
+            batch_size: int = 8, max_length: int = 512, token_ids: Sequence[int] | None = None) -> torch.Tensor:
+    """Next-token logits at each text's last real token, with `plan` applied (None: unmodified model).
+
+    Returns a float32 CPU tensor [len(texts), vocab], or [len(texts), len(token_ids)] with `token_ids`
+    (only those logits are kept in the trace: what a remote run brings back). Rows are batched by
+    length; the result does not depend on which rows share a batch.
+    """
+    if token_ids is not None:
+        return forward_many(model, {"plan": plan}, texts, languages, batch_size=batch_size, max_length=max_length,
+                            token_ids=token_ids)["plan"]
+    check_rows(plan, texts, languages)
+    plan = plan or base_plan(model, languages)
+    trace = emit(plan)
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    for index in batches(model.tokenizer, texts, batch_size, max_length):
+        inputs = encode(model.tokenizer, [texts[i] for i in index], max_length)
+        rows = plan.row_inputs([languages[i] for i in index])
+        with torch.inference_mode():
+            logits = current().call(model, trace.forward, inputs, rows, plan.tensors(),
+                                    call_kwargs={"logits_to_keep": 1})
+        for row, i in enumerate(index):
+            out[i] = logits[row].float().cpu()
+    return torch.stack(out) if out else torch.empty(0)
+
+
+def eos_ids(model) -> set[int]:
+    """The token ids that end a generation (the generation config's, else the tokenizer's)."""
+    config = model._module.generation_config
+    eos = config.eos_token_id if config.eos_token_id is not None else model.tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
+def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
+                 batch_size: int = 8, max_length: int = 512) -> list[list[int]]:
+    """Greedy decoding with the plan applied at every step; new token ids per row, cut before the first EOS."""
+    from transformers import GenerationConfig
+
+    check_rows(plan, texts, languages)
+    plan = plan or base_plan(model, languages)
+    trace = emit(plan)
+    tokenizer = model.tokenizer
+    eos = eos_ids(model)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+        eos_token_id=sorted(eos) or None, pad_token_id=tokenizer.pad_token_id,
+    )
+    results: list[list[int] | None] = [None] * len(texts)
+    for index in batches(tokenizer, texts, batch_size, max_length):
+        inputs = encode(tokenizer, [texts[i] for i in index], max_length)
+        width = inputs["input_ids"].shape[1]
+        rows = plan.row_inputs([languages[i] for i in index])
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
+            warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
+            token_ids = current().call(model, trace.generate, inputs, rows, plan.tensors(),
+                                       call_kwargs={"generation_config": config})
+        for row, i in enumerate(index):
+            new = token_ids[row, width:].tolist()
+            cut = next((k for k, t in enumerate(new) if t in eos), len(new))
+            results[i] = new[:cut]
+    return results
+
+
+def generate(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
+             batch_size: int = 8, max_length: int = 512) -> list[str]:
+    """Greedy continuations as text, the plan applied at every step (prompt and generated tokens)."""
+    ids = generate_ids(model, plan, texts, languages, max_new_tokens, batch_size=batch_size, max_length=max_length)
+    return [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+
+
+def token_nll(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
+              batch_size: int = 8, max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text: summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
+    return token_nll_many(model, {"plan": plan}, texts, languages, batch_size=batch_size,
+                          max_length=max_length)["plan"]
+
+
+def pooled_hidden(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], layer: int, *,
+                  batch_size: int = 8, max_length: int = 512, exclude_bos: bool = True) -> torch.Tensor:
+    """[len(texts), hidden] mean of decoder layer `layer`'s output over each text's tokens (BOS left out)."""
+    return pooled_hidden_many(model, {"plan": plan}, texts, languages, layer, batch_size=batch_size,
+                              max_length=max_length, exclude_bos=exclude_bos)["plan"]
+
+
+def forward_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
+                 batch_size: int = 8, max_length: int = 512,
+                 token_ids: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """`forward` for every plan (by condition name), sharing each batch's common prefix: {name: [rows, vocab]}
+    (or [rows, len(token_ids)])."""
+    readout = LastLogits(None if token_ids is None else tuple(int(t) for t in token_ids))
+    return read_many(model, plans, texts, languages, readout, batch_size=batch_size, max_length=max_length)
+
+
+def token_nll_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
+                   batch_size: int = 8, max_length: int = 512) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """`token_nll` for every plan, sharing each batch's common prefix: {name: (nll sums, token counts)}."""
+    return read_many(model, plans, texts, languages, TokenNll(), batch_size=batch_size, max_length=max_length)
+
+
+def next_token_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+                    gold: Sequence[int | None], *, batch_size: int = 8,
+                    max_length: int = 512) -> dict[str, dict[str, torch.Tensor]]:
+    """Per plan and text, the next-token distribution at the last real token compared with the unmodified
+    model's on the same batch, reduced in the trace: {name: {"kl": KL(base || plan) in nats, "top1": argmax,
+    "base_top1": base's argmax, "gold_logprob": log-prob of `gold` (NaN where gold is None)}}. Only these four
+    numbers per row leave the trace (a remote run brings back no vocabulary-sized rows)."""
+    return read_many(model, plans, texts, languages, NextToken(gold_ids(gold)), batch_size=batch_size,
+                     max_length=max_length)
+
+
+def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+                       layer: int, *, batch_size: int = 8, max_length: int = 512,
+                       exclude_bos: bool = True) -> dict[str, torch.Tensor]:
+    """`pooled_hidden` for every plan, sharing each batch's common prefix: {name: [rows, hidden]}.
+    A plan with no op at or below `layer` gets the base vectors (it cannot change them)."""
+    return read_many(model, plans, texts, languages, Pooled(layer, exclude_bos), batch_size=batch_size,
+                     max_length=max_length)

@@ -1,0 +1,25 @@
+"""The executor every call uses: the one of the enclosing `use(...)`, or a local one."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+from .executor import Executor
+from .local import LocalExecutor
+
+_CURRENT: contextvars.ContextVar[Executor] = contextvars.ContextVar("clas_graph_executor", default=LocalExecutor())
+
+
+def current() -> Executor:
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def use(executor: Executor):
+    """Run the enclosed calls with `executor` (e.g. `NdifExecutor(host=True)`)."""
+    token = _CURRENT.set(executor)
+    try:
+        yield executor
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,211 @@
+"""What every task kind shares: the spec model's behaviour, the runner that evaluates one (task, language) for
+several conditions, and the split names.
+
+A kind's spec model (a pydantic model with a `kind` literal) says what the task needs from data and languages
+(checked at validation and before any model work); its runner, made by `TaskSpec.runner`, evaluates units.
+Scores are in percent (accuracy, F1, exact match, top-1) as in the paper's tables; lm_loss in nats per token.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+from pydantic import Field
+
+from ..compile.plan import Plan
+from ..errors import DataError
+from ..eval.langid import detect, primary
+from ..spec.base import LanguageCode, StrictModel
+from ..spec.rows import DetectedAnchor, FixedAnchor
+
+if TYPE_CHECKING:
+    from ..spec.run_spec import RunSpec
+
+TEST = "test"
+"""The task's items as its spec gives them."""
+DEV = "dev"
+"""Items a sweep tunes on, never overlapping the test items."""
+SPLITS = (TEST, DEV)
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+class TaskSpec(StrictModel):
+    """Base of every task kind's spec model. Subclasses set `metrics`, `primary` and the methods below."""
+
+    metrics: ClassVar[dict[str, bool]] = {}
+    """Metric name -> whether higher is better, for every metric a unit reports."""
+    primary: ClassVar[str] = ""
+    """The metric tables, deltas, the t-test and a sweep's default selection use."""
+    parallel: ClassVar[bool] = False
+    """Whether one item id names the same item in every language (then one language's ids stand for all)."""
+
+    runner_class: ClassVar[type["TaskRunner"]]
+    """The runner that evaluates this kind's units."""
+
+    def runner(self, spec: "RunSpec", key: str, base_dir: Path | None, split: str = TEST) -> "TaskRunner":
+        return self.runner_class(task=self, spec=spec, key=key, base_dir=base_dir, split=split)
+
+    def own_languages(self) -> list[str] | None:
+        """The task's own `languages:` (None: the spec's)."""
+        return getattr(self, "languages", None)
+
+    def check_languages(self, spec: "RunSpec", index: int, languages: list[str], field: tuple) -> None:
+        """At validation: raise FieldError for a language the task's data cannot provide."""
+
+    def check_references(self, spec: "RunSpec", index: int) -> None:
+        """At validation: raise FieldError for a language or condition the task names that the spec lacks."""
+
+    def check_dev(self, index: int) -> None:
+        """At validation: raise FieldError when the dev items named in the spec overlap the test items."""
+
+    def item_ids(self, languages: list[str], language: str, split: str, base_dir: Path | None) -> list[str]:
+        """Ids of the items the task evaluates in `language` for `split` (no model needed)."""
+        raise NotImplementedError
+
+    def describe(self, split: str) -> str:
+        """Where a split's items come from, in words (for metrics.json and summary.md)."""
+        raise NotImplementedError
+
+    def data_loads(self, languages: list[str], base_dir: Path | None) -> list[tuple[str | None, Callable]]:
+        """What reading the test items takes, to run before any model work: (language, load) per language, or
+        (None, load) for data read for every language at once. Each `load()` raises DataError."""
+        return [(language, functools.partial(self.item_ids, languages, language, TEST, base_dir))
+                for language in languages]
+
+    def report(self, key: str, task: dict, run_dir: Path) -> None:
+        """Task-specific figures from the task's part of metrics.json (default: none)."""
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        """The metric's direction (None: a metric this kind does not know)."""
+        return self.metrics.get(metric)
+
+
+class LanguagesField(StrictModel):
+    """The `languages:` field of the tasks that evaluate a list of languages."""
+
+    languages: list[LanguageCode] | None = Field(None, min_length=1)
+    """Languages this task evaluates; default: the spec's `languages`. They may differ from the statistics'
+    (e.g. XNLI's 15 vs XQuAD's 12): CLAS's masks are language-independent and act on any row language; a
+    per-language intervention (int_mu, per-language DiffMean) needs statistics in every language it touches."""
+
+
+def item_ids(task: TaskSpec, languages: list[str], language: str, split: str, base_dir=None) -> list[str]:
+    """Ids of the items `task` evaluates in `language` for `split`."""
+    check_split(split)
+    return task.item_ids(languages, language, split, base_dir)
+
+
+def check_disjoint(task: TaskSpec, languages: list[str], base_dir=None) -> None:
+    """Raise DataError if any dev item id of the task is also a test item id (in any language)."""
+    for language in languages[:1] if task.parallel else languages:
+        test = set(item_ids(task, languages, language, TEST, base_dir))
+        shared = [i for i in item_ids(task, languages, language, DEV, base_dir) if i in test]
+        if shared:
+            raise DataError(f"{len(shared)} dev item(s) of {task.kind} in {language!r} are also test items "
+                            f"(e.g. {shared[0]!r})", where=f"tasks ({task.kind}).dev",
+                            fix="choose dev items from another split or slice")
+
+
+@dataclass
+class TaskRunner:
+    """One task of a spec, evaluated unit by unit: per language, every condition's rows and metrics.
+    State (loaded data, pooled vectors, detected languages) is kept across units."""
+
+    task: TaskSpec
+    spec: "RunSpec"
+    key: str
+    base_dir: Path | None
+    _cache: dict = field(default_factory=dict)
+    split: str = TEST
+    """`test`: the task's items; `dev`: the disjoint items a sweep tunes on."""
+
+    @property
+    def primary(self) -> str:
+        return self.task.primary
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.task.metrics[self.task.primary]
+
+    @property
+    def anchor(self) -> str | None:
+        return self.spec.anchor.language if isinstance(self.spec.anchor, FixedAnchor) else None
+
+    def languages(self) -> list[str]:
+        """The languages this task reports: its own `languages:`, or the spec's."""
+        return self.spec.task_languages(self.task)
+
+    def data_languages(self) -> list[str]:
+        """The languages whose data the task reads (what preflight loads)."""
+        return self.languages()
+
+    def options(self) -> dict:
+        return {"batch_size": self.spec.batch_size, "max_length": self.spec.max_length}
+
+    def prompt(self, model, text: str) -> str:
+        """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
+        tokenizer = model.tokenizer
+        if self.spec.model.chat_template == "none" or not getattr(tokenizer, "chat_template", None):
+            return text
+        templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+        bos = tokenizer.bos_token or ""
+        return templated[len(bos):] if bos and templated.startswith(bos) else templated  # the tokenizer adds BOS
+
+    def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
+        raise NotImplementedError
+
+    def run_many(self, model, plans: dict[str, Plan], language: str) -> dict[str, tuple[list[dict], dict]]:
+        """Every condition of `plans` on this language: {condition: (rows, metrics)}. The default runs them one
+        by one; runners that can share work across conditions (a batch's common prefix) override it."""
+        return {name: self.run(model, plan, language) for name, plan in plans.items()}
+
+    # Row languages: the data's label, or detected from the text (`anchor: {kind: detected}`).
+
+    def row_languages(self, texts, language: str) -> list[str]:
+        """The language each row is run as: its label, or with a detected anchor what the identifier finds."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return [language] * len(texts)
+        return [self._used(code, language) for code in self._detected(texts)]
+
+    def annotate(self, rows: list[dict], texts, language: str) -> list[dict]:
+        """With a detected anchor, record each row's detected, labelled and used language in its sample."""
+        if not isinstance(self.spec.anchor, DetectedAnchor):
+            return rows
+        for row, code in zip(rows, self._detected(texts)):
+            row.update(detected_language=code, labelled_language=language, row_language=self._used(code, language))
+        return rows
+
+    def _detected(self, texts) -> list[str | None]:
+        cache = self._cache.setdefault("detected", {})
+        missing = [text for text in dict.fromkeys(texts) if text not in cache]
+        cache.update(zip(missing, detect(missing)))
+        return [cache[text] for text in texts]
+
+    def _used(self, detected: str | None, label: str) -> str:
+        by_primary = {primary(code): code for code in self.spec.languages}  # 'pt' finds a spec's 'pt-BR'
+        if detected in by_primary:
+            return by_primary[detected]
+        return self.spec.anchor.language if self.spec.anchor.unknown == "anchor" else label
+
+
+class SharedRunner(TaskRunner):
+    """A runner whose work is done for all conditions at once (`run_many`); `run` is the one-condition case."""
+
+    def run(self, model, plan, language):
+        return self.run_many(model, {plan.condition: plan}, language)[plan.condition]
+
+
+def task_runners(spec: "RunSpec", split: str = TEST) -> list[TaskRunner]:
+    """One runner per task of the spec for `split`; keys are the task kind, numbered when a kind repeats."""
+    base_dir = Path(spec.source).parent if spec.source else None
+    kinds = [task.kind for task in spec.tasks]
+    return [task.runner(spec, task.kind if kinds.count(task.kind) == 1 else f"{task.kind}{index}", base_dir, split)
+            for index, task in enumerate(spec.tasks)]

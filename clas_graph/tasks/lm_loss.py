@@ -1,0 +1,41 @@
+"""Language-modelling loss: mean next-token cross-entropy (nats per token) per language on held-out text."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from ..execution.api import token_nll_many
+from ..spec.corpora import BibleCorpus, Corpus
+from .base import LanguagesField, SharedRunner
+from .corpus import CorpusDev, CorpusRunner, CorpusTask
+
+
+class LmLossRunner(CorpusRunner, SharedRunner):
+    def run_many(self, model, plans, language):
+        samples = self.samples()
+        texts = [s.texts[language] for s in samples]
+        sums = token_nll_many(model, plans, texts, self.row_languages(texts, language), **self.options())
+        return {name: self.score(samples, nll, counts, texts, language) for name, (nll, counts) in sums.items()}
+
+    def score(self, samples, nll, counts, texts, language):
+        rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
+                for s, a, b in zip(samples, nll, counts)]
+        total = float(nll.sum() / counts.sum().clamp(min=1))
+        return self.annotate(rows, texts, language), {"loss": total, "perplexity": float(torch.tensor(total).exp()),
+                                                      "tokens": int(counts.sum()), "n": len(rows)}
+
+
+class LmLossTask(LanguagesField, CorpusTask):
+    """Language-modelling loss: mean next-token cross-entropy (nats per token) per language on held-out text."""
+
+    metrics = {"loss": False, "perplexity": False}
+    primary = "loss"
+    runner_class = LmLossRunner
+
+    kind: Literal["lm_loss"]
+    corpus: Corpus = BibleCorpus(limit=50, offset=100)
+    """Held-out text."""
+    dev: CorpusDev | None = None
+    """Dev texts for a sweep's selection (default: the slice after the test slice)."""
