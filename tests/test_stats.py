@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import spec_data, spec_folder, tiny_model, tiny_tokenizer
+from tiny import CLAS_FROM_STATS_YAML, spec_data, spec_folder, spec_yaml, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph import CompileError, compile_plan
@@ -168,20 +168,12 @@ def test_bridge_rule_picks_the_best_contiguous_window():
 
 # --- the runner, the artifact and specs -------------------------------------------------------
 
-SPEC = """\
-schema_version: 1
-name: tiny-stats
-model: {path: model}
-languages: [en, de, fr, zh]
+SPEC = spec_yaml("tiny-stats", LANGS, """\
 stats:
   corpus: {kind: bible, limit: 4, seed: 2}
   bridge: {k: 2, exclude_last: 1, min_layer: 1}
 interventions:
-  - kind: clas
-    layers: {auto: bridge}
-    shared: {from_stats: partial_shared}
-    specific: {from_stats: language_specific}
-"""
+""", CLAS_FROM_STATS_YAML)
 
 
 MODEL_ARCH = "gemma3"  # the `model_dir` fixture (conftest.py)
