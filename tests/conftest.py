@@ -16,6 +16,8 @@ import torch  # noqa: E402
 # `from tiny import ...` / `from reference import ...` in every test module.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tiny import save_tiny, tiny_model, tiny_tokenizer  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _threads(request):
@@ -38,3 +40,43 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+# --- tiny models, built once per session ---------------------------------------------------------------------
+# Tests only read these (a test that changes a model folder or a model's weights makes its own).
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """tiny_model_dir(arch="llama", layers=4) -> a folder with that tiny model and the tiny tokenizer saved in it
+    (a model folder as users have them), saved once per session."""
+    saved = {}
+
+    def _model_dir(arch: str = "llama", layers: int = 4):
+        if (arch, layers) not in saved:
+            saved[arch, layers] = save_tiny(tmp_path_factory.mktemp(f"tiny-{arch}-{layers}"), arch, layers=layers)
+        return saved[arch, layers]
+
+    return _model_dir
+
+
+@pytest.fixture(scope="module")
+def model_dir(request, tiny_model_dir):
+    """The saved tiny model of the test module's architecture: `MODEL_ARCH = "qwen2"` in the module (default llama)."""
+    return tiny_model_dir(getattr(request.module, "MODEL_ARCH", "llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """tiny_lm(arch="llama") -> the nnsight model around the tiny model of that architecture (layers 4, seed 0),
+    wrapped once per session; `tiny_lm(arch)._module` is its HF model."""
+    from clas_graph.loading import wrap
+
+    wrapped = {}
+
+    def _lm(arch: str = "llama"):
+        if arch not in wrapped:
+            wrapped[arch] = wrap(tiny_model(arch), tiny_tokenizer())
+        return wrapped[arch]
+
+    return _lm

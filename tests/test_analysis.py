@@ -12,7 +12,7 @@ import torch
 from reference import ClasRef, clas_hooks, encode
 from safetensors.numpy import load_file
 from scipy import stats as scipy_stats
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import BOOST_YAML, clas_yaml, spec_data, spec_folder, spec_yaml, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -24,20 +24,8 @@ SPECIFIC = {1: [10, 11, 12], 2: [60]}
 ITEMS = 6
 ANALYSIS_CORPUS = {"kind": "bible", "limit": ITEMS, "offset": 30, "seed": 0}
 
-SPEC = f"""\
-schema_version: 1
-name: tiny-analysis
-model: {{path: model}}
-languages: {json.dumps(LANGS)}
-interventions:
-  - kind: clas
-    id: clas
-    layers: [1, 2]
-    shared: {{neurons: {json.dumps(SHARED)}}}
-    specific: {{neurons: {json.dumps(SPECIFIC)}}}
-    beta: 0.6
-    gamma: 0.4
-    alpha: 3.0
+SPEC = spec_yaml("tiny-analysis", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4, alpha=3.0),
+                 f"""\
 tasks:
   - kind: lm_loss
     corpus: {{kind: bible, limit: 3, offset: 10}}
@@ -46,12 +34,7 @@ analysis:
   corpus: {json.dumps(ANALYSIS_CORPUS)}
   probe: {{folds: 3}}
   tsne: {{perplexity: 5}}
-"""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+""")
 
 
 @pytest.fixture(scope="module")
@@ -311,10 +294,9 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
     from clas_graph.spec.load import validate_data
 
     model = wrap(tiny_model("llama"), tiny_tokenizer())
-    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS[:3],
-                          "interventions": [{"kind": "clas", "layers": [1], "shared": {"neurons": {1: [1, 2]}},
-                                             "specific": {"neurons": {1: [5]}}}],
-                          "analysis": {"corpus": {"kind": "bible", "limit": 3}}})
+    spec = validate_data(spec_data(LANGS[:3], interventions=[{"kind": "clas", "layers": [1], "shared": {"neurons": {1: [1, 2]}},
+                                                              "specific": {"neurons": {1: [5]}}}],
+                                   analysis={"corpus": {"kind": "bible", "limit": 3}}))
     plan = clas_graph.compile_plan(spec, model, "clas")
     samples = load_parallel("bible", LANGS[:3], limit=3)
     local = representations(spec, model, plan, 1, samples, LANGS[:3], tmp_path / "local")
@@ -328,24 +310,8 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
 
 # Two tasks that choose different grid points on their dev items (retrieval alpha=1, LM loss alpha=-3; checked
 # below), so a relation that used another task's point, or an unchosen point, would show.
-SWEEP_SPEC = f"""\
-schema_version: 1
-name: tiny-sweep-analysis
-model: {{path: model}}
-languages: {json.dumps(LANGS)}
-interventions:
-  - kind: clas
-    id: clas
-    layers: [1, 2]
-    shared: {{neurons: {json.dumps(SHARED)}}}
-    specific: {{neurons: {json.dumps(SPECIFIC)}}}
-    beta: 0.6
-    gamma: 0.4
-  - kind: scale
-    id: boost
-    layers: [1]
-    factor: 2.0
-    neurons: {{neurons: {{1: [7, 9, 14]}}}}
+SWEEP_SPEC = spec_yaml("tiny-sweep-analysis", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4),
+                       BOOST_YAML, f"""\
 sweep: {{clas.alpha: [1, -3, 0.5]}}
 tasks:
   - kind: retrieval
@@ -357,7 +323,7 @@ batch_size: 4
 analysis:
   corpus: {json.dumps(ANALYSIS_CORPUS)}
   tsne: {{perplexity: 5}}
-"""
+""")
 GRID = ["clas[alpha=1]", "clas[alpha=-3]", "clas[alpha=0.5]"]
 
 

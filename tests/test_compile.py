@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny import spec_data
 from transformers import Gemma3TextConfig, LlamaConfig
 
 from clas_graph import CompileError, compile_plan
@@ -28,7 +29,7 @@ def config(layers=4, intermediate=64):
 
 def spec_with(**clas):
     iv = {"kind": "clas", "id": "clas", "layers": [1, 2], **clas}
-    return validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": ["en", "de", "fr"],
+    return validate_data({**spec_data(["en", "de", "fr"]),
                           "interventions": [iv]})
 
 
@@ -111,7 +112,7 @@ def test_mask_for_a_layer_not_in_layers_is_an_error():
 
 
 def test_condition_selection():
-    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": ["en", "de"],
+    spec = validate_data({**spec_data(["en", "de"]),
                           "interventions": [{"kind": "clas", "id": "a", "layers": [1]},
                                             {"kind": "clas", "id": "b", "layers": [2]}]})
     with pytest.raises(CompileError, match="2 conditions"):

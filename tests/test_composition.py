@@ -11,7 +11,7 @@ import pytest
 import torch
 from reference_ops import HookOp, greedy, last_logits, rows_where
 from safetensors.torch import save_file
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data, tiny_tokenizer
 from typer.testing import CliRunner
 
 import clas_graph
@@ -47,7 +47,7 @@ STATS = fake_stats()
 
 
 def spec(interventions, conditions=None):
-    data = {"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+    data = {**spec_data(LANGS),
             "stats": {"corpus": {"kind": "bible", "limit": 2}}, "interventions": interventions}
     if conditions:
         data["conditions"] = conditions
@@ -55,9 +55,9 @@ def spec(interventions, conditions=None):
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
-def setup(request):
-    hf, tok = tiny_model(request.param), tiny_tokenizer()
-    return hf, tok, wrap(hf, tok)
+def setup(request, tiny_lm):
+    model = tiny_lm(request.param)
+    return model._module, tiny_tokenizer(), model
 
 
 def non_anchor(lang):
@@ -287,7 +287,7 @@ def test_vector_file_with_a_wrong_sha256(write, tiny_config, tmp_path):
 def test_vector_file_is_used_when_the_hash_matches(tmp_path):
     save_file({"v": torch.arange(4 * 16, dtype=torch.float32).reshape(4, 16)}, str(tmp_path / "v.safetensors"))
     digest = hashlib.sha256((tmp_path / "v.safetensors").read_bytes()).hexdigest()
-    the_spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": ["en", "de"],
+    the_spec = validate_data({**spec_data(["en", "de"]),
                               "interventions": [{"kind": "add_vector", "layers": [2], "coefficient": 0.5,
                                                  "vector": {"file": "v.safetensors", "key": "v", "sha256": digest}}]})
     the_spec._source = str(tmp_path / "spec.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data
 
 import clas_graph
 from clas_graph.data.bible import ParallelSample
@@ -23,15 +23,15 @@ TEXTS = ["Der Himmel ist heute blau und die Kinder spielen draußen im Garten.",
 
 def spec(anchor):
     return validate_data({
-        "schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS, "anchor": anchor,
+        **spec_data(LANGS), "anchor": anchor,
         "interventions": [{"kind": "scale", "id": "boost", "layers": [1, 2], "factor": 3.0,
                            "neurons": {"neurons": {1: list(range(0, 64, 3)), 2: list(range(1, 64, 2))}}}],
         "tasks": [{"kind": "lm_loss"}]})
 
 
 @pytest.fixture(scope="module")
-def model():
-    return wrap(tiny_model("llama"), tiny_tokenizer())
+def model(tiny_lm):
+    return tiny_lm("llama")
 
 
 def run_lm_loss(the_spec, model):

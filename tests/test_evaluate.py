@@ -9,7 +9,7 @@ import torch
 from reference import ClasRef, ref_greedy, ref_last_logits
 from scipy import stats as scipy_stats
 from sklearn.metrics import accuracy_score, f1_score
-from tiny import save_tiny, spec_folder, tiny_model
+from tiny import BOOST_YAML, clas_yaml, spec_folder, spec_yaml, tiny_model
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -56,44 +56,23 @@ def write_task_files(folder):
                                       "answers": {"text": [answer], "answer_start": [0]}}) + "\n")
 
 
-SPEC = f"""\
-schema_version: 1
-name: tiny-eval
-model: {{path: model, chat_template: none}}
-languages: {json.dumps(LANGS)}
-interventions:
-  - kind: clas
-    id: clas
-    layers: [1, 2]
-    shared: {{neurons: {json.dumps(SHARED)}}}
-    specific: {{neurons: {json.dumps(SPECIFIC)}}}
-    beta: 0.6
-    gamma: 0.4
-  - kind: scale
-    id: boost
-    layers: [1]
-    factor: 2.0
-    neurons: {{neurons: {{1: [7, 9, 14]}}}}
+SPEC = spec_yaml("tiny-eval", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4), BOOST_YAML, """\
 tasks:
   - kind: xnli
     limit: null
-    data_files: {{en: xnli_en.jsonl, de: xnli_de.jsonl, fr: xnli_fr.jsonl}}
+    data_files: {en: xnli_en.jsonl, de: xnli_de.jsonl, fr: xnli_fr.jsonl}
   - kind: xquad
     limit: null
     max_new_tokens: 4
-    data_files: {{en: xquad_en.jsonl, de: xquad_de.jsonl, fr: xquad_fr.jsonl}}
+    data_files: {en: xquad_en.jsonl, de: xquad_de.jsonl, fr: xquad_fr.jsonl}
   - kind: lm_loss
-    corpus: {{kind: bible, limit: 3, offset: 10}}
+    corpus: {kind: bible, limit: 3, offset: 10}
   - kind: retrieval
     layer: 2
-    corpus: {{kind: bible, limit: 5, offset: 10}}
+    corpus: {kind: bible, limit: 5, offset: 10}
 batch_size: 4
-"""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+""", model="{path: model, chat_template: none}")
+MODEL_ARCH = "qwen2"  # the `model_dir` fixture (conftest.py)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from reference import ClasRef, ref_greedy, ref_last_logits
-from tiny import ARCHS, tiny_model, tiny_tokenizer
+from tiny import ARCHS, spec_data, tiny_tokenizer
 
 import clas_graph
 from clas_graph.loading import wrap
@@ -46,7 +46,7 @@ def make_spec(shared, specific, *, beta=0.4, gamma=0.2, alpha=1.0, rows="non_anc
         clas["shared"] = {"neurons": shared}
     if specific:
         clas["specific"] = {"neurons": specific}
-    data = {"schema_version": 1, "name": "t", "model": {"path": "unused"}, "languages": ["en", "de", "fr", "zh"],
+    data = {**spec_data(["en", "de", "fr", "zh"], model={"path": "unused"}),
             "interventions": [clas]}
     if anchor is not None:
         data["anchor"] = anchor
@@ -64,10 +64,9 @@ def clas_ref(shared, specific, *, beta=0.4, gamma=0.2, alpha=1.0, intermediate=6
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def setup(request):
-    hf = tiny_model(request.param)
-    tok = tiny_tokenizer()
-    return request.param, hf, tok, wrap(hf, tok)
+def setup(request, tiny_lm):
+    model = tiny_lm(request.param)
+    return request.param, model._module, tiny_tokenizer(), model
 
 
 @pytest.mark.parametrize("alpha", [1.0, -0.7, 0.35])

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import spec_folder, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -62,11 +62,6 @@ tasks:
     sources: [en, de]
 batch_size: 4
 """
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama-steer"), "llama")
 
 
 def nll_of(hf, tok, text):

@@ -25,7 +25,6 @@ from nnsight.modeling.transformers import TransformersModel  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from ndif_mock.harness import start_mock_ndif  # noqa: E402
-from tiny import tiny_model, tiny_tokenizer  # noqa: E402
 
 PROMPTS = ["The quick brown fox", "Hello, world! What is the capital of France?"]
 TOL = 1e-5
@@ -35,11 +34,8 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ndif_tiny_llama")
-    tiny_model("llama", layers=2).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
+def model_dir(tiny_model_dir):
+    return tiny_model_dir("llama", layers=2)
 
 
 _START_FAILED: list[str] = []

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data
 
 import clas_graph
 from clas_graph import BackendError
@@ -27,14 +27,14 @@ ROWS = ["en", "de", "fr", "en"]
 
 
 @pytest.fixture(scope="module")
-def model():
-    return wrap(tiny_model("llama"), tiny_tokenizer())
+def model(tiny_lm):
+    return tiny_lm("llama")
 
 
 @pytest.fixture(scope="module")
 def plan(model):
     spec = validate_data({
-        "schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+        **spec_data(LANGS),
         "interventions": [
             {"kind": "clas", "layers": [1, 2], "shared": {"neurons": {1: [1, 2, 3], 2: [9]}},
              "specific": {"neurons": {1: [5]}}},
@@ -201,7 +201,7 @@ def test_retries_with_backoff_then_a_clear_error(monkeypatch):
 
 
 def test_backend_is_not_part_of_a_runs_identity():
-    data = {"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": ["en", "de"]}
+    data = spec_data(["en", "de"])
     local = validate_data(data)
     remote = validate_data({**data, "backend": {"kind": "ndif", "host": "https://example.org"}})
     assert spec_hash(local) == spec_hash(remote)

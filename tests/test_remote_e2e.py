@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from tiny import save_tiny
+from tiny import spec_data
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -45,11 +45,6 @@ tasks:
   - {{kind: xquad, limit: null, max_new_tokens: 3, data_files: {{en: qa.jsonl, de: qa.jsonl, fr: qa.jsonl}}}}
 batch_size: 4
 {backend}"""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-remote"), "llama")
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +161,7 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     from clas_graph.spec.load import validate_data
 
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
-    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": str(model_dir)}, "languages": LANGS,
+    spec = validate_data({**spec_data(LANGS, model={"path": str(model_dir)}),
                           "interventions": [
                               {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},
                                "specific": {"neurons": {2: [5]}}},
@@ -209,7 +204,7 @@ def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, m
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
     clas = {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},
             "specific": {"neurons": {2: [5]}}}
-    spec = validate_data({"schema_version": 1, "name": "t", "model": {"path": str(model_dir)}, "languages": LANGS,
+    spec = validate_data({**spec_data(LANGS, model={"path": str(model_dir)}),
                           "interventions": [{**clas, "id": "weak", "beta": 0.2}, {**clas, "id": "strong", "beta": 2.0}]})
     plans = clas_graph.compile_plans(spec, model)
     texts = [f"Sentence number {i} is about the weather" for i in range(6)]

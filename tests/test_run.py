@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from reference import ClasRef, ref_last_logits
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import clas_yaml, spec_folder, spec_yaml, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -18,29 +18,12 @@ LANGS = ["en", "de", "fr", "zh"]
 SHARED = {1: [0, 3, 5, 8, 13, 21, 34], 2: [1, 2, 40, 41]}
 SPECIFIC = {1: [10, 11, 12], 2: [60]}
 
-SPEC = f"""\
-schema_version: 1
-name: tiny-run
-model: {{path: model}}
-languages: {json.dumps(LANGS)}
-interventions:
-  - kind: clas
-    id: clas
-    layers: [1, 2]
-    shared: {{neurons: {json.dumps(SHARED)}}}
-    specific: {{neurons: {json.dumps(SPECIFIC)}}}
-    beta: 0.6
-    gamma: 0.4
+SPEC = spec_yaml("tiny-run", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4), """\
 tasks:
   - kind: next_token
-    corpus: {{kind: bible, limit: 3, seed: 0}}
+    corpus: {kind: bible, limit: 3, seed: 0}
 batch_size: 5
-"""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+""")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import spec_data, spec_folder
 from typer.testing import CliRunner
 
 from clas_graph import CompileError, compile_plan
@@ -29,8 +29,8 @@ def samples():
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
-def model(request):
-    return wrap(tiny_model(request.param), tiny_tokenizer())
+def model(request, tiny_lm):
+    return tiny_lm(request.param)
 
 
 def hook_responses(hf, tokenizer, samples, languages, site="act"):
@@ -180,9 +180,7 @@ interventions:
 """
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-gemma-sel"), "gemma3")
+MODEL_ARCH = "gemma3"  # the `model_dir` fixture (conftest.py)
 
 
 def test_stats_command_stores_selections_and_specs_resolve_them(tmp_path, model_dir, monkeypatch):
@@ -247,7 +245,7 @@ def test_stats_command_stores_selections_and_specs_resolve_them(tmp_path, model_
 
 
 def test_selections_must_be_asked_for():
-    data = {"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+    data = {**spec_data(LANGS),
             "stats": {"selections": ["lape"]},
             "interventions": [{"kind": "ablate", "layers": [0], "neurons": {"from_stats": "experts"}}]}
     from clas_graph.errors import SpecError
@@ -268,13 +266,13 @@ class _Captured(Exception):
     pass
 
 
-def test_selection_trace_payload_and_local_simulation_of_remote(samples):
+def test_selection_trace_payload_and_local_simulation_of_remote(samples, tiny_lm):
     from nnsight.schema.request import RequestModel
 
     from clas_graph.execution.context import use
     from clas_graph.execution.ndif import NdifExecutor
 
-    model = wrap(tiny_model("llama"), tiny_tokenizer())
+    model = tiny_lm("llama")
     blobs = []
 
     class Capture(NdifExecutor):

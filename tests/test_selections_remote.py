@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from tiny import save_tiny, tiny_model, tiny_tokenizer
 
 import clas_graph.execution.ndif
 from clas_graph.data.bible import load_bible
@@ -29,8 +28,8 @@ def samples():
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
-def model(request):
-    return wrap(tiny_model(request.param), tiny_tokenizer())
+def model(request, tiny_lm):
+    return tiny_lm(request.param)
 
 
 class Counting(NdifExecutor):
@@ -67,8 +66,8 @@ def test_remote_sessions_give_the_local_numbers(model, samples, options):
 
 
 @pytest.mark.parametrize("rows_allowed, want", [(8, [2, 2, 2]), (1, [1] * 6)])
-def test_pooled_rows_cut_a_group_at_the_result_budget(samples, monkeypatch, rows_allowed, want):
-    model = wrap(tiny_model("llama"), tiny_tokenizer())
+def test_pooled_rows_cut_a_group_at_the_result_budget(samples, monkeypatch, rows_allowed, want, tiny_lm):
+    model = tiny_lm("llama")
     row_bytes = 4 * 3 * 64  # float32 x 3 expert layers x intermediate 64
     monkeypatch.setattr(clas_graph.execution.ndif, "RESULT_BUDGET", rows_allowed * row_bytes)
     local = sel_runner.collect(model, samples, LANGS, batch_size=4, **BOTH)
@@ -90,10 +89,10 @@ class _Captured(Exception):
     pass
 
 
-def test_session_payload_references_nothing_from_clas_graph(samples):
+def test_session_payload_references_nothing_from_clas_graph(samples, tiny_lm):
     from nnsight.schema.request import RequestModel
 
-    model = wrap(tiny_model("llama"), tiny_tokenizer())
+    model = tiny_lm("llama")
     blobs = []
 
     class Capture(NdifExecutor):
@@ -129,13 +128,13 @@ def test_mock_server_sees_one_request_per_group(samples, batch_size, per_request
 
 
 @pytest.fixture(scope="module")
-def mock_ndif(tmp_path_factory):
+def mock_ndif(tiny_model_dir):
     pytest.importorskip("aiohttp")
     import clas_graph
     from ndif_mock.harness import start_mock_ndif
 
     from clas_graph.spec.model_ref import ModelRef
 
-    model_dir = save_tiny(tmp_path_factory.mktemp("tiny-sel-remote"), "llama")
+    model_dir = tiny_model_dir("llama")
     with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
         yield server, clas_graph.load_model(ModelRef(path=str(model_dir)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data, tiny_model, tiny_tokenizer
 
 import clas_graph
 from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
@@ -43,7 +43,7 @@ def spec():
     ]
     conditions = {"clas": ["clas"], "steer": ["steer"], "late": ["late"], "first": ["first"],
                   "gen_only": ["gen_only"], "clas_late": ["clas", "late"]}
-    return validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+    return validate_data({**spec_data(LANGS),
                           "interventions": interventions, "conditions": conditions})
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import CLAS_FROM_STATS_YAML, spec_data, spec_folder, spec_yaml, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph import CompileError, compile_plan
@@ -31,8 +31,8 @@ def samples():
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
-def model(request):
-    return wrap(tiny_model(request.param), tiny_tokenizer())
+def model(request, tiny_lm):
+    return tiny_lm(request.param)
 
 
 def hook_moments(hf, tokenizer, samples, languages, skip_bos=True):
@@ -168,25 +168,15 @@ def test_bridge_rule_picks_the_best_contiguous_window():
 
 # --- the runner, the artifact and specs -------------------------------------------------------
 
-SPEC = """\
-schema_version: 1
-name: tiny-stats
-model: {path: model}
-languages: [en, de, fr, zh]
+SPEC = spec_yaml("tiny-stats", LANGS, """\
 stats:
   corpus: {kind: bible, limit: 4, seed: 2}
   bridge: {k: 2, exclude_last: 1, min_layer: 1}
 interventions:
-  - kind: clas
-    layers: {auto: bridge}
-    shared: {from_stats: partial_shared}
-    specific: {from_stats: language_specific}
-"""
+""", CLAS_FROM_STATS_YAML)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-gemma"), "gemma3")
+MODEL_ARCH = "gemma3"  # the `model_dir` fixture (conftest.py)
 
 
 @pytest.fixture
@@ -242,7 +232,7 @@ def test_compile_without_statistics_says_how_to_get_them(spec_file, tmp_path):
 
 
 def test_from_stats_without_a_stats_section_is_a_spec_error():
-    data = {"schema_version": 1, "name": "x", "model": {"path": "m"}, "languages": ["en", "de"],
+    data = {**spec_data(["en", "de"], name="x"),
             "interventions": [{"kind": "clas", "layers": {"auto": "bridge"}}]}
     with pytest.raises(Exception, match="no `stats:` section"):
         validate_data(data)

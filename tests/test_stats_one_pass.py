@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data
 
 from clas_graph.data.bible import load_bible
 from clas_graph.loading import wrap
@@ -23,8 +23,8 @@ def samples():
 
 
 @pytest.fixture(scope="module")
-def model():
-    return wrap(tiny_model("gemma3"), tiny_tokenizer())
+def model(tiny_lm):
+    return tiny_lm("gemma3")
 
 
 def count_passes(monkeypatch):
@@ -74,7 +74,7 @@ def test_requested_active_fraction_equals_hook_counts_of_abs_h_above_t_act(model
 
 
 def spec():
-    return validate_data({"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+    return validate_data({**spec_data(LANGS),
                           "stats": {"corpus": {"kind": "bible", "limit": 4, "seed": 2}, "batch_size": 4,
                                     "bridge": {"k": 1, "exclude_last": 1}}})
 

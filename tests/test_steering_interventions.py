@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from reference_ops import HookOp, greedy, last_logits, rows_where
-from tiny import tiny_model, tiny_tokenizer
+from tiny import spec_data, tiny_model, tiny_tokenizer
 
 import clas_graph
 from clas_graph import CompileError
@@ -47,7 +47,7 @@ STATS = fake_stats()
 
 
 def spec(interventions, conditions=None, anchor=None):
-    data = {"schema_version": 1, "name": "t", "model": {"path": "m"}, "languages": LANGS,
+    data = {**spec_data(LANGS),
             "stats": {"corpus": {"kind": "bible", "limit": 2}, "selections": ["lape", "experts"]},
             "interventions": interventions}
     if conditions:
@@ -58,9 +58,9 @@ def spec(interventions, conditions=None, anchor=None):
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
-def setup(request):
-    hf, tok = tiny_model(request.param), tiny_tokenizer()
-    return hf, tok, wrap(hf, tok)
+def setup(request, tiny_lm):
+    model = tiny_lm(request.param)
+    return model._module, tiny_tokenizer(), model
 
 
 def everyone(lang):

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 from reference import ClasRef, ref_last_logits
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import BOOST_YAML, clas_yaml, spec_folder, spec_yaml, tiny_model, tiny_tokenizer
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
@@ -25,25 +25,8 @@ LANGS = ["en", "de", "fr"]
 SHARED = {1: [0, 3, 5, 8, 13, 21, 34], 2: [1, 2, 40, 41]}
 SPECIFIC = {1: [10, 11, 12], 2: [60]}
 
-BASE = f"""\
-schema_version: 1
-name: tiny-sweep
-model: {{path: model, chat_template: none}}
-languages: {json.dumps(LANGS)}
-interventions:
-  - kind: clas
-    id: clas
-    layers: [1, 2]
-    shared: {{neurons: {json.dumps(SHARED)}}}
-    specific: {{neurons: {json.dumps(SPECIFIC)}}}
-    beta: 0.6
-    gamma: 0.4
-  - kind: scale
-    id: boost
-    layers: [1]
-    factor: 2.0
-    neurons: {{neurons: {{1: [7, 9, 14]}}}}
-"""
+BASE = spec_yaml("tiny-sweep", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4), BOOST_YAML,
+                 model="{path: model, chat_template: none}")
 TASKS = """\
 tasks:
   - kind: next_token
@@ -204,11 +187,6 @@ def test_corpus_dev_slice_is_disjoint_from_the_test_slice(write, kind):
 
 
 # --- a sweep run on a tiny model ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from tiny import save_tiny, spec_folder, tiny_model, tiny_tokenizer
+from tiny import spec_folder, tiny_model
 from typer.testing import CliRunner
 
 import clas_graph
@@ -40,11 +40,6 @@ tasks:
     corpus: {kind: bible, limit: 2, offset: 10}
 batch_size: 4
 """
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny-llama-langs"), "llama")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ callers that want it anyway.
 from __future__ import annotations
 
 import functools
+import json
 
 import torch
 import transformers
@@ -200,9 +201,9 @@ def tiny_model(
     return model
 
 
-def save_tiny(path, arch: str):
+def save_tiny(path, arch: str, *, layers: int = 4):
     """Save a tiny model and the tiny tokenizer into `path` (a model folder as users have them); returns `path`."""
-    tiny_model(arch).save_pretrained(path)
+    tiny_model(arch, layers=layers).save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
 
@@ -213,3 +214,46 @@ def spec_folder(folder, model_dir, spec_text: str):
     path = folder / "spec.yaml"
     path.write_text(spec_text)
     return path
+
+
+# --- tiny specs: the skeleton every test spec shares, so a test writes only what it is about ---------------------
+
+
+def spec_data(languages, *, name: str = "t", model: dict | None = None, **fields) -> dict:
+    """A spec as data: schema_version 1, `name`, `model` (default `{path: m}`, a path never loaded), `languages`,
+    then `fields` (interventions, tasks, stats, ...) as given."""
+    return {"schema_version": 1, "name": name, "model": {"path": "m"} if model is None else model,
+            "languages": languages, **fields}
+
+
+def spec_yaml(name: str, languages, *sections: str, model: str = "{path: model}") -> str:
+    """A spec as YAML text: schema_version 1, `name`, `model` (flow YAML; default the `model/` folder next to the
+    spec, see `spec_folder`), `languages`, then `sections` (YAML text, each ending in a newline) in order."""
+    head = f"schema_version: 1\nname: {name}\nmodel: {model}\nlanguages: {json.dumps(languages)}\n"
+    return head + "".join(sections)
+
+
+def clas_yaml(shared: dict, specific: dict, **params) -> str:
+    """One `interventions:` item: CLAS `id: clas` on layers [1, 2] with inline neuron lists, then `params`
+    (beta=..., ...) in the order given."""
+    lines = ["  - kind: clas", "    id: clas", "    layers: [1, 2]", f"    shared: {{neurons: {json.dumps(shared)}}}",
+             f"    specific: {{neurons: {json.dumps(specific)}}}"]
+    return "\n".join(lines + [f"    {key}: {value}" for key, value in params.items()]) + "\n"
+
+
+# One `interventions:` item: scale three neurons of layer 1 by 2 (a second condition next to CLAS).
+BOOST_YAML = """\
+  - kind: scale
+    id: boost
+    layers: [1]
+    factor: 2.0
+    neurons: {neurons: {1: [7, 9, 14]}}
+"""
+
+# One `interventions:` item: CLAS on the bridge layers with the neurons the statistics categorize.
+CLAS_FROM_STATS_YAML = """\
+  - kind: clas
+    layers: {auto: bridge}
+    shared: {from_stats: partial_shared}
+    specific: {from_stats: language_specific}
+"""
