@@ -9,7 +9,6 @@ from tiny import spec_data
 
 import clas_graph
 from clas_graph.data.bible import ParallelSample
-from clas_graph.loading import wrap
 from clas_graph.tasks.base import task_runners
 from clas_graph.spec.load import validate_data
 

@@ -15,7 +15,6 @@ from clas_graph.backends import pooled_hidden, token_nll
 from clas_graph.data.bible import load_bible
 from clas_graph.execution.context import use
 from clas_graph.execution.ndif import NdifExecutor, preflight
-from clas_graph.loading import wrap
 from clas_graph.records import spec_hash
 from clas_graph.runners.stats import collect
 from clas_graph.spec.stats import QuantileThreshold

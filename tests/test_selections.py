@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from clas_graph import CompileError, compile_plan
 from clas_graph.cli import app
 from clas_graph.data.bible import load_bible
-from clas_graph.loading import wrap
 from clas_graph.runners import selections as sel_runner
 from clas_graph.spec.load import load_spec, validate_data
 from clas_graph.stats import StatsArtifact

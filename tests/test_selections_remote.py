@@ -14,7 +14,6 @@ import clas_graph.execution.ndif
 from clas_graph.data.bible import load_bible
 from clas_graph.execution.context import use
 from clas_graph.execution.ndif import NdifExecutor
-from clas_graph.loading import wrap
 from clas_graph.runners import selections as sel_runner
 
 LANGS = ["en", "de", "fr", "zh"]

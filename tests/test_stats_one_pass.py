@@ -8,7 +8,6 @@ import torch
 from tiny import spec_data
 
 from clas_graph.data.bible import load_bible
-from clas_graph.loading import wrap
 from clas_graph.runners import stats as stats_runner
 from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 from clas_graph.spec.load import validate_data
