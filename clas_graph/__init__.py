@@ -12,6 +12,7 @@ from .compile.plan import Plan
 from .compile.compiler import compile_plan, compile_plans
 from .errors import BackendError, ClasGraphError, CompileError, DataError, SpecError
 from .loading import load_model
+from .runners.run import run as run_experiment
 from .spec.run_spec import RunSpec
 from .spec.load import load_spec
 
@@ -21,8 +22,6 @@ __version__ = "0.1.0"
 def run(spec: RunSpec, **options):
     """The whole experiment (statistics if needed, every condition x task x language, report); see
     `clas_graph.runners.run.run`. Returns the run directory."""
-    from .runners.run import run as run_experiment
-
     return run_experiment(spec, **options)
 
 

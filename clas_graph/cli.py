@@ -18,7 +18,19 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
+from .compile.emit import emit_source
 from .errors import ClasGraphError
+from .loading import load_config_for_spec
+from .report.sweep import conditions_table
+from .runners.analyze import run_analysis
+from .runners.run import run as run_experiment
+from .runners.run import run_stats
+from .runners.stats import existing_stats
+from .runners.sweep import compile_condition
+from .spec.load import load_spec
+from .spec.run_spec import RunSpec
+from .spec.schema import editor_schema
+from .spec.sweep import expand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative activation interventions (CLAS and friends) compiled into nnsight traces.")
@@ -42,7 +54,6 @@ NdifHost = Annotated[Optional[str], typer.Option(help="NDIF host URL (implies --
 
 def user_errors(command):
     """Turn ClasGraphError into a one-message exit 2, Ctrl-C into exit 130."""
-
     @wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -62,8 +73,6 @@ def user_errors(command):
 def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or JSON)."),
              overrides: Overrides = None):
     """Validate spec files without loading any model."""
-    from .spec.load import load_spec
-
     failed = 0
     for path in files:
         try:
@@ -72,8 +81,6 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
             failed += 1
             err.print(f"[bold red]✗[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             continue
-        from .spec.sweep import expand
-
         expansion = expand(spec)
         grid = f" ({len(expansion.points)} sweep grid point(s))" if expansion.points else ""
         out.print(f"[green]✓[/] {escape(str(path))}: '{spec.name}' on {escape(spec.model.display_name)}, "
@@ -87,9 +94,6 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
 def schema():
     """Print the JSON Schema of spec files (for editor completion and validation; include-aware: files that
     include others, or are included, validate too)."""
-    from .spec.run_spec import RunSpec
-    from .spec.schema import editor_schema
-
     sys.stdout.write(json.dumps(editor_schema(RunSpec), indent=2) + "\n")
 
 
@@ -100,24 +104,13 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
              runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics."),
              overrides: Overrides = None):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
-    from .compile.emit import emit_source
-    from .loading import load_config_for_spec
-    from .spec.load import load_spec
-
-    from .runners.sweep import compile_condition
-    from .spec.sweep import expand
-
     spec = load_spec(spec_file, overrides or ())
     config = load_config_for_spec(spec)
     stats = None
     if spec.needs_stats:
-        from .runners.stats import existing_stats
-
         stats = existing_stats(spec, runs_dir)
     expansion = expand(spec)  # a sweep's grid points become ordinary conditions
     if expansion.points:
-        from .report.sweep import conditions_table
-
         out.print(conditions_table(expansion))
     names = [condition] if condition else list(expansion.spec.resolved_conditions)
     for name in names:
@@ -146,9 +139,6 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
           ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
-    from .runners.run import run_stats
-    from .spec.load import load_spec
-
     run_stats(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, remote=ndif_host or remote)
 
 
@@ -160,10 +150,7 @@ def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
           ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
-    from .runners.run import run as run_spec
-    from .spec.load import load_spec
-
-    path = run_spec(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, compute_stats=False,
+    path = run_experiment(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, compute_stats=False,
                     remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path))}")
 
@@ -176,11 +163,8 @@ def run(spec_file: Path = typer.Argument(..., help="Spec file."),
         ndif_host: NdifHost = None,
         overrides: Overrides = None):
     """Run the experiment a spec describes and record it under runs/."""
-    from .runners.run import run as run_spec
-    from .spec.load import load_spec
-
     spec = load_spec(spec_file, overrides or ())
-    path = run_spec(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
+    path = run_experiment(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path))}")
 
 
@@ -192,9 +176,6 @@ def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis
             ndif_host: NdifHost = None,
             overrides: Overrides = None):
     """Alignment and separation of languages before/after each condition, related to the run's gains (figures)."""
-    from .runners.analyze import run_analysis
-    from .spec.load import load_spec
-
     path = run_analysis(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out,
                         remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path / 'analysis.json'))}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from .embedded import embedded_config, embedded_model_dir
 from .errors import BackendError, SpecError
 from .spec.model_ref import ModelRef
 
@@ -15,8 +16,6 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def resolve_model_source(ref: ModelRef, base_dir: Path | None = None, console=None) -> tuple[str, dict]:
     """ModelRef -> (what to pass to from_pretrained, extra kwargs)."""
     if ref.embedded is not None:
-        from .embedded import embedded_model_dir
-
         return str(embedded_model_dir(ref.embedded, console=console)), {"local_files_only": True}
     if ref.path is not None:
         path = Path(ref.path).expanduser()
@@ -114,8 +113,6 @@ def load_config(ref: ModelRef, base_dir: Path | None = None):
     from transformers import AutoConfig
 
     if ref.embedded is not None:
-        from .embedded import embedded_config
-
         return embedded_config(ref.embedded)
     source, kwargs = resolve_model_source(ref, base_dir)
     try:

@@ -1,1 +1,2 @@
-"""Parallel corpora and task data behind small registries."""
+"""Data readers: the offline Bible (`bible`), parallel corpora (`corpora`), XNLI/XQuAD task items and prompts
+(`tasks`), and the tables of the languages each dataset has (`languages`). Import from the modules themselves."""

@@ -1,3 +1,3 @@
-"""Scoring: task metrics (QA token F1 / exact match, classification accuracy / macro F1),
-cross-language statistics (mean, std, paired t-test against the base model) and retrieval
-accuracy of parallel embeddings. See :mod:`clas_graph.eval.metrics`."""
+"""Scoring: task metrics (QA token F1 / exact match, classification accuracy / macro F1, paired t-tests,
+retrieval ranks: `metrics`), representation geometry (alignment, silhouette, probe, t-SNE: `geometry`) and
+offline language identification (`langid`). Import from the modules themselves."""

@@ -8,11 +8,12 @@ import contextvars
 from .executor import Executor
 from .local import LocalExecutor
 
-_CURRENT: contextvars.ContextVar[Executor] = contextvars.ContextVar("clas_graph_executor", default=LocalExecutor())
+_DEFAULT = LocalExecutor()
+_CURRENT: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("clas_graph_executor", default=None)
 
 
 def current() -> Executor:
-    return _CURRENT.get()
+    return _CURRENT.get() or _DEFAULT
 
 
 @contextlib.contextmanager

@@ -142,7 +142,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
         number += 1
     for label, plan, start, count in traces:
         # a stacked trace repeats the batch's server-side values (prefix, base log-probs) once per condition
-        def repeat(value: str, dims: int) -> str:
+        def repeat(value: str, dims: int, count: int = count) -> str:
             return f"{value}.repeat({count}{', 1' * dims})" if count > 1 else value
 
         tail, _ = readout.tail(save=False, base_logprobs=repeat("base_logprobs", 1))

@@ -1,1 +1,2 @@
-"""Human-facing output: rich tables (figures come with the evaluation runner)."""
+"""What people read and look at: rich tables, matplotlib figures and summary.md sections, per runner
+(`evaluation`, `sweep`, `analysis`, `steering`; `figures` and `tables` are shared). Import from the modules."""

@@ -119,7 +119,7 @@ class StatsArtifact:
             return self
         order = [self.languages.index(code) for code in languages]
         tensors = dict(self.tensors)
-        selections = self.meta.get("selections", {}).get("language_axis", [])  # lape.*, experts.* (issue 13)
+        selections = self.meta.get("selections", {}).get("language_axis", [])  # lape.*, experts.*: per-language tensors
         for key in ("mean", "sq_mean", "act_mean", "active_frac", "resid_mean", "tokens", *selections):
             if key in self.tensors:
                 tensors[key] = self.tensors[key][order]
