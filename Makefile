@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-test demo test bench clean
+.PHONY: install install-test demo lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ install-test: install
 demo: install
 	$(BIN)/clas-graph run specs/demo.yaml
 
-test: install-test
+lint: install-test
+	$(BIN)/ruff check clas_graph tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: install
