@@ -18,7 +18,7 @@ from clas_graph.loading import wrap
 from clas_graph.runners import selections as sel_runner
 from clas_graph.spec.load import load_spec, validate_data
 from clas_graph.stats import StatsArtifact
-from clas_graph.stats import selections as sel
+from clas_graph.selections import rules as sel
 
 LANGS = ["en", "de", "fr", "zh"]
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compile.emit_stats import emit_stats
 from ..errors import DataError
@@ -29,6 +28,8 @@ from ..spec.stats import QuantileThreshold
 from ..spec.run_spec import RunSpec
 from ..stats import Moments, StatsArtifact, build_artifact, thresholds
 from ..stats.artifact import META_FILE, TENSOR_FILE
+from .progress import progress_bar
+from .selections import has_selections, with_selections
 
 
 def moments_key(spec: RunSpec) -> str:
@@ -65,12 +66,6 @@ def _batches(tokenizer, rows, batch_size: int, max_length: int):
         yield index, sum(lengths[i] for i in index)
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[tok_s]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=console, transient=False)
-
-
 def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console, exclude_bos):
     """Run the stats trace over all rows; sum what it returns. Remote runs send `session_batches` batches
     per request (`model.session`), so the server keeps the running sums and returns only them."""
@@ -81,7 +76,7 @@ def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, des
     tokens = torch.zeros(len(languages), dtype=torch.float64)
     batches = list(_batches(tokenizer, rows, batch_size, max_length))
     seen_tokens = 0
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(description, total=len(rows), tok_s="-")
         for start in range(0, len(batches), per_request):
             group = [_encode_batch(tokenizer, rows, index, languages, max_length, exclude_bos)
@@ -288,9 +283,7 @@ def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, consol
 
 
 def _ensure_selections(spec: RunSpec, model, artifact: StatsArtifact, run_dir: Path, console: Console) -> StatsArtifact:
-    """LAPE / expert selections (issue 13) when `stats.selections` asks for them; saved with the artifact in run_dir."""
-    from .selections import has_selections, with_selections
-
+    """LAPE / expert selections when `stats.selections` asks for them; saved with the artifact in run_dir."""
     if spec.stats.selections is None or has_selections(artifact, spec):
         return artifact
     samples = load_corpus(spec.stats.corpus, spec.languages, Path(spec.source).parent if spec.source else None)
