@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 from transformers import Gemma3TextConfig, LlamaConfig
 
 from clas_graph import CompileError, compile_plan
-from clas_graph.compile.compiler import clas_scale
 from clas_graph.compile.emit import emit, emit_source
+from clas_graph.interventions.clas import clas_scale
 from clas_graph.spec.load import validate_data
 
 GOLDEN = Path(__file__).parent / "golden"

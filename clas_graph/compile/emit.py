@@ -69,8 +69,8 @@ def _op_lines(op, x: str) -> list[str]:
 
 
 def _formula(op) -> str:
-    if op.kind == "clas":
-        return "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale"
+    if op.formula is not None:  # the kind's own terms (CLAS's blend of boosted and damped neurons)
+        return op.formula
     return {ScaleNeurons: "x * scale", SetNeurons: "x[n] = value[n] where mask[n]",
             AddVector: "x + coefficient * v", AddVectorKeepNorm: "(x + v) * |x| / |x + v|"}[type(op)]
 
@@ -222,7 +222,7 @@ def readout_trace(model, inputs, rows, tensors, extra, trace_kwargs):
 def emit_readout(plan: Plan, readout: str, layer: int | None = None, *, skip_to: int | None = None) -> Callable:
     """readout_trace(model, inputs, rows, tensors, extra, trace_kwargs) for the plan (cached by source)."""
     source = emit_readout_source(plan, readout, layer, skip_to=skip_to)
-    return _compile(source, f"{readout}-{plan.condition}")["readout_trace"]
+    return compile_source(source, f"{readout}-{plan.condition}")["readout_trace"]
 
 
 def emit_prefix_source(base: Plan, readout: str | None, layer: int | None, save_layers: tuple[int, ...]) -> str:
@@ -263,7 +263,7 @@ def emit_prefix(base: Plan, readout: str | None, layer: int | None, save_layers:
     """prefix_trace(model, inputs, rows, tensors, extra, trace_kwargs) -> (base readout or None, {layer: output}),
     the dict also holding "base_logprobs" [rows, vocab] for the next_token readout (the conditions compare with it)."""
     source = emit_prefix_source(base, readout, layer, tuple(sorted(save_layers)))
-    return _compile(source, f"prefix-{readout}")["prefix_trace"]
+    return compile_source(source, f"prefix-{readout}")["prefix_trace"]
 
 
 def emit_source(plan: Plan) -> str:
@@ -310,8 +310,9 @@ def generate_trace(model, inputs, rows, tensors, generate_kwargs):
 _NAMESPACES: dict[str, dict] = {}
 
 
-def _compile(source: str, label: str) -> dict:
-    """Execute generated source once (cached by content) and return its namespace."""
+def compile_source(source: str, label: str) -> dict:
+    """Execute generated source once (cached by content) and return its namespace (`__file__`: the name it is
+    registered under in linecache). Every generated trace, session and statistics pass is compiled here."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     if digest not in _NAMESPACES:
         filename = f"<generated-{label}-{digest}>"
@@ -326,5 +327,5 @@ def _compile(source: str, label: str) -> dict:
 def emit(plan: Plan) -> EmittedTrace:
     """Compile the plan's generated source into callable trace functions (cached by source)."""
     source = emit_source(plan)
-    namespace = _compile(source, f"trace-{plan.condition}")
+    namespace = compile_source(source, f"trace-{plan.condition}")
     return EmittedTrace(source, namespace["__file__"], namespace["forward_trace"], namespace["generate_trace"])

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..sites import Architecture
-from .emit import _compile
-from .emit_session import _without_comments
+from .emit import compile_source
+from .emit_session import without_comments
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,12 @@ def selection_trace(model, inputs, onehot, token_mask, trace_kwargs):
 
 def selection_session(model, batches, session_kwargs):
     # Many batches in one request: the server sums the counts and concatenates the pooled rows; only that
-    # comes back. (No comments below: see _without_comments in emit_session.py.)
+    # comes back. (No comments below: see without_comments in emit_session.py.)
     with model.session(**session_kwargs):
         sums = None
         for inputs, onehot, token_mask in batches:
             with model.trace(inputs, logits_to_keep=1) as tracer:
-{_without_comments(inner)}
+{without_comments(inner)}
                 part = {part}
                 tracer.stop()
             sums = part if sums is None else {merged}
@@ -100,5 +100,5 @@ def emit_selection(architecture: Architecture, num_layers: int, *, lape: bool, e
                    expert_site: str = "mlp.act_fn.output") -> SelectionTrace:
     source = emit_selection_source(architecture, num_layers, lape=lape, expert_layers=tuple(expert_layers),
                                    expert_site=expert_site)
-    namespace = _compile(source, "selection")
+    namespace = compile_source(source, "selection")
     return SelectionTrace(source, namespace["__file__"], namespace["selection_trace"], namespace["selection_session"])

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from .emit import INDENT, READOUT_NAMES, _compile, _readout_tail, _skip_lines, emit_body
+from .emit import INDENT, READOUT_NAMES, _readout_tail, _skip_lines, compile_source, emit_body
 from .plan import Plan
 from .stack import ROW_EXTRAS
 
@@ -69,7 +69,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
         blocks.append(_trace_block(number, "\n".join(parts), count))
         outputs.append(number)
         number += 1
-    blocks = [_without_comments(block) for block in blocks]
+    blocks = [without_comments(block) for block in blocks]
     lists = "\n".join(f"{INDENT}out_{k}_{name} = []" for k in outputs for name in names)
     saved = "\n".join(f"{INDENT}result_{k}_{name} = torch.cat(out_{k}_{name}).cpu().save()"
                       for k in outputs for name in names)
@@ -83,7 +83,7 @@ def many_session(model, batches, all_tensors, trace_kwargs, session_kwargs):
     # Per batch: trace 0 is the base model (it keeps the outputs of the layers the conditions start after,
     # prefix_N, on the server); every later trace is one condition, skipping the layers below its first
     # edit (they return prefix_N). Readouts are reduced in the traces; only their concatenation is saved.
-    # (No comments below: see _without_comments in emit_session.py.)
+    # (No comments below: see without_comments in emit_session.py.)
     with model.session(**session_kwargs):
 {lists}
         for batch_inputs, batch_extra, all_rows in batches:
@@ -105,7 +105,7 @@ def _trace_block(number: int, body: str, count: int) -> str:
                       f"{head}with model.trace(inputs, **trace_kwargs) as tracer:", body])
 
 
-def _without_comments(source: str) -> str:
+def without_comments(source: str) -> str:
     """nnsight 0.8.1 re-reads a session's nested traces by line number after its remote serialization, which
     drops comments: a comment line inside the session shifts every later trace ("no `with` statement at
     line N", or "Cannot access ... outside of interleaving"). The session body therefore has none."""
@@ -120,4 +120,4 @@ def _without_comments(source: str) -> str:
 def emit_session(base: Plan, traces: list[tuple[str, Plan, int, int]], readout: str, layer: int | None,
                  prefix_layers: tuple[int, ...], base_readout: bool) -> SessionTrace:
     source = emit_session_source(base, traces, readout, layer, tuple(prefix_layers), base_readout)
-    return SessionTrace(source, _compile(source, f"session-{readout}")["many_session"])
+    return SessionTrace(source, compile_source(source, f"session-{readout}")["many_session"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..sites import Architecture
-from .emit import _compile
+from .emit import compile_source
 
 
 @dataclass(frozen=True)
@@ -106,5 +106,5 @@ def stats_session(model, batches, thresholds, session_kwargs):
 
 def emit_stats(architecture: Architecture, num_layers: int, *, moments: bool = True, active: str | None = None) -> StatsTrace:
     source = emit_stats_source(architecture, num_layers, moments=moments, active=active)
-    namespace = _compile(source, "stats")
+    namespace = compile_source(source, "stats")
     return StatsTrace(source, namespace["__file__"], namespace["stats_trace"], namespace["stats_session"])
