@@ -23,6 +23,7 @@ from ..spec.vectors import StatsVector
 
 if TYPE_CHECKING:
     from ..sites import Architecture, ModelDims
+    from ..spec.run_spec import RunSpec
 
 MlpSite = Literal["mlp.act_fn.output", "mlp.down_proj.input"]
 Steps = Literal["all", "prompt", "generated"]
@@ -71,7 +72,7 @@ class Targeted(StrictModel):
         fields += [name for name in self.SOURCE_FIELDS if isinstance(getattr(self, name), (StatsMask, StatsVector))]
         return fields
 
-    def check_references(self, spec, index: int) -> None:
+    def check_references(self, spec: RunSpec, index: int) -> None:
         """Languages this intervention names are spec languages; selections it uses are asked for."""
         for name in self.SOURCE_FIELDS:
             check_source_languages(spec, index, name, getattr(self, name))
@@ -82,7 +83,7 @@ class Targeted(StrictModel):
                                  f"language '{code}' is not in `languages` {spec.languages}")
         self.check_selections(spec, index)
 
-    def check_selections(self, spec, index: int) -> None:
+    def check_selections(self, spec: RunSpec, index: int) -> None:
         """Selections (`stats.selections`) this intervention reads are asked for; none by default."""
 
     def steering_target(self) -> str | None:
@@ -90,7 +91,7 @@ class Targeted(StrictModel):
         return None
 
 
-def check_source_languages(spec, index: int, name: str, source) -> None:
+def check_source_languages(spec: RunSpec, index: int, name: str, source) -> None:
     """The languages a mask or vector source names (`language`, `languages`) are spec languages."""
     langs = spec.languages
     language = getattr(source, "language", None)
@@ -103,12 +104,12 @@ def check_source_languages(spec, index: int, name: str, source) -> None:
                              f"language '{code}' is not in `languages` {langs}")
 
 
-def spec_where(spec, field: str) -> str:
+def spec_where(spec: RunSpec, field: str) -> str:
     """`FILE: field` for compile errors."""
     return f"{spec.source or '<spec>'}: {field}"
 
 
-def row_select(spec, rule) -> RowSelect:
+def row_select(spec: RunSpec, rule) -> RowSelect:
     """The rows a row rule selects, with the spec's anchor."""
     if rule == "all":
         return RowSelect("all")
@@ -124,7 +125,7 @@ def mean_tensor(site: str) -> str:
     return "act_mean" if site == SITE_ACT else "mean"
 
 
-def _check_layers(spec, index: int, layers: list[int], dims) -> None:
+def _check_layers(spec: RunSpec, index: int, layers: list[int], dims) -> None:
     for position, layer in enumerate(layers):
         where = spec_where(spec, f"interventions[{index}].layers[{position}]")
         if layer >= dims.num_layers:
@@ -140,7 +141,7 @@ def _check_layers(spec, index: int, layers: list[int], dims) -> None:
 class CompileContext:
     """What compiling one intervention needs: the spec field it came from, model sizes, statistics."""
 
-    def __init__(self, spec, index: int, dims: ModelDims, stats, architecture: Architecture):
+    def __init__(self, spec: RunSpec, index: int, dims: ModelDims, stats, architecture: Architecture):
         self.spec, self.index, self.dims, self.stats, self.architecture = spec, index, dims, stats, architecture
         self.intervention = spec.interventions[index]
         self.base_dir = Path(spec.source).parent if spec.source else Path.cwd()

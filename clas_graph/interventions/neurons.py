@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
@@ -10,6 +10,9 @@ from ..selections.registry import SELECTION_NAMES
 from ..spec.base import FieldError
 from ..spec.masks import MaskSource, StatsMask
 from .base import Layers, MlpSite, Targeted
+
+if TYPE_CHECKING:
+    from ..spec.run_spec import RunSpec
 
 
 class NeuronEdit(Targeted):
@@ -24,7 +27,7 @@ class NeuronEdit(Targeted):
 
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("neurons",)
 
-    def check_selections(self, spec, index: int) -> None:
+    def check_selections(self, spec: RunSpec, index: int) -> None:
         """`{from_stats: lape}` / `experts` neurons are computed only when `stats.selections` asks for them."""
         source = self.neurons
         chosen = getattr(spec.stats, "selections", None) if spec.stats is not None else None

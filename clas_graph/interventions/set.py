@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Union
+from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
 import torch
 
@@ -12,6 +12,9 @@ from ..selections.experts import POOLED_VALUES
 from ..spec.base import FieldError, FiniteFloat, Identifier, LanguageCode
 from .base import CompileContext, mean_tensor
 from .neurons import NeuronEdit, neuron_counts
+
+if TYPE_CHECKING:
+    from ..spec.run_spec import RunSpec
 
 
 class SetIntervention(NeuronEdit):
@@ -47,7 +50,7 @@ class SetIntervention(NeuronEdit):
     def steering_target(self) -> str | None:
         return self.language
 
-    def check_selections(self, spec, index: int) -> None:
+    def check_selections(self, spec: RunSpec, index: int) -> None:
         super().check_selections(spec, index)
         chosen = getattr(spec.stats, "selections", None) if spec.stats is not None else None
         if self.value in POOLED_VALUES:
