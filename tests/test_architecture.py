@@ -120,7 +120,7 @@ def _string_constants(node) -> list[str]:
 def registered_names() -> set[str]:
     """Every task, intervention and selection kind and every readout label."""
     from clas_graph.execution import readouts
-    from clas_graph.interventions.registry import KINDS as INTERVENTIONS
+    from clas_graph.interventions.registry import INTERVENTION_KINDS as INTERVENTIONS
     from clas_graph.selections.registry import SELECTION_NAMES
     from clas_graph.tasks.registry import KINDS as TASKS
 

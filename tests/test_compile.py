@@ -15,8 +15,8 @@ from tiny import spec_data
 from transformers import Gemma3TextConfig, LlamaConfig
 
 from clas_graph import CompileError, compile_plan
-from clas_graph.compile.compiler import clas_scale
 from clas_graph.compile.emit import emit, emit_source
+from clas_graph.interventions.clas import clas_scale
 from clas_graph.spec.load import validate_data
 
 GOLDEN = Path(__file__).parent / "golden"

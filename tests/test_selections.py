@@ -17,7 +17,7 @@ from clas_graph.data.bible import load_bible
 from clas_graph.runners import selections as sel_runner
 from clas_graph.spec.load import load_spec, validate_data
 from clas_graph.stats import StatsArtifact
-from clas_graph.stats import selections as sel
+from clas_graph.selections import rules as sel
 
 LANGS = ["en", "de", "fr", "zh"]
 

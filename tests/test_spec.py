@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from clas_graph import SpecError, load_spec
 from clas_graph.cli import app
-from clas_graph.spec.interventions import ClasIntervention
+from clas_graph.interventions.clas import ClasIntervention
 from clas_graph.spec.masks import InlineMask
 from clas_graph.spec.run_spec import RunSpec
 

@@ -71,8 +71,8 @@ def _op_lines(op, x: str) -> list[str]:
 
 
 def _formula(op) -> str:
-    if op.kind == "clas":
-        return "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale"
+    if op.formula is not None:  # the kind's own terms (CLAS's blend of boosted and damped neurons)
+        return op.formula
     return {ScaleNeurons: "x * scale", SetNeurons: "x[n] = value[n] where mask[n]",
             AddVector: "x + coefficient * v", AddVectorKeepNorm: "(x + v) * |x| / |x + v|"}[type(op)]
 
@@ -182,7 +182,8 @@ _NAMESPACES: dict[str, dict] = {}
 
 
 def compile_source(source: str, label: str) -> dict:
-    """Execute generated source once (cached by content) and return its namespace."""
+    """Execute generated source once (cached by content) and return its namespace (`__file__`: the name it is
+    registered under in linecache). Every generated trace, session and statistics pass is compiled here."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     if digest not in _NAMESPACES:
         filename = f"<generated-{label}-{digest}>"

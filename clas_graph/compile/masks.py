@@ -11,8 +11,7 @@ from safetensors import safe_open
 from ..errors import CompileError
 from ..sites import ModelDims
 from ..spec.masks import FileMask, InlineMask, StatsMask
-from ..spec.selections import SELECTION_NAMES
-from ..stats.selections import selection_mask
+from ..selections import registry as selections
 
 
 def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path,
@@ -22,7 +21,7 @@ def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base
     if source is None:
         return empty
     if isinstance(source, StatsMask):
-        if source.from_stats in SELECTION_NAMES:
+        if source.from_stats in selections.SELECTION_NAMES:
             return _selection(source, layers=layers, where=where, stats=stats)
         if source.per_row:
             raise CompileError("`per_row` only applies to `from_stats: lape` or `experts`", where=f"{where}.per_row")
@@ -39,7 +38,7 @@ def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base
 
 def _selection(source: StatsMask, *, layers, where: str, stats) -> dict[int, torch.Tensor]:
     name = source.from_stats
-    if f"{name}.mask" not in stats.tensors:
+    if not selections.has_mask(stats, name):
         raise CompileError(
             f"the statistics artifact holds no '{name}' selection",
             where=f"{where}.from_stats",
@@ -48,7 +47,7 @@ def _selection(source: StatsMask, *, layers, where: str, stats) -> dict[int, tor
     if source.per_row and source.languages is not None:
         raise CompileError("`per_row` and `languages` exclude each other (per_row: each row's own language)",
                            where=f"{where}.per_row", fix="drop one of them")
-    return selection_mask(stats, name, layers, source.languages, per_row=source.per_row)
+    return selections.mask(stats, name, layers, source.languages, per_row=source.per_row)
 
 
 def _inline(source: InlineMask, *, layers, dims: ModelDims, where: str, masks: dict) -> dict[int, torch.Tensor]:

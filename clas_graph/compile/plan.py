@@ -15,7 +15,7 @@ row then uses its own language's row of the table.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -74,6 +74,8 @@ class Op:
     """`all`, `prompt` (the first forward of generation) or `generated` (the following ones)."""
     params: dict
     """What the tensors were made from (coefficients, mask sizes), for humans and plan.json."""
+    formula: str | None = field(default=None, kw_only=True)
+    """What the op computes in its kind's terms, for the generated trace's comment; default: the op class's."""
 
     def tensor_name(self, part: str) -> str:
         return f"{self.intervention}.L{self.layer}.{self.site}.{part}"

@@ -18,12 +18,10 @@ from rich.console import Console
 from ..compile.emit_selection import emit_selection
 from ..errors import DataError
 from ..execution.context import current
+from ..selections.registry import LANGUAGE_AXIS, TENSOR_PREFIXES
 from ..sites import architecture_for, dims_of
 from ..spec.run_spec import RunSpec
-from ..stats import selections as sel
-
-LANGUAGE_AXIS = ("lape.prob", "lape.mask", "experts.ap", "experts.mask", "experts.p50", "experts.p90")
-"""Selection tensors whose first axis is the language (reordered with the artifact's languages)."""
+from .progress import progress_bar
 
 
 def wanted(spec: RunSpec) -> dict:
@@ -59,9 +57,7 @@ def collect(model, samples, languages, *, lape: bool, expert_layers: list[int], 
     state = {"positive": None, "pooled": [], "tokens": torch.zeros(len(languages), dtype=torch.float64)}
     console = console or Console(stderr=True)
     what = " + ".join((["LAPE"] if lape else []) + (["experts"] if expert_layers else []))
-    from .stats import _progress
-
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         bar = progress.add_task(f"selections: {what}", total=len(rows), tok_s="-")
         for group in requests:
             _one_request(model, trace, [[rows[i] for i in index] for index in group], languages, max_length,
@@ -101,16 +97,9 @@ def compute(spec: RunSpec, model, samples, *, previous=None, console: Console | 
     num_layers = dims_of(model._module.config).num_layers
     old = previous.tensors if previous is not None else {}
     old_meta = previous.meta.get("selections", {}) if previous is not None else {}
-    reuse_prob = chosen.lape is not None and "lape.prob" in old
-    reuse_experts = chosen.experts is not None and old_meta.get("requested", {}).get("experts") == wanted(spec)["experts"] \
-        if chosen.experts is not None else False
-    expert_layers = []
-    if chosen.experts is not None:
-        expert_layers = list(chosen.experts.layers) if chosen.experts.layers is not None else list(range(num_layers))
-        bad = [layer for layer in expert_layers if layer >= num_layers]
-        if bad:
-            raise DataError(f"expert layers {bad} are out of range: the model has {num_layers} layers",
-                            where="stats.selections.experts.layers", fix=f"use layers 0-{num_layers - 1}")
+    reuse_prob = chosen.lape is not None and chosen.lape.reusable(old, old_meta)
+    reuse_experts = chosen.experts is not None and chosen.experts.reusable(old, old_meta)
+    expert_layers = chosen.experts.searched_layers(num_layers) if chosen.experts is not None else []
     count_lape = chosen.lape is not None and not reuse_prob
     search = expert_layers if chosen.experts is not None and not reuse_experts else []
     positive = tokens = pooled = row_language = None
@@ -121,31 +110,14 @@ def compute(spec: RunSpec, model, samples, *, previous=None, console: Console | 
             batch_size=stats.batch_size, max_length=stats.max_length, exclude_bos=stats.exclude_bos, console=console)
     tensors, meta = {}, {"requested": wanted(spec), "language_axis": []}
     if chosen.lape is not None:
-        if reuse_prob:
-            prob, meta["lape_probabilities"] = old["lape.prob"], "reused from the artifact (same corpus)"
-        else:
-            prob = (positive / tokens.clamp(min=1)[None, :, None]).transpose(0, 1).to(torch.float32)  # [G, L, I]
-        entropy, mask, info = sel.lape(prob, **chosen.lape.model_dump())
-        tensors.update({"lape.prob": prob, "lape.entropy": entropy, "lape.mask": mask})
-        info["neurons_per_language"] = dict(zip(languages, info["neurons_per_language"]))
-        meta["lape"] = {**info, "rule": sel.LAPE_NOTE, "site": "mlp.act_fn.output",
-                        "tensors": {"lape.prob": "P(act_fn output > 0) [languages, layers, neurons]",
-                                    "lape.entropy": "entropy over languages [layers, neurons] (inf: filtered out)",
-                                    "lape.mask": "neuron belongs to language [languages, layers, neurons]"}}
+        found, info = chosen.lape.stored(positive, tokens, languages, reused=old if reuse_prob else None)
+        tensors.update(found)
+        meta.update(info)
     if chosen.experts is not None:
-        if reuse_experts:
-            tensors.update({k: v for k, v in old.items() if k.startswith("experts.")})
-            meta["experts"] = old_meta["experts"]
-        else:
-            tensors.update(sel.experts(pooled, row_language, len(languages), expert_layers, num_layers,
-                                       top_k=chosen.experts.top_k))
-            meta["experts"] = {
-                "rule": sel.EXPERTS_NOTE, "site": chosen.experts.site, "layers": expert_layers,
-                "texts": int(pooled.shape[1]),
-                "tensors": {"experts.ap": "average precision [languages, layers, neurons] (NaN: not searched)",
-                            "experts.mask": "top_k experts per language [languages, layers, neurons]",
-                            "experts.p50": "median max-pooled response on the language's texts",
-                            "experts.p90": "90th percentile of the same"}}
+        found, info = chosen.experts.stored(pooled, row_language, languages, expert_layers, num_layers,
+                                            reused=(old, old_meta) if reuse_experts else None)
+        tensors.update(found)
+        meta.update(info)
     meta["language_axis"] = [name for name in LANGUAGE_AXIS if name in tensors]
     return tensors, meta
 
@@ -161,5 +133,5 @@ def with_selections(artifact, spec: RunSpec, model, samples, *, console: Console
     if has_selections(artifact, spec):
         return artifact
     tensors, meta = compute(spec, model, samples, previous=artifact, console=console)
-    kept = {k: v for k, v in artifact.tensors.items() if not k.startswith(("lape.", "experts."))}
+    kept = {k: v for k, v in artifact.tensors.items() if not k.startswith(TENSOR_PREFIXES)}
     return replace(artifact, tensors={**kept, **tensors}, meta={**artifact.meta, "selections": meta})

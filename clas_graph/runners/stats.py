@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..compile.emit_stats import emit_stats
 from ..data.corpora import load_corpus
@@ -30,6 +29,10 @@ from ..spec.stats import QuantileThreshold
 from ..spec.run_spec import RunSpec
 from ..stats import Moments, StatsArtifact, build_artifact, thresholds
 from ..stats.artifact import META_FILE, TENSOR_FILE
+from ..report.figures import category_shares_figure
+from ..report.tables import category_table
+from .progress import progress_bar
+from .selections import has_selections, with_selections
 
 
 def moments_key(spec: RunSpec) -> str:
@@ -58,12 +61,6 @@ def _batches(tokenizer, rows, batch_size: int, max_length: int):
         yield index, sum(lengths[i] for i in index)
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[tok_s]} tok/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), console=console, transient=False)
-
-
 def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, description, console, exclude_bos):
     """Run the stats trace over all rows; sum what it returns. The executor groups batches into requests
     (remotely, up to `session_batches` in one `model.session`, so the server keeps the running sums and
@@ -75,7 +72,7 @@ def _stream(model, rows, languages, *, batch_size, max_length, trace, t_act, des
     batches = list(_batches(tokenizer, rows, batch_size, max_length))
     counted = {tuple(index): n for index, n in batches}
     seen_tokens = 0
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(description, total=len(rows), tok_s="-")
         for group in executor.request_groups([index for index, _ in batches]):
             payloads = [_encode_batch(tokenizer, rows, index, languages, max_length, exclude_bos) for index in group]
@@ -278,9 +275,7 @@ def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, consol
 
 
 def _ensure_selections(spec: RunSpec, model, artifact: StatsArtifact, run_dir: Path, console: Console) -> StatsArtifact:
-    """LAPE / expert selections (issue 13) when `stats.selections` asks for them; saved with the artifact in run_dir."""
-    from .selections import has_selections, with_selections
-
+    """LAPE / expert selections when `stats.selections` asks for them; saved with the artifact in run_dir."""
     if spec.stats.selections is None or has_selections(artifact, spec):
         return artifact
     samples = load_corpus(spec.stats.corpus, spec.languages, Path(spec.source).parent if spec.source else None)
@@ -299,9 +294,6 @@ def _damaged(path: Path) -> bool:
 
 def report_stats(artifact: StatsArtifact, run_dir: Path, console: Console, title: str) -> Path:
     """Print the per-layer table and write figures/neuron_categories.png; returns the figure path."""
-    from ..report.figures import category_shares_figure
-    from ..report.tables import category_table
-
     meta = artifact.meta
     shares, bridge = meta["category_shares"], list(artifact.bridge_layers)
     console.print(category_table(shares, meta["bridge"]["scores"], bridge, meta["t_act_values"],

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, NonNegativeInt, Tag
 
+from ..selections.registry import SELECTION_NAMES
 from .base import LanguageCode, SafetensorsRef, StrictModel
 
 
@@ -32,7 +33,7 @@ class StatsMask(StrictModel):
     (`lape`, `experts`; computed when `stats.selections` lists them)."""
 
     kind: Literal["stats"] = "stats"
-    from_stats: Literal["partial_shared", "language_specific", "all_shared", "dead", "lape", "experts"]
+    from_stats: Literal[("partial_shared", "language_specific", "all_shared", "dead", *SELECTION_NAMES)]
     """Category: `partial_shared` (CLAS's M_shared), `language_specific` (CLAS's M_spec), `all_shared`, `dead`;
     or selection: `lape` (Tang et al.'s language-specific neurons), `experts` (Suau et al. / Sundar et al.)."""
     languages: list[LanguageCode] | None = None

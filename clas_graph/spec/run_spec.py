@@ -6,13 +6,11 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
+from ..interventions.registry import Intervention
 from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
 from .analysis import AnalysisConfig
 from .backend import Backend, LocalBackend
-from .interventions import AutoLayers, Intervention
 from .languages import all_languages, check_languages, task_languages
-from .masks import StatsMask
-from .vectors import StatsVector
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
@@ -101,23 +99,13 @@ class RunSpec(StrictModel):
                 )
             seen[intervention.id] = index
             if self.stats is None:
-                for field in _stats_fields(intervention):
+                for field in intervention.stats_fields():
                     raise FieldError(
                         ("interventions", index, field),
                         "this needs neuron statistics, but the spec has no `stats:` section; add one "
                         "(e.g. `stats: {corpus: {kind: bible, limit: 100}}`)",
                     )
-            for name in ("shared", "specific", "neurons", "vector"):
-                source = getattr(intervention, name, None)
-                language = getattr(source, "language", None)
-                if language is not None and language not in langs:
-                    raise FieldError(("interventions", index, name, "language"),
-                                     f"language '{language}' is not in `languages` {langs}")
-                for j, code in enumerate(getattr(source, "languages", None) or []):
-                    if code not in langs:
-                        raise FieldError(("interventions", index, name, "languages", j),
-                                         f"language '{code}' is not in `languages` {langs}")
-            _check_selection_refs(self, index, intervention)  # issue 13: lape / experts / set / diffmean
+            intervention.check_references(self, index)  # languages it names, selections it reads
             if isinstance(intervention.rows, LanguageRows):
                 for j, code in enumerate(intervention.rows.languages):
                     if code not in self.all_languages:
@@ -156,7 +144,7 @@ class RunSpec(StrictModel):
     @property
     def needs_stats(self) -> bool:
         """Whether compiling any intervention needs the statistics artifact."""
-        return any(_stats_fields(iv) for iv in self.interventions)
+        return any(iv.stats_fields() for iv in self.interventions)
 
     @property
     def resolved_conditions(self) -> dict[str, list[str]]:
@@ -177,23 +165,6 @@ class RunSpec(StrictModel):
     def overrides(self) -> tuple[str, ...]:
         """The `--set KEY=VALUE` overrides applied on top of the file, in order."""
         return self._overrides
-
-
-def _stats_fields(intervention) -> list[str]:
-    """Fields of an intervention that refer to the statistics artifact."""
-    fields = []
-    if intervention.kind == "int_mu":
-        fields.append("kind")  # its neurons and values are statistics by definition
-    if intervention.kind == "diffmean" or (intervention.kind == "set" and isinstance(intervention.value, str)):
-        fields.append("kind")  # residual means / activation statistics come from the artifact
-    if isinstance(getattr(intervention, "layers", None), AutoLayers) and intervention.layers.auto == "bridge":
-        fields.append("layers")
-    for name in ("shared", "specific", "neurons"):
-        if isinstance(getattr(intervention, name, None), StatsMask):
-            fields.append(name)
-    if isinstance(getattr(intervention, "vector", None), StatsVector):
-        fields.append("vector")
-    return fields
 
 
 def _check_analysis(spec: "RunSpec") -> None:
@@ -219,21 +190,3 @@ def _check_analysis(spec: "RunSpec") -> None:
                              f"unknown condition '{name}'; the spec's conditions: {sorted(conditions) or 'none'}")
 
 
-def _check_selection_refs(spec: RunSpec, index: int, intervention) -> None:
-    """Languages named by the newer kinds exist, and selections they use are asked for in `stats.selections`."""
-    for name in ("target", "source", "language"):
-        code = getattr(intervention, name, None)
-        if isinstance(code, str) and code not in spec.languages:
-            raise FieldError(("interventions", index, name), f"language '{code}' is not in `languages` {spec.languages}")
-    source = getattr(intervention, "neurons", None)
-    chosen = getattr(spec.stats, "selections", None) if spec.stats is not None else None
-    if isinstance(source, StatsMask) and source.from_stats in ("lape", "experts"):
-        if chosen is None or getattr(chosen, source.from_stats) is None:
-            raise FieldError(("interventions", index, "neurons", "from_stats"),
-                             f"`{source.from_stats}` neurons are computed only when asked for; add "
-                             f"`selections: [{source.from_stats}]` to the `stats:` section")
-    if intervention.kind == "set" and intervention.value in ("median", "p90"):
-        if chosen is None or chosen.experts is None or chosen.experts.site != intervention.site:
-            raise FieldError(("interventions", index, "value"),
-                             f"`{intervention.value}` is a pooled-response statistic of the expert search; add "
-                             f"`selections: {{experts: {{site: {intervention.site}}}}}` to `stats:`, or use `value: mean`")

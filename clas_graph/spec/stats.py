@@ -6,9 +6,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
+from ..selections.registry import SELECTION_NAMES, Selections
 from .base import FiniteFloat, StrictModel
 from .corpora import BibleCorpus, Corpus
-from .selections import Selections
 
 
 class QuantileThreshold(StrictModel):
@@ -71,7 +71,7 @@ class StatsConfig(StrictModel):
     """Longest sample in tokens; longer ones are truncated."""
     artifact: str | None = None
     """Use this existing stats.safetensors instead of computing (its stats.json must sit beside it)."""
-    selections: Selections | list[Literal["lape", "experts"]] | None = None
+    selections: Selections | list[Literal[SELECTION_NAMES]] | None = None
     """Other methods' neuron selections over the same corpus: `[lape, experts]` (defaults) or
     `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`. Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
 

@@ -116,8 +116,7 @@ class LanguageSteeringTask(CorpusTask):
         for name, ids in spec.resolved_conditions.items():
             if name in (self.targets or {}):
                 continue
-            found = {getattr(spec.intervention(i), "target", None) or getattr(spec.intervention(i), "language", None)
-                     for i in ids if spec.intervention(i).kind in ("diffmean", "set")} - {None}
+            found = {spec.intervention(i).steering_target() for i in ids} - {None}
             if len(found) != 1:
                 raise FieldError(("tasks", index), f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
                                  f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")

@@ -1,23 +1,14 @@
-"""Neuron selections of other methods, from raw counts and pooled responses (pure torch, no model).
+"""The selection rules themselves, from raw counts and pooled responses (pure torch, no model).
 
 LAPE (Tang et al. 2024, RUCAIBox/Language-Specific-Neurons `identify.py`) and expert neurons (Suau et al. 2022,
 apple/ml-selfcond `expertise.py`; Sundar et al. 2025). Tensors use the artifact's layout: language first
-([G, L, I]); names are `lape.*` and `experts.*` and are listed in stats.json under `selections`.
+([G, L, I]); names are `lape.*` and `experts.*` and are listed in stats.json under `selections`. What each
+selection stores, and its parameters, are in its own module (`lape.py`, `experts.py`).
 """
 
 from __future__ import annotations
 
 import torch
-
-LAPE_NOTE = ("Tang et al.'s identify.py: p = P(act_fn output > 0); p normalised over languages; entropy; neurons "
-             "with no language above the filter quantile of all p get entropy inf; the top_rate fraction of all "
-             "(layer, neuron) pairs with the lowest entropy (ties: lower index first; torch.topk in the original); "
-             "each kept neuron belongs to every language with p above the activation-bar quantile of all p.")
-EXPERTS_NOTE = ("Suau et al.'s finding experts: per text, the neuron's response max-pooled over counted tokens; "
-                "expertise = average precision (sklearn's definition, ties grouped) of that score for the language's "
-                "texts against all other texts; top_k (layer, neuron) pairs per language over the searched layers "
-                "(ties: lower index first); p50/p90 = median / 90th percentile (linear interpolation) of the pooled "
-                "response over the language's texts (ml-selfcond's on_p50 / on_p90).")
 
 
 def _kth(values: torch.Tensor, fraction: float) -> float:
@@ -94,10 +85,10 @@ def experts(pooled: torch.Tensor, row_language: torch.Tensor, num_languages: int
     return {"experts.ap": ap, "experts.mask": mask, "experts.p50": p50, "experts.p90": p90}
 
 
-def selection_mask(stats, name: str, layers, languages=None, per_row: bool = False) -> dict[int, torch.Tensor]:
-    """{layer: bool [I]} union of the languages' neurons of selection `name` (all languages when None), or with
-    `per_row` a per-language table {layer: bool [G, I]} in the artifact's language order."""
-    table = stats.tensors[f"{name}.mask"].to(torch.bool)  # [G, L, I]
+def selection_mask(stats, tensor: str, layers, languages=None, per_row: bool = False) -> dict[int, torch.Tensor]:
+    """{layer: bool [I]} union of the languages' neurons in the artifact's [G, L, I] table `tensor` (all languages
+    when None), or with `per_row` a per-language table {layer: bool [G, I]} in the artifact's language order."""
+    table = stats.tensors[tensor].to(torch.bool)  # [G, L, I]
     if per_row:
         return {layer: table[:, layer].clone() for layer in layers}
     rows = list(range(len(stats.languages))) if languages is None else [stats.languages.index(c) for c in languages]
