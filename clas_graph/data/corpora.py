@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -27,12 +26,13 @@ from typing import Any
 
 from ..errors import DataError
 from .bible import ParallelSample, load_bible
+from .files import local_file, read_columns, reason, require_columns
 from .languages import XQUAD_LANGUAGES
 
-#: File types a local table may have.
+#: File types a local table may have (corpora read them plain: every CSV cell as text).
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".json", ".jsonl", ".csv", ".parquet")
 
-Row = dict[str, Any]
+Columns = dict[str, list]
 
 
 # --- shared helpers ---------------------------------------------------------
@@ -74,106 +74,10 @@ def _select(
     return order[offset : offset + limit]
 
 
-def _resolve(path: str | Path, base_dir: Path | None) -> Path:
-    file = Path(path).expanduser()
-    if not file.is_absolute() and base_dir is not None:
-        file = Path(base_dir) / file
-    if not file.is_file():
-        raise DataError(
-            f"file {file} does not exist",
-            fix="check the path (relative paths start at the spec's folder)",
-        )
-    return file
-
-
-# --- reading local tables ---------------------------------------------------
-
-
-def _squad_rows(articles: list) -> list[Row]:
-    """Flatten SQuAD-nested ``data`` into the hub's rows (id, context, question, answers)."""
-    rows = []
-    for article in articles:
-        for para in article.get("paragraphs", []):
-            for qa in para.get("qas", []):
-                rows.append({
-                    "id": qa.get("id"),
-                    "context": para.get("context"),
-                    "question": qa.get("question"),
-                    "answers": qa.get("answers"),
-                })
-    return rows
-
-
-def _read_json(file: Path) -> list[Row]:
-    """JSON records, SQuAD-nested JSON (``{"data": [{"paragraphs": ...}]}``) or JSON lines."""
-    text = file.read_text(encoding="utf-8")
-    if file.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # maybe JSON lines saved as .json (the hub's loader accepts both)
-        if data is not None:
-            if isinstance(data, dict) and isinstance(data.get("data"), list):
-                data = data["data"]
-                if data and isinstance(data[0], dict) and "paragraphs" in data[0]:
-                    return _squad_rows(data)
-            return data if isinstance(data, list) else [data]
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"line {number} is not valid JSON ({exc.msg})", where=str(file)) from None
-    return rows
-
-
-def _read_table(file: Path) -> tuple[list[str], list[Row]]:
-    """Column names and rows (dicts) of a JSON/JSONL/CSV/parquet file."""
-    suffix = file.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise DataError(
-            f"unsupported file type {suffix or '(none)'!r}",
-            where=str(file),
-            fix=f"use one of {', '.join(SUPPORTED_EXTENSIONS)}",
-        )
-    try:
-        if suffix == ".csv":
-            import pandas as pd
-
-            # All cells as text: ids like "007" stay intact, "NA" stays a word, empty stays "".
-            frame = pd.read_csv(file, dtype=str, keep_default_na=False)
-            return list(frame.columns), frame.to_dict("records")
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(file)
-            return list(table.column_names), table.to_pylist()
-        rows = _read_json(file)
-    except DataError:
-        raise
-    except (ValueError, OSError) as exc:  # parser, arrow, decoding errors: name the file
-        raise DataError(f"cannot read {suffix[1:]} file ({exc})", where=str(file)) from None
-    if not all(isinstance(row, dict) for row in rows):
-        raise DataError("expected JSON objects (one record per line) or SQuAD JSON", where=str(file))
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return columns, rows
-
-
-def _require_columns(columns: list[str], needed: Sequence[str], where: str, fix: str) -> None:
-    for column in needed:
-        if column not in columns:
-            raise DataError(
-                f"missing column {column!r} (columns: {', '.join(map(str, columns)) or 'none'})",
-                where=where,
-                fix=fix,
-            )
-
-
 # --- XQuAD -------------------------------------------------------------------
 
 
-def _xquad_hub_rows(hub_id: str, lang: str, split: str, field: str) -> tuple[str, list[Row]]:
+def _xquad_hub_columns(hub_id: str, lang: str, split: str, field: str) -> tuple[str, Columns]:
     import datasets  # slow import: only when the hub is used
 
     where = f"{hub_id} (xquad.{lang}, {split})"
@@ -183,26 +87,25 @@ def _xquad_hub_rows(hub_id: str, lang: str, split: str, field: str) -> tuple[str
     except ConnectionError:  # offline or unreachable; datasets' own retries already ran
         raise DataError(f"cannot load XQuAD for {lang!r} from the hub (offline?)", fix=fix) from None
     except Exception as exc:  # unknown split/config, hub errors: one line, no traceback
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        what = f"cannot load XQuAD for {lang!r} from the hub ({reason})"
+        what = f"cannot load XQuAD for {lang!r} from the hub ({reason(exc)})"
         raise DataError(what, where=where, fix=fix) from None
-    _require_columns(dataset.column_names, ["id", field], where, "pick another hub_id")
-    return where, dataset.select_columns(["id", field]).to_list()
+    require_columns(dataset.column_names, ["id", field], where=where, fix="pick another hub_id")
+    return where, dataset.select_columns(["id", field]).to_dict()
 
 
-def _align_xquad(tables: dict[str, tuple[str, list[Row]]], field: str) -> list[ParallelSample]:
+def _align_xquad(tables: dict[str, tuple[str, Columns]], field: str) -> list[ParallelSample]:
     """Samples aligned across languages by question id, in the first language's order."""
     langs = list(tables)
     by_id: dict[str, dict[str, str]] = {}  # lang -> question id -> text
-    for lang, (where, rows) in tables.items():
+    for lang, (where, columns) in tables.items():
         texts: dict[str, str] = {}
-        for number, row in enumerate(rows):
-            qid = _text(row.get("id"))
+        for number, (raw_id, value) in enumerate(zip(columns["id"], columns[field])):
+            qid = _text(raw_id)
             if not qid:
                 raise DataError(f"row {number} ({lang!r}) has no question id", where=where)
             if qid in texts:
                 raise DataError(f"question id {qid!r} appears twice in {lang!r}", where=where)
-            texts[qid] = _text(row.get(field))
+            texts[qid] = _text(value)
         by_id[lang] = texts
 
     first = langs[0]
@@ -283,18 +186,18 @@ def load_xquad_parallel(
                 f"XQuAD has no language {lang!r}{hint}",
                 fix=f"pick from {', '.join(XQUAD_LANGUAGES)}, or give local files with `data_files`",
             )
-    tables: dict[str, tuple[str, list[Row]]] = {}
+    tables: dict[str, tuple[str, Columns]] = {}
     for lang in langs:
         if data_files is None:
-            tables[lang] = _xquad_hub_rows(hub_id, lang, split, field)
+            tables[lang] = _xquad_hub_columns(hub_id, lang, split, field)
             continue
-        file = _resolve(data_files[lang], base_dir)
-        columns, rows = _read_table(file)
-        _require_columns(
-            columns, ["id", field], str(file),
-            "XQuAD files need the hub's columns id, context, question (or SQuAD JSON)",
+        file = local_file(data_files[lang], base_dir, SUPPORTED_EXTENSIONS)
+        columns = read_columns(file, typed=False, squad="lenient")
+        require_columns(
+            columns, ["id", field], where=str(file),
+            fix="XQuAD files need the hub's columns id, context, question (or SQuAD JSON)",
         )
-        tables[lang] = (str(file), rows)
+        tables[lang] = (str(file), columns)
     samples = _align_xquad(tables, field)
     what = "XQuAD paragraphs" if field == "context" else "XQuAD questions"
     return _select(samples, limit=limit, offset=offset, seed=seed, what=what)
@@ -325,22 +228,22 @@ def load_file_parallel(
     cell (naming the row and language), a duplicate id, or too few rows.
     """
     langs = _languages(languages)
-    file = _resolve(path, base_dir)
-    columns, rows = _read_table(file)
+    file = local_file(path, base_dir, SUPPORTED_EXTENSIONS)
+    columns = read_columns(file, typed=False, squad="lenient")
     needed = [*langs, *([id_column] if id_column is not None else [])]
-    _require_columns(columns, needed, str(file), "name existing columns (one per language code)")
+    require_columns(columns, needed, where=str(file), fix="name existing columns (one per language code)")
 
     samples: list[ParallelSample] = []
     seen: set[str] = set()
-    for number, row in enumerate(rows):
-        sample_id = _text(row.get(id_column)) if id_column is not None else str(number)
+    for number in range(len(columns[langs[0]])):
+        sample_id = _text(columns[id_column][number]) if id_column is not None else str(number)
         label = f"row {number}" if id_column is None else f"sample {sample_id!r} (row {number})"
         if not sample_id:
             raise DataError(f"row {number} has an empty {id_column!r}", where=str(file))
         if sample_id in seen:
             raise DataError(f"{label}: id {sample_id!r} appears twice in {id_column!r}", where=str(file))
         seen.add(sample_id)
-        texts = {lang: _text(row.get(lang)) for lang in langs}
+        texts = {lang: _text(columns[lang][number]) for lang in langs}
         for lang, text in texts.items():
             if not text:
                 raise DataError(f"{label} has an empty {lang!r} cell", where=str(file))

@@ -29,20 +29,17 @@ Typical use::
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import difflib
-import json
 import random
 import re
 import string
-import tempfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .files import local_file, quiet_datasets, read_columns, reason, require_columns
 from .languages import XNLI_LANGUAGES, XQUAD_LANGUAGES
 
 __all__ = [
@@ -166,29 +163,8 @@ def xquad_prompt(example: QaExample, template: str = XQUAD_PROMPT) -> str:
 
 # --- shared loading helpers ------------------------------------------------------
 
-_FORMATS = {
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".json": "json",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-
-
-@contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """No progress bars from ``datasets`` while we load (restored afterwards)."""
-    import datasets
-
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
+#: File types a task's local file may have (the task loaders read them typed, through ``datasets``).
+TASK_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".tsv")
 
 
 def _check_language(language: Any) -> str:
@@ -223,70 +199,38 @@ def _local_file(
             f"{task} data_files has no file for language {language!r} (has: {have})",
             fix=f"add '{language}: PATH' to data_files",
         )
-    path = Path(data_files[language]).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir).expanduser() / path
-    if not path.is_file():
-        raise DataError(
-            f"{task} file for language {language!r} not found",
-            where=str(path),
-            fix="check the path in data_files (relative paths start at the spec's folder)",
-        )
-    if path.suffix.lower() not in _FORMATS:
-        raise DataError(
-            f"{task} file for language {language!r} has an unsupported extension "
-            f"{path.suffix or '(none)'!r}",
-            where=str(path),
-            fix=f"use one of {', '.join(sorted(_FORMATS))}",
-        )
-    return path
+    base = Path(base_dir).expanduser() if base_dir is not None else None
+    return local_file(data_files[language], base, TASK_EXTENSIONS, name=_file_name(task, language))
 
 
-def _reason(err: Exception) -> str:
-    """First line of an exception's message (its type name if it has none)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _file_name(task: str, language: str) -> str:
+    return f"{task} file for language {language!r}"
 
 
-def _read_table(path: Path, task: str, language: str) -> dict[str, list]:
-    """Columns of a local jsonl/json/csv/tsv/parquet file, read with ``datasets``' builders."""
-    import datasets
+def _data_name(task: str, language: str) -> str:
+    return f"{task} data for language {language!r}"
 
-    fmt = _FORMATS[path.suffix.lower()]
-    kwargs: dict[str, Any] = {}
-    builder = fmt
-    if fmt == "tsv":
-        builder, kwargs = "csv", {"sep": "\t", "quoting": csv.QUOTE_NONE}
-    # A throw-away cache: local files are small, and the user's cache stays clean.
-    with _quiet_datasets(), tempfile.TemporaryDirectory(prefix="clas_graph_data_") as cache:
-        try:
-            ds = datasets.load_dataset(
-                builder,
-                data_files=str(path),
-                split="train",
-                cache_dir=cache,
-                keep_in_memory=True,
-                **kwargs,
-            )
-        except Exception as err:  # parser errors come in many types; all mean "bad file"
-            raise DataError(
-                f"{task} file for language {language!r} could not be read as {fmt}: "
-                f"{_reason(err)}",
-                where=str(path),
-            ) from None
-        return ds.to_dict()
+
+def _read_local(path: Path, task: str, language: str, squad: bool = False) -> dict[str, list]:
+    return read_columns(
+        path,
+        typed=True,
+        squad="strict" if squad else None,
+        name=_file_name(task, language),
+        subject=_data_name(task, language),
+    )
 
 
 def _load_hub(task: str, hub_id: str, config: str, split: str, language: str) -> dict[str, list]:
     import datasets
 
-    with _quiet_datasets():
+    with quiet_datasets():
         try:
             ds = datasets.load_dataset(hub_id, config, split=split)
         except Exception as err:  # offline, unknown config/split, network: all say "use a file"
             raise DataError(
                 f"Could not load {task} for language {language!r} from the Hugging Face hub "
-                f"({hub_id}, config {config!r}, split {split!r}): {_reason(err)}",
+                f"({hub_id}, config {config!r}, split {split!r}): {reason(err)}",
                 fix=f"pass data_files={{'{language}': 'PATH'}} with a local file in the "
                 "hub's columns",
             ) from None
@@ -306,14 +250,10 @@ def _check_hub_language(task: str, language: str, known: Sequence[str]) -> None:
 def _require_columns(
     columns: Mapping[str, list], required: Sequence[str], task: str, language: str, where: str
 ) -> None:
-    missing = [name for name in required if name not in columns]
-    if missing:
-        raise DataError(
-            f"{task} data for language {language!r} lacks column(s) "
-            f"{', '.join(repr(m) for m in missing)} (found: {', '.join(columns) or 'none'})",
-            where=where,
-            fix=f"use the hub's column names: {', '.join(required)}",
-        )
+    require_columns(
+        columns, required, where=where, fix=f"use the hub's column names: {', '.join(required)}",
+        subject=_data_name(task, language),
+    )
 
 
 def _text(value: Any, column: str, row: Any, task: str, language: str, where: str) -> str:
@@ -393,7 +333,7 @@ def load_xnli(
         columns = _load_hub("XNLI", hub_id, language, split, language)
         where = f"{hub_id} ({language}, {split})"
     else:
-        columns = _read_table(path, "XNLI", language)
+        columns = _read_local(path, "XNLI", language)
         where = str(path)
     _require_columns(columns, ("premise", "hypothesis", "label"), "XNLI", language, where)
 
@@ -461,45 +401,6 @@ def _answer_texts(value: Any) -> list[str] | None:
     return texts
 
 
-def _squad_nested(data: Any, language: str, where: str) -> dict[str, list]:
-    """Flatten SQuAD-style ``{"data": [{"paragraphs": [{"context", "qas": [...]}]}]}``."""
-    columns: dict[str, list] = {"id": [], "context": [], "question": [], "answers": []}
-
-    def need(obj: Any, key: str, path: str) -> Any:
-        if not isinstance(obj, Mapping) or key not in obj:
-            raise DataError(
-                f"XQuAD data for language {language!r}: {path} lacks key {key!r}",
-                where=where,
-                fix='use the SQuAD layout {"data": [{"paragraphs": [{"context", "qas": '
-                '[{"id", "question", "answers": [{"text", "answer_start"}]}]}]}]}',
-            )
-        return obj[key]
-
-    articles = need(data, "data", "the top level")
-    for a, article in enumerate(articles if isinstance(articles, list) else []):
-        for p, paragraph in enumerate(need(article, "paragraphs", f"data[{a}]") or []):
-            at = f"data[{a}].paragraphs[{p}]"
-            context = need(paragraph, "context", at)
-            for q, qa in enumerate(need(paragraph, "qas", at) or []):
-                qat = f"{at}.qas[{q}]"
-                columns["id"].append(need(qa, "id", qat))
-                columns["context"].append(context)
-                columns["question"].append(need(qa, "question", qat))
-                columns["answers"].append(need(qa, "answers", qat))
-    return columns
-
-
-def _read_xquad_file(path: Path, language: str) -> dict[str, list]:
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None  # JSON lines (or broken): the json builder reports the details
-        if isinstance(data, Mapping) and "data" in data:
-            return _squad_nested(data, language, str(path))
-    return _read_table(path, "XQuAD", language)
-
-
 def load_xquad_qa(
     language: str,
     *,
@@ -534,7 +435,7 @@ def load_xquad_qa(
         columns = _load_hub("XQuAD", hub_id, config, split, language)
         where = f"{hub_id} ({config}, {split})"
     else:
-        columns = _read_xquad_file(path, language)
+        columns = _read_local(path, "XQuAD", language, squad=True)
         where = str(path)
     _require_columns(columns, ("id", "context", "question", "answers"), "XQuAD", language, where)
 
