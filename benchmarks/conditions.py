@@ -24,8 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 import clas_graph
-from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
-                                 token_nll_many)
+from clas_graph.backends import forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll, token_nll_many
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
 from clas_graph.spec.load import validate_data
 
@@ -42,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _plans(model, k: int, demo: bool) -> dict:
     gen = torch.Generator().manual_seed(0)
-    perms = {l: torch.randperm(2048, generator=gen).tolist() for l in LAYERS}
-    shared = {l: sorted(perm[:1000]) for l, perm in perms.items()}  # demo-sized, disjoint masks
-    specific = {l: sorted(perm[1000:1500]) for l, perm in perms.items()}
+    perms = {layer: torch.randperm(2048, generator=gen).tolist() for layer in LAYERS}
+    shared = {layer: sorted(perm[:1000]) for layer, perm in perms.items()}  # demo-sized, disjoint masks
+    specific = {layer: sorted(perm[1000:1500]) for layer, perm in perms.items()}
     if demo:
         interventions = [{"kind": "clas", "id": "clas", "layers": LAYERS, "shared": {"neurons": shared},
                           "specific": {"neurons": specific}},

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 import clas_graph
-from clas_graph.execution.api import batches as index_batches, encode
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
+from clas_graph.execution.api import batches as index_batches
+from clas_graph.execution.api import encode
 from clas_graph.spec.load import validate_data
 
 
@@ -38,8 +39,9 @@ def main(args, model, console: Console) -> None:
     rows = [lang for _ in samples for lang in languages]
     gen = torch.Generator().manual_seed(0)
     layers = [13, 14, 15]
-    shared = {l: sorted(torch.randperm(2048, generator=gen)[:1000].tolist()) for l in layers}
-    specific = {l: sorted(set(torch.randperm(2048, generator=gen)[:500].tolist()) - set(shared[l])) for l in layers}
+    shared = {layer: sorted(torch.randperm(2048, generator=gen)[:1000].tolist()) for layer in layers}
+    specific = {layer: sorted(set(torch.randperm(2048, generator=gen)[:500].tolist()) - set(shared[layer]))
+                for layer in layers}
     spec = validate_data({"schema_version": 1, "name": "bench", "model": {"embedded": "gemma-3-270m"},
                           "languages": languages, "anchor": {"kind": "none"},
                           "interventions": [{"kind": "clas", "layers": layers, "shared": {"neurons": shared},

@@ -111,6 +111,7 @@ def main(args, model, console: Console) -> None:
         table.add_column(column, justify="right" if column != "variant" else "left")
     for name, samples in times.items():
         median = statistics.median(samples)
-        table.add_row(name, f"{median * 1e3:.1f}", f"{min(samples) * 1e3:.1f}", f"{median / base:.3f}", f"{median / hook:.3f}")
+        table.add_row(name, f"{median * 1e3:.1f}", f"{min(samples) * 1e3:.1f}", f"{median / base:.3f}",
+                      f"{median / hook:.3f}")
     console.print(table)
 

@@ -51,14 +51,15 @@ def main(args, model, console: Console) -> None:
     rows = [lang for _, lang in pairs]
     labels = [model.tokenizer(label, add_special_tokens=False)["input_ids"][0] for label in ("0", "1", "2")]
     gen = torch.Generator().manual_seed(0)
-    perms = {l: torch.randperm(2048, generator=gen).tolist() for l in LAYERS}
+    perms = {layer: torch.randperm(2048, generator=gen).tolist() for layer in LAYERS}
     spec = validate_data({
         "schema_version": 1, "name": "bench", "model": {"embedded": "gemma-3-270m"}, "languages": list(BIBLE_LANGUAGES),
         "interventions": [
-            {"kind": "clas", "id": "clas", "layers": LAYERS, "shared": {"neurons": {l: p[:1000] for l, p in perms.items()}},
-             "specific": {"neurons": {l: p[1000:1500] for l, p in perms.items()}}},
+            {"kind": "clas", "id": "clas", "layers": LAYERS,
+             "shared": {"neurons": {layer: p[:1000] for layer, p in perms.items()}},
+             "specific": {"neurons": {layer: p[1000:1500] for layer, p in perms.items()}}},
             {"kind": "ablate", "id": "int_mu_like", "layers": LAYERS, "site": "mlp.act_fn.output",
-             "neurons": {"neurons": {l: p[1000:1500] for l, p in perms.items()}}}]})
+             "neurons": {"neurons": {layer: p[1000:1500] for layer, p in perms.items()}}}]})
     plans = clas_graph.compile_plans(spec, model)
     folder = embedded_model_dir()
     with start_mock_ndif(folder) as ndif:
@@ -69,7 +70,8 @@ def main(args, model, console: Console) -> None:
                 value = fn()
             seconds = time.perf_counter() - start
             jobs = ndif.jobs()[before:]
-            return value, len(jobs), sum(j["payload_bytes"] for j in jobs), sum(j["result_bytes"] for j in jobs), seconds
+            payload, result = sum(j["payload_bytes"] for j in jobs), sum(j["result_bytes"] for j in jobs)
+            return value, len(jobs), payload, result, seconds
 
         old = measured(lambda: {name: forward(model, plan, prompts, rows) for name, plan in plans.items()})
         new = measured(lambda: forward_many(model, plans, prompts, rows, token_ids=labels))

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _spec(alphas: list[float] | None, alpha: float, texts: int) -> clas_graph.RunSpec:
     gen = torch.Generator().manual_seed(0)
     layers = [13, 14, 15]
-    shared = {l: sorted(torch.randperm(2048, generator=gen)[:1000].tolist()) for l in layers}
-    specific = {l: sorted(set(torch.randperm(2048, generator=gen)[:500].tolist()) - set(shared[l])) for l in layers}
+    shared = {layer: sorted(torch.randperm(2048, generator=gen)[:1000].tolist()) for layer in layers}
+    specific = {layer: sorted(set(torch.randperm(2048, generator=gen)[:500].tolist()) - set(shared[layer]))
+                for layer in layers}
     data = {"schema_version": 1, "name": "bench-sweep", "model": {"embedded": "gemma-3-270m", "device": "cpu"},
             "languages": ["en", "de", "fr"],
             "interventions": [{"kind": "clas", "layers": layers, "shared": {"neurons": shared},

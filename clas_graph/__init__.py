@@ -7,14 +7,14 @@
     run_dir = clas_graph.run(spec)          # the whole experiment, as `clas-graph run`
 """
 
-from .execution.api import forward, generate, generate_ids
-from .compile.plan import Plan
 from .compile.compiler import compile_plan, compile_plans
+from .compile.plan import Plan
 from .errors import BackendError, ClasGraphError, CompileError, DataError, SpecError
+from .execution.api import forward, generate, generate_ids
 from .loading import load_model
 from .runners.run import run as run_experiment
-from .spec.run_spec import RunSpec
 from .spec.load import load_spec
+from .spec.run_spec import RunSpec
 
 __version__ = "0.1.0"
 

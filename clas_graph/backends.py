@@ -1,7 +1,17 @@
 """The calls the README shows as `clas_graph.backends.*`: running plans on texts (see clas_graph.execution.api)."""
 
-from .execution.api import (forward, forward_many, generate, generate_ids, next_token_many, pooled_hidden,
-                            pooled_hidden_many, read_many, token_nll, token_nll_many)
+from .execution.api import (
+    forward,
+    forward_many,
+    generate,
+    generate_ids,
+    next_token_many,
+    pooled_hidden,
+    pooled_hidden_many,
+    read_many,
+    token_nll,
+    token_nll_many,
+)
 
 __all__ = ["forward", "forward_many", "generate", "generate_ids", "next_token_many", "pooled_hidden",
            "pooled_hidden_many", "read_many", "token_nll", "token_nll_many"]

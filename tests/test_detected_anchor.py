@@ -4,13 +4,12 @@ against the same rows run with hand-written languages."""
 from __future__ import annotations
 
 import pytest
-import torch
 from tiny import spec_data
 
 import clas_graph
 from clas_graph.data.bible import ParallelSample
-from clas_graph.tasks.base import task_runners
 from clas_graph.spec.load import validate_data
+from clas_graph.tasks.base import task_runners
 
 LANGS = ["en", "de", "fr", "zh"]
 # Labelled "de", but the texts are: German, English (mislabelled), French (mislabelled), Italian (not a spec language)

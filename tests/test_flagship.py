@@ -47,7 +47,8 @@ ANSWERS = {"en": ["Paris", "the Rhine", "tea", "the cat", "museums"],
            "ar": ["باريس", "الراين", "الشاي", "القطة", "متاحف"]}
 PREMISES = {
     "en": ["A man plays the guitar.", "The cat sleeps.", "Two kids run.", "She reads a book.", "It rains."],
-    "de": ["Ein Mann spielt Gitarre.", "Die Katze schläft.", "Zwei Kinder rennen.", "Sie liest ein Buch.", "Es regnet."],
+    "de": ["Ein Mann spielt Gitarre.", "Die Katze schläft.", "Zwei Kinder rennen.", "Sie liest ein Buch.",
+           "Es regnet."],
     "fr": ["Un homme joue de la guitare.", "Le chat dort.", "Deux enfants courent.", "Elle lit un livre.", "Il pleut."],
 }
 HYPOTHESES = {"en": "Someone is outside.", "de": "Jemand ist draußen.", "fr": "Quelqu'un est dehors."}

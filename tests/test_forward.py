@@ -13,7 +13,6 @@ from reference import ClasRef, ref_greedy, ref_last_logits
 from tiny import ARCHS, spec_data, tiny_tokenizer
 
 import clas_graph
-from clas_graph.loading import wrap
 from clas_graph.spec.load import validate_data
 
 ATOL = 1e-5
@@ -80,7 +79,8 @@ def test_forward_matches_hook_reference(setup, alpha):
     torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     base = clas_graph.forward(model, None, TEXTS, LANGS, batch_size=4)
     moved = (got - base).abs().amax(-1)
-    assert all(moved[i] > 1e-3 for i, lang in enumerate(LANGS) if lang != "en"), "CLAS must visibly move non-anchor rows"
+    assert all(moved[i] > 1e-3 for i, lang in enumerate(LANGS) if lang != "en"), (
+        "CLAS must visibly move non-anchor rows")
 
 
 def test_anchor_rows_are_untouched_exactly(setup):

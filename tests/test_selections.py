@@ -15,9 +15,9 @@ from clas_graph import CompileError, compile_plan
 from clas_graph.cli import app
 from clas_graph.data.bible import load_bible
 from clas_graph.runners import selections as sel_runner
+from clas_graph.selections import rules as sel
 from clas_graph.spec.load import load_spec, validate_data
 from clas_graph.stats import StatsArtifact
-from clas_graph.selections import rules as sel
 
 LANGS = ["en", "de", "fr", "zh"]
 
@@ -153,7 +153,8 @@ def test_expert_ranking_matches_sklearn_average_precision(model, samples, site):
         want[best] = True
         np.testing.assert_array_equal(found["experts.mask"][g, layers].numpy().flatten(), want)
         mine = ref[:, ref_rows == g]
-        np.testing.assert_allclose(found["experts.p50"][g, layers].numpy(), np.median(mine, axis=1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(found["experts.p50"][g, layers].numpy(), np.median(mine, axis=1),
+                                   rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(found["experts.p90"][g, layers].numpy(), np.percentile(mine, 90, axis=1),
                                    rtol=1e-5, atol=1e-6)
 

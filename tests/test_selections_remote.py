@@ -129,9 +129,9 @@ def test_mock_server_sees_one_request_per_group(samples, batch_size, per_request
 @pytest.fixture(scope="module")
 def mock_ndif(tiny_model_dir):
     pytest.importorskip("aiohttp")
-    import clas_graph
     from ndif_mock.harness import start_mock_ndif
 
+    import clas_graph
     from clas_graph.spec.model_ref import ModelRef
 
     model_dir = tiny_model_dir("llama")

@@ -12,14 +12,13 @@ import torch
 from tiny import spec_data, tiny_model, tiny_tokenizer
 
 import clas_graph
-from clas_graph.backends import (forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll,
-                                 token_nll_many)
+from clas_graph.backends import forward, forward_many, pooled_hidden, pooled_hidden_many, token_nll, token_nll_many
 from clas_graph.execution.context import use
 from clas_graph.execution.local import LocalExecutor
 from clas_graph.execution.ndif import NdifExecutor
-from clas_graph.loading import wrap
 from clas_graph.execution.readouts import LastLogits, Pooled, TokenNll
 from clas_graph.execution.schedule import batch_plan, first_changed_layer
+from clas_graph.loading import wrap
 from clas_graph.spec.load import validate_data
 
 ATOL = 1e-5

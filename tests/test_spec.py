@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from clas_graph import SpecError, load_spec
@@ -67,30 +68,39 @@ def test_mask_kind_may_be_explicit(write):
 
 def test_spec_is_frozen(write):
     spec = load_spec(write("good.yaml", GOOD))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.interventions[0].beta = 1.0
 
 
 # (name, text, substrings the message must contain)
 BAD = [
-    ("unknown_key", GOOD.replace("beta: 0.4", "betta: 0.4"), ["interventions[0].betta", "unknown key 'betta'", "did you mean 'beta'", ":11"]),
+    ("unknown_key", GOOD.replace("beta: 0.4", "betta: 0.4"),
+     ["interventions[0].betta", "unknown key 'betta'", "did you mean 'beta'", ":11"]),
     ("wrong_type", GOOD.replace("beta: 0.4", "beta: lots"), ["interventions[0].beta", "valid number", ":11"]),
-    ("yaml_syntax", GOOD.replace("languages: [en, fr, de]", "languages: [en, fr, de"), ["YAML syntax error", "bad.yaml:"]),
+    ("yaml_syntax", GOOD.replace("languages: [en, fr, de]", "languages: [en, fr, de"),
+     ["YAML syntax error", "bad.yaml:"]),
     ("empty_file", "", ["the file is empty"]),
     ("missing_model", GOOD.replace("model: {path: model}\n", ""), ["model", "required field is missing"]),
-    ("layer_out_of_range", GOOD.replace("layers: [1, 2]", "layers: [1, 2, 40]"), ["interventions[0].layers[2]", "layer 40 is out of range", "4 layers"]),
-    ("mask_index_out_of_range", GOOD.replace("{2: [5]}", "{2: [5, 999]}"), ["interventions[0].specific.neurons.2[1]", "neuron index 999", "64 intermediate"]),
-    ("duplicate_id", GOOD + "  - {kind: clas, id: clas, layers: [0]}\n", ["interventions[1].id", "duplicate intervention id 'clas'"]),
+    ("layer_out_of_range", GOOD.replace("layers: [1, 2]", "layers: [1, 2, 40]"),
+     ["interventions[0].layers[2]", "layer 40 is out of range", "4 layers"]),
+    ("mask_index_out_of_range", GOOD.replace("{2: [5]}", "{2: [5, 999]}"),
+     ["interventions[0].specific.neurons.2[1]", "neuron index 999", "64 intermediate"]),
+    ("duplicate_id", GOOD + "  - {kind: clas, id: clas, layers: [0]}\n",
+     ["interventions[1].id", "duplicate intervention id 'clas'"]),
     ("non_finite", GOOD.replace("alpha: -0.5", "alpha: .nan"), ["interventions[0].alpha", "finite"]),
     ("infinite", GOOD.replace("gamma: 0.2", "gamma: .inf"), ["interventions[0].gamma", "finite"]),
     ("duplicate_key", GOOD.replace("    beta: 0.4\n", "    beta: 0.4\n    beta: 0.5\n"), ["duplicate key 'beta'"]),
     ("unknown_kind", GOOD.replace("kind: clas", "kind: clasp"), ["interventions[0]", "'clasp'"]),
-    ("anchor_not_in_languages", GOOD.replace("languages: [en, fr, de]", "languages: [fr, de]"), ["anchor.language", "'en' is not in `languages`"]),
+    ("anchor_not_in_languages", GOOD.replace("languages: [en, fr, de]", "languages: [fr, de]"),
+     ["anchor.language", "'en' is not in `languages`"]),
     ("empty_layers", GOOD.replace("layers: [1, 2]", "layers: []"), ["interventions[0].layers", "at least 1"]),
-    ("overlapping_masks", GOOD.replace("{2: [5]}", "{1: [2]}"), ["interventions[0].specific", "in both `shared` and `specific`"]),
+    ("overlapping_masks", GOOD.replace("{2: [5]}", "{1: [2]}"),
+     ["interventions[0].specific", "in both `shared` and `specific`"]),
     ("not_a_mapping", "- just\n- a list\n", ["top level must be a mapping"]),
-    ("bad_mask_form", GOOD.replace("shared: {neurons: {1: [0, 1, 2]}}", "shared: {indices: [1]}"), ["interventions[0].shared", "a mask is"]),
-    ("unknown_condition_ref", GOOD + "conditions: {both: [clas, nope]}\n", ["conditions.both[1]", "unknown intervention id 'nope'"]),
+    ("bad_mask_form", GOOD.replace("shared: {neurons: {1: [0, 1, 2]}}", "shared: {indices: [1]}"),
+     ["interventions[0].shared", "a mask is"]),
+    ("unknown_condition_ref", GOOD + "conditions: {both: [clas, nope]}\n",
+     ["conditions.both[1]", "unknown intervention id 'nope'"]),
 ]
 
 

@@ -16,8 +16,8 @@ from clas_graph.data.bible import load_bible
 from clas_graph.errors import DataError
 from clas_graph.loading import wrap
 from clas_graph.runners import stats as stats_runner
-from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 from clas_graph.spec.load import load_spec, validate_data
+from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 from clas_graph.stats import StatsArtifact, categorize, thresholds
 from clas_graph.stats.categories import ALL_SHARED, DEAD, PARTIAL, SPECIFIC, active, bridge_layers, specific_language
 
@@ -48,7 +48,8 @@ def hook_moments(hf, tokenizer, samples, languages, skip_bos=True):
     handles = [layer.mlp.down_proj.register_forward_pre_hook(
         lambda mod, args, i=i: captured.__setitem__(("h", i), args[0].detach())) for i, layer in enumerate(layers)]
     handles += [layer.register_forward_hook(
-        lambda mod, args, out, i=i: captured.__setitem__(("r", i), (out[0] if isinstance(out, tuple) else out).detach()))
+        lambda mod, args, out, i=i: captured.__setitem__(("r", i),
+                                                         (out[0] if isinstance(out, tuple) else out).detach()))
         for i, layer in enumerate(layers)]
     try:
         for sample in samples:
@@ -102,7 +103,8 @@ def test_padding_tokens_with_large_values_are_ignored(samples):
 
 def test_active_fraction_counts_tokens_above_the_threshold(model, samples):
     value = 0.05
-    moments, counts, _ = stats_runner.collect(model, samples, LANGS, threshold=AbsoluteThreshold(value=value), batch_size=4)
+    moments, counts, _ = stats_runner.collect(model, samples, LANGS, threshold=AbsoluteThreshold(value=value),
+                                              batch_size=4)
     hf, tok = model._module, model.tokenizer
     captured = {}
     handle = hf.model.layers[1].mlp.down_proj.register_forward_pre_hook(lambda m, a: captured.__setitem__("h", a[0]))
@@ -263,7 +265,8 @@ def test_artifact_round_trip_and_refusals(spec_file, tmp_path):
     assert all(torch.equal(copy.tensors[k], artifact.tensors[k]) for k in artifact.tensors)
 
     spec = load_spec(spec_file)
-    reordered = validate_data({**spec.model_dump(mode="json", exclude_none=True), "languages": ["zh", "fr", "de", "en"]})
+    reordered = validate_data({**spec.model_dump(mode="json", exclude_none=True),
+                               "languages": ["zh", "fr", "de", "en"]})
     moved = stats_runner.check_artifact_fits(artifact, reordered, "x")
     assert torch.equal(moved.tensors["mean"][0], artifact.tensors["mean"][3])
     owners = artifact.tensors["specific_language"]

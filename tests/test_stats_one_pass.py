@@ -9,8 +9,8 @@ from tiny import spec_data
 
 from clas_graph.data.bible import load_bible
 from clas_graph.runners import stats as stats_runner
-from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 from clas_graph.spec.load import validate_data
+from clas_graph.spec.stats import AbsoluteThreshold, QuantileThreshold
 from clas_graph.stats import StatsArtifact
 
 LANGS = ["en", "de", "fr", "zh"]

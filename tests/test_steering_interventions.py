@@ -12,7 +12,6 @@ from tiny import spec_data, tiny_model, tiny_tokenizer
 
 import clas_graph
 from clas_graph import CompileError
-from clas_graph.loading import wrap
 from clas_graph.spec.load import validate_data
 from clas_graph.stats import StatsArtifact
 
@@ -21,24 +20,24 @@ LANGS = ["en", "de", "fr", "zh"]
 TEXTS = ["The sky is blue and", "Der Himmel ist blau und", "Le ciel est bleu et la mer", "天空是蓝色的",
          "Die Katze schläft", "Hello there my friend", "Bonjour mes amis, comment"]
 ROWS = ["en", "de", "fr", "zh", "de", "en", "fr"]
-L, I, H = 4, 64, 32
+L, INTERMEDIATE, H = 4, 64, 32
 
 
 def fake_stats(seed: int = 0) -> StatsArtifact:
     gen = torch.Generator().manual_seed(seed)
-    experts = torch.rand(len(LANGS), L, I, generator=gen) < 0.15
+    experts = torch.rand(len(LANGS), L, INTERMEDIATE, generator=gen) < 0.15
     experts[:, 1] = False  # one layer without experts: no op is emitted there
     tensors = {
-        "category": torch.randint(0, 4, (L, I), generator=gen).to(torch.int8),
-        "specific_language": torch.full((L, I), -1, dtype=torch.int8),
-        "mean": torch.randn(len(LANGS), L, I, generator=gen),
-        "act_mean": torch.randn(len(LANGS), L, I, generator=gen),
+        "category": torch.randint(0, 4, (L, INTERMEDIATE), generator=gen).to(torch.int8),
+        "specific_language": torch.full((L, INTERMEDIATE), -1, dtype=torch.int8),
+        "mean": torch.randn(len(LANGS), L, INTERMEDIATE, generator=gen),
+        "act_mean": torch.randn(len(LANGS), L, INTERMEDIATE, generator=gen),
         "resid_mean": torch.randn(len(LANGS), L, H, generator=gen) * 3,
         "bridge_layers": torch.tensor([1, 2]),
-        "lape.mask": torch.rand(len(LANGS), L, I, generator=gen) < 0.1,
+        "lape.mask": torch.rand(len(LANGS), L, INTERMEDIATE, generator=gen) < 0.1,
         "experts.mask": experts,
-        "experts.p50": torch.rand(len(LANGS), L, I, generator=gen) * 4,
-        "experts.p90": torch.rand(len(LANGS), L, I, generator=gen) * 6,
+        "experts.p50": torch.rand(len(LANGS), L, INTERMEDIATE, generator=gen) * 4,
+        "experts.p90": torch.rand(len(LANGS), L, INTERMEDIATE, generator=gen) * 6,
     }
     return StatsArtifact(tuple(LANGS), tensors, {"selections": {"experts": {"site": "mlp.act_fn.output"}}})
 
@@ -76,7 +75,8 @@ def check(setup, the_spec, condition, ops, rows=ROWS, generate=True):
     base = clas_graph.forward(model, None, TEXTS, rows, batch_size=4)
     assert (got - base).abs().amax() > 1e-3, "the intervention visibly changes the output"
     if generate:
-        assert clas_graph.generate_ids(model, plan, TEXTS, rows, 4, batch_size=4) == greedy(hf, tok, TEXTS, rows, ops, 4)
+        generated = clas_graph.generate_ids(model, plan, TEXTS, rows, 4, batch_size=4)
+        assert generated == greedy(hf, tok, TEXTS, rows, ops, 4)
     return plan
 
 
@@ -200,7 +200,8 @@ def test_lape_steering_composition_deactivate_source_then_activate_target(setup)
             return new
         return fn
 
-    ops = [HookOp(0, "act", lape_off(0)), HookOp(0, "act", on(0)), HookOp(3, "act", lape_off(3)), HookOp(3, "act", on(3))]
+    ops = [HookOp(0, "act", lape_off(0)), HookOp(0, "act", on(0)),
+           HookOp(3, "act", lape_off(3)), HookOp(3, "act", on(3))]
     check(setup, the_spec, "force_zh", ops)
 
 

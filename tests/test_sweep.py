@@ -12,13 +12,13 @@ from tiny import BOOST_YAML, clas_yaml, spec_folder, spec_yaml, tiny_model, tiny
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
-from clas_graph.tasks.base import DEV, TEST, check_disjoint, item_ids
 from clas_graph.errors import DataError
 from clas_graph.records import spec_hash
-from clas_graph.tasks.lm_loss import LmLossRunner
-from clas_graph.tasks.next_token import NextTokenRunner
 from clas_graph.spec.load import load_spec
 from clas_graph.spec.sweep import expand
+from clas_graph.tasks.base import DEV, TEST, check_disjoint, item_ids
+from clas_graph.tasks.lm_loss import LmLossRunner
+from clas_graph.tasks.next_token import NextTokenRunner
 
 runner = CliRunner()
 LANGS = ["en", "de", "fr"]
@@ -163,7 +163,8 @@ def test_xnli_dev_from_its_own_split_files_and_the_same_file_named_twice(write):
 
 def test_xquad_dev_is_disjoint_from_the_test_questions(write):
     files = {lang: _xquad(write, f"q_{lang}.jsonl", 25, lang) for lang in LANGS}
-    task = _task(write, f"  - {{kind: xquad, limit: 8, data_files: {json.dumps(files)}, dev: {{limit: 15, seed: 3}}}}\n")
+    task = _task(write, f"  - {{kind: xquad, limit: 8, data_files: {json.dumps(files)}, "
+                        "dev: {limit: 15, seed: 3}}\n")
     test, dev = _split_ids(task, LANGS, TEST), _split_ids(task, LANGS, DEV)
     for lang in LANGS:
         assert len(dev[lang]) == 15 and not set(dev[lang]) & set(test[lang])
@@ -221,9 +222,11 @@ def test_sweep_run_records_dev_scores_choice_and_held_out_comparison(finished):
         for name in points:  # the recorded dev mean is the mean of the dev units
             per_lang = dev["tasks"][key]["per_language"][name]
             primary = dev["tasks"][key]["primary"]
-            assert task["points"][name]["mean"] == pytest.approx((per_lang["de"][primary] + per_lang["fr"][primary]) / 2)
+            mean = (per_lang["de"][primary] + per_lang["fr"][primary]) / 2
+            assert task["points"][name]["mean"] == pytest.approx(mean)
     units = {p.name for p in (run_dir / "units").iterdir()}
-    assert "lm_loss_de_clas[alpha=0.5].json" not in units or sweep["tasks"]["lm_loss"]["chosen"]["clas"] == "clas[alpha=0.5]"
+    assert ("lm_loss_de_clas[alpha=0.5].json" not in units
+            or sweep["tasks"]["lm_loss"]["chosen"]["clas"] == "clas[alpha=0.5]")
     summary = (run_dir / "summary.md").read_text()
     assert "## Sweep: chosen on dev items, reported on held-out items" in summary
     assert f"chose `{sweep['tasks']['lm_loss']['chosen']['clas']}`" in summary and "### next_token" in summary

@@ -71,7 +71,8 @@ def _check_stats(spec: RunSpec, stats, dims) -> None:
     expected = (dims.num_layers, dims.intermediate_size)
     if tuple(stats.category.shape) != expected:
         raise CompileError(
-            f"the statistics artifact has [layers, neurons] = {list(stats.category.shape)}, but the model has {list(expected)}",
+            f"the statistics artifact has [layers, neurons] = {list(stats.category.shape)}, "
+            f"but the model has {list(expected)}",
             where=spec_where(spec, "stats"), fix="recompute statistics for this model",
         )
 

@@ -20,8 +20,17 @@ from typing import Callable
 
 import torch
 
-from .plan import (LANGUAGE_INDEX, SITE_ACT, SITE_H, SITE_RESID, AddVector, AddVectorKeepNorm, Plan, ScaleNeurons,
-                   SetNeurons)
+from .plan import (
+    LANGUAGE_INDEX,
+    SITE_ACT,
+    SITE_H,
+    SITE_RESID,
+    AddVector,
+    AddVectorKeepNorm,
+    Plan,
+    ScaleNeurons,
+    SetNeurons,
+)
 
 INDENT = " " * 8  # inside `def` + `with`
 
@@ -60,7 +69,8 @@ def _op_lines(op, x: str) -> list[str]:
     elif isinstance(op, AddVectorKeepNorm):  # before AddVector: it is a subclass
         vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
         lines += [f"steered = {x} + {vector}",
-                  f"steered = steered * ({x}.norm(dim=-1, keepdim=True) / steered.norm(dim=-1, keepdim=True).clamp(min=1e-12))",
+                  f"steered = steered * ({x}.norm(dim=-1, keepdim=True)"
+                  " / steered.norm(dim=-1, keepdim=True).clamp(min=1e-12))",
                   f"{x} = torch.where(rows_here, steered, {x})"]
     elif isinstance(op, AddVector):
         vector = per_row(tensor("vector")) if op.per_language else tensor("vector")

@@ -104,7 +104,8 @@ def stats_session(model, batches, thresholds, session_kwargs):
 '''
 
 
-def emit_stats(architecture: Architecture, num_layers: int, *, moments: bool = True, active: str | None = None) -> StatsTrace:
+def emit_stats(architecture: Architecture, num_layers: int, *, moments: bool = True,
+               active: str | None = None) -> StatsTrace:
     source = emit_stats_source(architecture, num_layers, moments=moments, active=active)
     namespace = compile_source(source, "stats")
     return StatsTrace(source, namespace["__file__"], namespace["stats_trace"], namespace["stats_session"])

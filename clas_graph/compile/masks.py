@@ -9,9 +9,9 @@ import torch
 from safetensors import safe_open
 
 from ..errors import CompileError
+from ..selections import registry as selections
 from ..sites import ModelDims
 from ..spec.masks import FileMask, InlineMask, StatsMask
-from ..selections import registry as selections
 
 
 def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base_dir: Path,
@@ -82,7 +82,8 @@ def read_tensor(source, *, where: str, base_dir: Path) -> torch.Tensor:
     path = Path(source.file)
     path = path if path.is_absolute() else base_dir / path
     if not path.is_file():
-        raise CompileError(f"file '{path}' does not exist", where=f"{where}.file", fix="check the path (relative to the spec file)")
+        raise CompileError(f"file '{path}' does not exist", where=f"{where}.file",
+                           fix="check the path (relative to the spec file)")
     actual = sha256_file(path)
     if actual != source.sha256:
         raise CompileError(
@@ -94,7 +95,8 @@ def read_tensor(source, *, where: str, base_dir: Path) -> torch.Tensor:
         with safe_open(str(path), framework="pt") as handle:
             if source.key not in handle.keys():
                 raise CompileError(
-                    f"tensor '{source.key}' is not in '{path}' (it holds: {', '.join(sorted(handle.keys())) or 'nothing'})",
+                    f"tensor '{source.key}' is not in '{path}' "
+                    f"(it holds: {', '.join(sorted(handle.keys())) or 'nothing'})",
                     where=f"{where}.key",
                 )
             return handle.get_tensor(source.key)

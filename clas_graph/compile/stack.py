@@ -50,7 +50,7 @@ class StackedPlan(Plan):
         rows, count = len(languages), len(self.blocks)
         out: dict[str, torch.Tensor] = {}
         for block, (_, plan) in enumerate(self.blocks):
-            for key, select in plan.row_selects().items():
+            for select in plan.row_selects().values():
                 mask = torch.zeros(rows * count, dtype=torch.bool)
                 mask[block * rows:(block + 1) * rows] = torch.tensor([select.applies(lang) for lang in languages],
                                                                      dtype=torch.bool)

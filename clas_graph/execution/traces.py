@@ -159,7 +159,9 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
     saved = "\n".join(f"{INDENT}result_{k}_{name} = torch.cat(out_{k}_{name}).cpu().save()"
                       for k in outputs for name in names)
     result = "[" + ", ".join("[" + ", ".join(f"result_{k}_{name}" for name in names) + "]" for k in outputs) + "]"
-    return f'''# Generated session: {len(traces)} condition trace(s) per batch, readout {readout.label}, on {base.model_type}.
+    header = (f"# Generated session: {len(traces)} condition trace(s) per batch, readout {readout.label}, "
+              f"on {base.model_type}.")
+    return f'''{header}
 # Reads only torch, the model and plain tensors: runs unchanged on a remote server.
 import torch
 

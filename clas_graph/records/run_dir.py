@@ -30,8 +30,8 @@ MANIFEST_SCHEMA = 1
 # every unit is keyed by a condition id that spells out its swept values, so a widened grid reuses the run
 # directory and its finished units. `analysis` only reads the run (its representations are cached under
 # analysis/ with their own key), so editing it reuses the evaluation.
-_TRANSPORT = {"name": True, "description": True, "batch_size": True, "stack_rows": True, "backend": True, "model": {"device"},
-              "sweep": True, "select": True, "analysis": True}
+_TRANSPORT = {"name": True, "description": True, "batch_size": True, "stack_rows": True, "backend": True,
+              "model": {"device"}, "sweep": True, "select": True, "analysis": True}
 
 
 def spec_hash(spec: RunSpec) -> str:

@@ -245,7 +245,8 @@ def summary_section(document: dict, figures: dict[str, Path | None]) -> str:
     if document.get("probe"):
         lines += ["Linear probe of the language (cross-validated accuracy):", ""]
         for condition, by_layer in document["probe"].items():
-            text = ", ".join(f"layer {layer}: {v['mean']:.3f}" for layer, v in by_layer.items() if v["mean"] is not None)
+            text = ", ".join(f"layer {layer}: {v['mean']:.3f}" for layer, v in by_layer.items()
+                             if v["mean"] is not None)
             chance = next(iter(by_layer.values()))["chance"]
             lines.append(f"- `{condition}`: {text} (chance {chance:.3f})")
         lines.append("")

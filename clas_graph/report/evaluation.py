@@ -95,7 +95,8 @@ def summary_markdown(document: dict, *, spec_name: str, model: str, stats_meta: 
              f"Conditions: {', '.join(document['conditions'])}.", ""]
     if stats_meta:
         bridge = stats_meta.get("bridge", {})
-        parts += [f"Statistics: {stats_meta.get('samples')} parallel samples of {stats_meta.get('corpus', {}).get('kind')}, "
+        parts += [f"Statistics: {stats_meta.get('samples')} parallel samples of "
+                  f"{stats_meta.get('corpus', {}).get('kind')}, "
                   f"T_act {stats_meta.get('threshold', {}).get('kind')}, bridge layers {bridge.get('layers')} "
                   f"({bridge.get('rule')}).", ""]
     parts += ["## Findings", ""]

@@ -46,15 +46,16 @@ def conditions_table(expansion) -> Table:
 
 def dev_table(key: str, task: dict) -> Table:
     direction = "higher is better" if task["higher_is_better"] else "lower is better"
-    table = Table(title=escape(f"{key} dev: mean {task['metric']} over {len(task['languages'])} language(s) ({direction}); "
-                        f"{task['dev_items']}"), title_justify="left", header_style="bold")
+    title = (f"{key} dev: mean {task['metric']} over {len(task['languages'])} language(s) ({direction}); "
+             f"{task['dev_items']}")
+    table = Table(title=escape(title), title_justify="left", header_style="bold")
     for column in ("grid point", "dev mean", "Δ base", "chosen"):
         table.add_column(column, justify="left" if column == "grid point" else "right")
     table.add_row("base", _num(task["base"]), "", "")
     chosen = set(task["chosen"].values())
     for name, point in task["points"].items():
-        table.add_row(escape(name), _num(point["mean"]), _num(point["delta"], signed=True), "✓" if name in chosen else "",
-                      style="bold" if name in chosen else None)
+        table.add_row(escape(name), _num(point["mean"]), _num(point["delta"], signed=True),
+                      "✓" if name in chosen else "", style="bold" if name in chosen else None)
     return table
 
 
@@ -75,7 +76,8 @@ def selection_sentences(document: dict) -> list[str]:
     for key, task in sweep["tasks"].items():
         for family, chosen in task["chosen"].items():
             point = task["points"][chosen]
-            out.append(f"- {key}: chose `{chosen}` for `{family}` among {sum(1 for p in task['points'].values() if p['family'] == family)} "
+            among = sum(1 for p in task["points"].values() if p["family"] == family)
+            out.append(f"- {key}: chose `{chosen}` for `{family}` among {among} "
                        f"grid points: dev mean {task['metric']} {_num(point['mean'])} vs base {_num(task['base'])} "
                        f"({_num(point['delta'], signed=True)}), on {task['dev_items']}. Held-out comparison on "
                        f"{task['test_items']}." + ("" if _beats_base(task, point) else
@@ -218,7 +220,7 @@ def heatmap_figure(sweep: dict, family: str, path: Path) -> Path | None:
     figure, axes = _axes(len(tasks), width=1.0 + 0.9 * len(cols))
     for axis, (task_key, task) in zip(axes, tasks.items()):
         grid = [[math.nan] * len(cols) for _ in rows]
-        for name, point in task["points"].items():
+        for point in task["points"].values():
             values = point["values"]
             if point["family"] == family and keys[0] in values and keys[1] in values and point["mean"] is not None:
                 grid[rows.index(values[keys[0]])][cols.index(values[keys[1]])] = point["mean"]

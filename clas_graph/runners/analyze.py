@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from safetensors.torch import load, save
-
 from safetensors import safe_open
+from safetensors.torch import load, save
 
 from ..compile.compiler import compile_plans
 from ..compile.plan import Plan
@@ -216,8 +215,9 @@ def compute(spec: RunSpec, reps: dict, layers: list[int], tsne_at: int | None, a
         per_layer = [geometry.item_cosines(reps[c][layer], anchor) for layer in layers]
         alignment_mean[c] = {lang: geometry.spread(np.mean([cos[lang] for cos in per_layer], axis=0))
                              for lang in targets}
-    separation_mean = {c: {"overall": _mean(separation[c][str(l)]["overall"] for l in layers),
-                           "per_language": {lang: _mean(separation[c][str(l)]["per_language"][lang] for l in layers)
+    separation_mean = {c: {"overall": _mean(separation[c][str(layer)]["overall"] for layer in layers),
+                           "per_language": {lang: _mean(separation[c][str(layer)]["per_language"][lang]
+                                                        for layer in layers)
                                             for lang in [anchor, *targets]}}
                        for c in conditions}
     after = [c for c in conditions if c != BASE_CONDITION]

@@ -20,8 +20,8 @@ from ..compile.plan import Plan
 from ..eval.metrics import paired_test
 from ..records import atomic_write_json, atomic_write_text
 from ..spec.base import BASE_CONDITION
-from ..spec.run_spec import RunSpec
 from ..spec.rows import FixedAnchor
+from ..spec.run_spec import RunSpec
 from ..tasks.base import TaskRunner, task_runners
 
 METRICS_SCHEMA = 1

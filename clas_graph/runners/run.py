@@ -26,7 +26,8 @@ from .sweep import run_sweep
 
 def _save_plans(run: RunDir, plans: dict) -> None:
     atomic_write_json(run.path / "plan.json", {name: plan.to_json() for name, plan in plans.items()})
-    tensors = {f"{name}/{key}": value.contiguous() for name, plan in plans.items() for key, value in plan.tensors().items()}
+    tensors = {f"{name}/{key}": value.contiguous()
+               for name, plan in plans.items() for key, value in plan.tensors().items()}
     if tensors:
         atomic_write_bytes(run.path / "plan.safetensors", save(tensors))
     for name, plan in plans.items():

@@ -24,13 +24,13 @@ from ..compile.emit_stats import emit_stats
 from ..data.corpora import load_corpus
 from ..errors import DataError
 from ..execution.context import current
-from ..sites import architecture_for, dims_of
-from ..spec.stats import QuantileThreshold
-from ..spec.run_spec import RunSpec
-from ..stats import Moments, StatsArtifact, build_artifact, thresholds
-from ..stats.artifact import META_FILE, TENSOR_FILE
 from ..report.figures import category_shares_figure
 from ..report.tables import category_table
+from ..sites import architecture_for, dims_of
+from ..spec.run_spec import RunSpec
+from ..spec.stats import QuantileThreshold
+from ..stats import Moments, StatsArtifact, build_artifact, thresholds
+from ..stats.artifact import META_FILE, TENSOR_FILE
 from .progress import progress_bar
 from .selections import has_selections, with_selections
 
@@ -54,7 +54,8 @@ def _rows(samples, languages):
 
 
 def _batches(tokenizer, rows, batch_size: int, max_length: int):
-    lengths = [len(ids) for ids in tokenizer([text for text, _ in rows], truncation=True, max_length=max_length)["input_ids"]]
+    encoded = tokenizer([text for text, _ in rows], truncation=True, max_length=max_length)
+    lengths = [len(ids) for ids in encoded["input_ids"]]
     order = sorted(range(len(rows)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
@@ -122,7 +123,8 @@ def collect(model, samples, languages, *, threshold, batch_size: int = 8, max_le
         t_act = thresholds(moments.mean(), kind="quantile", q=threshold.q)
         if not active_frac:
             return moments, None, t_act
-        counts, _ = _stream(model, rows, languages, trace=emit_stats(arch, dims.num_layers, moments=False, active="abs"),
+        counts, _ = _stream(model, rows, languages,
+                            trace=emit_stats(arch, dims.num_layers, moments=False, active="abs"),
                             t_act=t_act, description="statistics: active tokens", **common)
         return moments, counts["active"], t_act
     t_act = thresholds(torch.zeros(1, dims.num_layers, 1), kind="absolute", value=threshold.value)
@@ -169,9 +171,9 @@ def compute_stats(spec: RunSpec, model, *, console: Console | None = None,
                           stats.bridge.model_dump(), meta)
 
 
-THRESHOLD_NOTE = ("The paper gives no value for T_act; its wording ('mean activation' above T_act) implies an absolute "
-                  "threshold on the signed mean, i.e. {kind: absolute, value: 0.0}. That reading is not sign-invariant; "
-                  "the quantile of |mean| is the default here.")
+THRESHOLD_NOTE = ("The paper gives no value for T_act; its wording ('mean activation' above T_act) implies an "
+                  "absolute threshold on the signed mean, i.e. {kind: absolute, value: 0.0}. That reading is not "
+                  "sign-invariant; the quantile of |mean| is the default here.")
 
 
 def check_artifact_fits(artifact: StatsArtifact, spec: RunSpec, where: str) -> StatsArtifact:
@@ -187,7 +189,8 @@ def check_artifact_fits(artifact: StatsArtifact, spec: RunSpec, where: str) -> S
         )
     if set(artifact.languages) != set(spec.languages):
         raise DataError(
-            f"the statistics artifact covers languages {list(artifact.languages)}, but the spec has {list(spec.languages)}",
+            f"the statistics artifact covers languages {list(artifact.languages)}, "
+            f"but the spec has {list(spec.languages)}",
             where=where, fix="recompute statistics for this language set; categories depend on it",
         )
     return artifact.for_languages(list(spec.languages))
@@ -241,7 +244,8 @@ def existing_stats(spec: RunSpec, runs_root: Path) -> StatsArtifact | None:
         except DataError as exc:
             raise DataError(exc.what, where=where,
                             fix="point `stats.artifact` at an intact artifact (stats.safetensors with its stats.json), "
-                                "or remove `stats.artifact` so `clas-graph stats SPEC` computes the statistics") from None
+                                "or remove `stats.artifact` so `clas-graph stats SPEC` computes the statistics",
+                            ) from None
         return check_artifact_fits(artifact, spec, where)
     for cached in _cached_candidates(spec, runs_root):
         artifact = _load_cached(cached)
@@ -255,7 +259,8 @@ def existing_stats(spec: RunSpec, runs_root: Path) -> StatsArtifact | None:
     return None
 
 
-def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *, console: Console | None = None) -> StatsArtifact:
+def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *,
+                 console: Console | None = None) -> StatsArtifact:
     """The spec's statistics: its explicit artifact, a cached one of the same identity, or computed now.
 
     A cached artifact is reused only when its threshold and bridge rule equal the spec's (otherwise

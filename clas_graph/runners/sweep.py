@@ -16,13 +16,13 @@ from typing import Callable
 
 from rich.console import Console
 
-from ..compile.plan import Plan
 from ..compile.compiler import compile_plan
+from ..compile.plan import Plan
 from ..errors import CompileError, DataError
 from ..records import atomic_write_json
 from ..spec.base import BASE_CONDITION
-from ..spec.run_spec import RunSpec
 from ..spec.rows import FixedAnchor
+from ..spec.run_spec import RunSpec
 from ..spec.sweep import Expansion, SelectRule, effective, expand, grids
 from ..tasks.base import DEV, TEST, check_disjoint, task_runners
 from .evaluate import evaluate

@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import model_validator
 
 from ..spec.base import StrictModel
-from .rules import selection_mask
 from .experts import ExpertSelection
 from .lape import LapeSelection
+from .rules import selection_mask
 
 SELECTION_KINDS = (LapeSelection, ExpertSelection)
 """Every selection's model, in the order they are computed and listed."""

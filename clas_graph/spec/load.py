@@ -141,7 +141,8 @@ def _parse_override(raw: str) -> tuple[tuple, Any]:
 def _parse_key(key: str, raw: str) -> tuple:
     parts = key.split(".")
     if any(not part.strip() for part in parts):
-        raise SpecError(f"--set {raw}: '{key}' has an empty part", fix="separate keys with single dots, e.g. model.path")
+        raise SpecError(f"--set {raw}: '{key}' has an empty part",
+                        fix="separate keys with single dots, e.g. model.path")
     return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
 
 
@@ -156,8 +157,9 @@ def _set_path(data: dict, loc: tuple, value: Any, raw: str) -> None:
                 raise SpecError(f"--set {raw}: {here} is a list; '{part}' is not an item index",
                                 fix=f"use an index 0-{len(current) - 1}, e.g. {'.'.join(map(str, loc[:depth]))}.0")
             if not 0 <= part <= len(current) or (part == len(current) and not last):
+                appends = f" ({len(current)} appends)" if last else ""
                 raise SpecError(f"--set {raw}: {here} has {len(current)} item(s), no index {part}",
-                                fix=f"use an index 0-{len(current) - 1}" + (f" ({len(current)} appends)" if last else ""))
+                                fix=f"use an index 0-{len(current) - 1}{appends}")
             if part == len(current):
                 current.append(value)
                 return
@@ -167,7 +169,8 @@ def _set_path(data: dict, loc: tuple, value: Any, raw: str) -> None:
                 current[part] = {}
         else:
             raise SpecError(f"--set {raw}: {here} is a {type(current).__name__} value, so it has no '{part}'",
-                            fix=f"set {field_path(loc[:depth])} itself, e.g. --set {'.'.join(map(str, loc[:depth]))}=...")
+                            fix=f"set {field_path(loc[:depth])} itself, "
+                                f"e.g. --set {'.'.join(map(str, loc[:depth]))}=...")
         if last:
             current[part] = value
         else:

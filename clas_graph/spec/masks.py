@@ -39,7 +39,8 @@ class StatsMask(StrictModel):
     languages: list[LanguageCode] | None = None
     """For `language_specific`, `lape`, `experts`: neurons of these languages (their union; default: any language)."""
     per_row: bool = False
-    """For `lape` / `experts` with `ablate` or `set`: each row gets its own language's neurons (a per-language table)."""
+    """For `lape` / `experts` with `ablate` or `set`: each row gets its own language's neurons
+    (a per-language table)."""
 
 
 def _mask_tag(value: Any) -> str | None:

@@ -7,15 +7,15 @@ from typing import Literal
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from ..interventions.registry import Intervention
-from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
+from ..tasks.registry import Task
 from .analysis import AnalysisConfig
 from .backend import Backend, LocalBackend
+from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
 from .languages import all_languages, check_languages, task_languages
 from .model_ref import ModelRef
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
 from .sweep import SelectRule, Sweep, check_sweep
-from ..tasks.registry import Task
 
 
 class RunSpec(StrictModel):
@@ -178,8 +178,8 @@ def _check_analysis(spec: "RunSpec") -> None:
             raise FieldError(("analysis", "languages", j), f"language '{code}' is not in `languages` {spec.languages}")
     if analysis.languages is not None and spec.anchor.language not in analysis.languages:
         raise FieldError(("analysis", "languages"),
-                         f"the anchor '{spec.anchor.language}' must be analysed too (alignment is measured against it); "
-                         "add it to `analysis.languages`")
+                         f"the anchor '{spec.anchor.language}' must be analysed too "
+                         "(alignment is measured against it); add it to `analysis.languages`")
     if len(analysis.languages or spec.languages) < 2:
         raise FieldError(("analysis", "languages") if analysis.languages else ("languages",),
                          "the analysis compares languages with the anchor: give at least two")

@@ -73,7 +73,8 @@ class StatsConfig(StrictModel):
     """Use this existing stats.safetensors instead of computing (its stats.json must sit beside it)."""
     selections: Selections | list[Literal[SELECTION_NAMES]] | None = None
     """Other methods' neuron selections over the same corpus: `[lape, experts]` (defaults) or
-    `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`. Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
+    `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`.
+    Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
 
     @field_validator("selections", mode="after")
     @classmethod

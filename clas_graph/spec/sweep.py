@@ -28,9 +28,11 @@ SweepGrid = dict[str, list[Any]]
 Sweep = Annotated[
     Annotated[SweepGrid, Tag("grid")] | Annotated[list[SweepGrid], Tag("grids")],
     Discriminator(lambda value: "grids" if isinstance(value, list) else "grid" if isinstance(value, dict) else None,
-                  custom_error_type="sweep", custom_error_message="a sweep is a mapping KEY: [values] or a list of them"),
+                  custom_error_type="sweep",
+                  custom_error_message="a sweep is a mapping KEY: [values] or a list of them"),
 ]
-"""One grid, or a list of grids whose points are joined (e.g. beta-only and gamma-only curves, as the paper's Fig. 6)."""
+"""One grid, or a list of grids whose points are joined (e.g. beta-only and gamma-only curves, as the paper's
+Fig. 6)."""
 
 _KEY = re.compile(r"^(?P<id>[A-Za-z_][A-Za-z0-9_\-]*)\.(?P<field>[A-Za-z_][A-Za-z0-9_]*)$")
 _NOT_SWEEPABLE = {"kind", "id"}

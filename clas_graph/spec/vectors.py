@@ -47,7 +47,8 @@ def _vector_tag(value: Any) -> str | None:
 
 
 VectorSource = Annotated[
-    Union[Annotated[InlineVector, Tag("inline")], Annotated[FileVector, Tag("file")], Annotated[StatsVector, Tag("stats")]],
+    Union[Annotated[InlineVector, Tag("inline")], Annotated[FileVector, Tag("file")],
+          Annotated[StatsVector, Tag("stats")]],
     Discriminator(
         _vector_tag,
         custom_error_type="vector_source",

@@ -69,9 +69,9 @@ class LanguageSteeringRunner(CorpusRunner):
                          "detected": code, "forced": hit, "fluency": round(fluency, 4)})
         n = max(len(rows), 1)
         forcing, fluency = 100 * sum(forced) / n, sum(fluent) / n
-        return self.annotate(rows, prompts, language), {"steering": steering_score(forcing, fluency), "forcing": forcing,
-                                                        "fluency": fluency, "source": language, "target": target,
-                                                        "n": len(rows)}
+        scores = {"steering": steering_score(forcing, fluency), "forcing": forcing, "fluency": fluency,
+                  "source": language, "target": target, "n": len(rows)}
+        return self.annotate(rows, prompts, language), scores
 
 
 class LanguageSteeringTask(CorpusTask):
@@ -105,7 +105,8 @@ class LanguageSteeringTask(CorpusTask):
         steers toward exactly one language."""
         for j, code in enumerate(self.sources or []):
             if code not in spec.languages:
-                raise FieldError(("tasks", index, "sources", j), f"language '{code}' is not in `languages` {spec.languages}")
+                raise FieldError(("tasks", index, "sources", j),
+                                 f"language '{code}' is not in `languages` {spec.languages}")
         for name, code in (self.targets or {}).items():
             if name not in spec.resolved_conditions:
                 raise FieldError(("tasks", index, "targets", name),
@@ -118,7 +119,8 @@ class LanguageSteeringTask(CorpusTask):
                 continue
             found = {spec.intervention(i).steering_target() for i in ids} - {None}
             if len(found) != 1:
-                raise FieldError(("tasks", index), f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
+                raise FieldError(("tasks", index),
+                                 f"condition '{name}' steers toward {sorted(found) or 'no language'}; "
                                  f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")
 
     def report(self, key, task, run_dir):

@@ -49,7 +49,8 @@ class XnliRunner(SharedRunner):
     def run_many(self, model, plans, language):
         task = self.task
         examples = task.items(language, self.split, self.base_dir)
-        prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis)) for e in examples]
+        prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis))
+                   for e in examples]
         # only the label tokens' logits are computed into the result (and travel back from a remote run)
         logits = forward_many(model, plans, prompts, self.row_languages(prompts, language),
                               token_ids=self.label_ids(model), **self.options())
@@ -135,6 +136,8 @@ def _same_file(a: str | None, b: str | None, base_dir) -> bool:
 
     def resolve(path: str) -> Path:
         file = Path(path)
-        return (Path(base_dir) / file if base_dir is not None and not file.is_absolute() else file).expanduser().resolve()
+        if base_dir is not None and not file.is_absolute():
+            file = Path(base_dir) / file
+        return file.expanduser().resolve()
 
     return resolve(a) == resolve(b)

@@ -207,9 +207,11 @@ def start_mock_ndif(
         deadline = time.monotonic() + startup_timeout
         while not port_file.exists():
             if process.poll() is not None:
-                raise RuntimeError(f"mock NDIF exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+                raise RuntimeError(f"mock NDIF exited with {process.returncode}:\n"
+                                   f"{log_path.read_text(errors='replace')}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mock NDIF not ready after {startup_timeout}s:\n{log_path.read_text(errors='replace')}")
+                raise RuntimeError(f"mock NDIF not ready after {startup_timeout}s:\n"
+                                   f"{log_path.read_text(errors='replace')}")
             time.sleep(0.05)
         port = int(port_file.read_text())
         ids = [model_dir, os.path.realpath(model_dir), *repo_ids]

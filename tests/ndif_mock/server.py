@@ -201,10 +201,10 @@ class MockNdif:
     """The aiohttp application and its state (built inside ``main``)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from aiohttp import web
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from aiohttp import web
         from nnsight.modeling.transformers import TransformersModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.web = web
         self.args = args
