@@ -1,4 +1,4 @@
-"""Several conditions with a shared prefix (clas_graph.shared) give the single-plan numbers.
+"""Several conditions with a shared prefix (clas_graph.execution.schedule) give the single-plan numbers.
 
 Reference: the single-plan `forward` / `token_nll` / `pooled_hidden` (themselves tested against plain PyTorch
 hooks in test_forward.py / test_composition.py), run separately per condition. Tolerance 1e-5 max abs
