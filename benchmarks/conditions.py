@@ -151,4 +151,7 @@ def _check(name: str, separate: dict, shared: dict) -> None:
             value = value[:, [236771, 236770, 236778]]
         pairs = zip(value, got) if isinstance(value, tuple) else [(value, got)]
         for want, have in pairs:
-            torch.testing.assert_close(have.double(), want.double(), atol=1e-4, rtol=1e-4)
+            # float32 rounding scales with the tensor: Gemma's pooled states reach ~2.5e4, where stacked and
+            # single traces differ by a few ulps (~4e-3), far above 1e-4 on its small elements
+            scale = float(want.abs().max()) if want.numel() else 0.0
+            torch.testing.assert_close(have.double(), want.double(), atol=1e-4 + 1e-6 * scale, rtol=1e-4)

@@ -18,9 +18,6 @@ import torch
 
 from .plan import LANGUAGE_INDEX, SITE_ORDER, Plan, RowSelect
 
-ROW_EXTRAS = ("pool_mask", "gold", "base_logprobs", "prefix")
-"""Entries of a trace's `extra` with one row per batch row: repeated, like the inputs, for a stacked trace."""
-
 
 @dataclass(frozen=True)
 class BlockRows:

@@ -74,6 +74,38 @@ def read_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lan
     return {name: readout.assemble(len(texts), value, config) for name, value in parts.items()}
 
 
+def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Sequence[int]],
+                     languages: Sequence[str], readout: Readout, *, batch_size: int = 8) -> dict:
+    """`read_many` on token ids given per row (already encoded, e.g. as lm-evaluation-harness encodes its requests),
+    left-padded into batches, longest first."""
+    if len(rows) != len(languages):
+        raise DataError(f"got {len(rows)} token rows but {len(languages)} languages", fix="give one language per row")
+    for plan in plans.values():
+        check_rows(plan, rows, languages)
+    config = model._module.config
+    if not rows:
+        return {name: readout.assemble(0, [], config) for name in plans}
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    groups = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    parts = current().readouts(model, plans, base_plan(model, languages), groups,
+                               lambda index: encode_ids([rows[i] for i in index], pad), languages, readout,
+                               batch_size=batch_size)
+    return {name: readout.assemble(len(rows), value, config) for name, value in parts.items()}
+
+
+def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> dict:
+    """Left-padded model inputs of token id rows."""
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, tokens in enumerate(rows):
+        if tokens:
+            input_ids[row, width - len(tokens):] = torch.tensor(list(tokens), dtype=torch.long)
+            attention_mask[row, width - len(tokens):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
 def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
             batch_size: int = 8, max_length: int = 512, token_ids: Sequence[int] | None = None) -> torch.Tensor:
     """Next-token logits at each text's last real token, with `plan` applied (None: unmodified model).

@@ -23,8 +23,6 @@ Encode = Callable[[list[int]], dict]
 class Executor:
     """Runs generated trace functions and readouts over batches. Subclasses: `LocalExecutor`, `NdifExecutor`."""
 
-    remote: bool = False
-    """Whether traces run on a server (requests are grouped and results reduced there)."""
     weights_on_server: bool = False
     """Whether the model's weights live only on the server (this process loads an empty model)."""
 

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..compile.plan import Plan
-from ..compile.stack import ROW_EXTRAS, repeat_rows, split_rows
+from ..compile.stack import repeat_rows, split_rows
 from .executor import Encode, Executor
 from .readouts import Batches, Readout
 from .schedule import Schedule, Trace, batch_plan, traces_for
@@ -41,6 +41,7 @@ class LocalExecutor(Executor):
                   row_languages: list[str], extra: dict) -> dict[str, object]:
         """Every condition's readout on one batch: the base trace first, then each trace from its start."""
         readout = schedule.readout
+        per_row = readout.per_row_extras()
         kwargs = {**readout.call_kwargs, "use_cache": False}
         out: dict[str, object] = {}
         prefixes: dict[int, object] = {}
@@ -58,7 +59,7 @@ class LocalExecutor(Executor):
             count = len(trace.names)
             if count > 1:
                 batch = {key: repeat_rows(value, count) for key, value in inputs.items()}
-                here = {key: repeat_rows(value, count) if key in ROW_EXTRAS else value for key, value in here.items()}
+                here = {key: repeat_rows(value, count) if key in per_row else value for key, value in here.items()}
             function = emit_readout(trace.plan, readout, skip_to=trace.start or None)
             value = self.call(model, function, batch, trace.plan.row_inputs(row_languages), trace.plan.tensors(),
                               here, call_kwargs=kwargs)

@@ -46,8 +46,6 @@ class NdifExecutor(Executor):
     """Traces on NDIF. `host`: True for the configured host (NDIF_HOST or nnsight's), a URL, or "local" for
     nnsight's serialize/deserialize dry run in this process (catches payloads a server could not run)."""
 
-    remote = True
-
     def __init__(self, host: bool | str = True, *, retries: int = 3, backoff_s: float = 2.0,
                  session_batches: int = 1, stack_rows: int | None = None):
         super().__init__(stack_rows=stack_rows)

@@ -17,6 +17,9 @@ import torch
 BASE_LOGPROBS_FROM_EXTRA = 'extra["base_logprobs"].to(lp.device)'
 """Where a condition's trace finds the base model's log-probs of its batch (the executors pass them)."""
 
+EXECUTOR_ROW_EXTRAS = ("base_logprobs", "prefix")
+"""Per-row entries the executors add to a trace's `extra` (the base log-probs, the shared prefix)."""
+
 Batches = list[tuple[list[int], object]]
 """One condition's readout of every batch: (row indices, value) in batch order."""
 
@@ -34,6 +37,9 @@ class Readout:
     trace, kept there as `base_logprobs`)."""
     call_kwargs: ClassVar[dict] = {"logits_to_keep": 1}
     """Arguments of the model call (only the last position's logits unless the readout needs every position)."""
+    row_extras: ClassVar[tuple[str, ...]] = ()
+    """The entries of `extra` (built by `extra`) with one row per batch row: repeated with the batch when
+    conditions run stacked."""
 
     label: ClassVar[str]
     """Short name, in generated file names and messages."""
@@ -58,6 +64,10 @@ class Readout:
     def row_width(self, config) -> int:
         """Numbers per row one condition's readout returns (float32 on the wire)."""
         raise NotImplementedError
+
+    def per_row_extras(self) -> tuple[str, ...]:
+        """Every per-row entry a trace's `extra` may hold: the readout's own and the executors'."""
+        return self.row_extras + EXECUTOR_ROW_EXTRAS
 
     def extra(self, tokenizer, inputs: dict, index: list[int]) -> dict:
         """Per-batch tensors the trace reads from `extra` (rows `index` of the caller's texts)."""
@@ -109,6 +119,7 @@ class NextToken(Readout):
     gold: tuple[int, ...] = ()
     outputs: ClassVar = ("kl", "top1", "base_top1", "gold_logprob")
     compares_with_base: ClassVar = True
+    row_extras: ClassVar = ("gold",)
 
     def source(self, base_logprobs: str) -> str:
         return f"""\
@@ -177,6 +188,53 @@ class TokenNll(Readout):
 
 
 @dataclass(frozen=True)
+class ContinuationLogprob(Readout):
+    """Per row: the summed log-probability of a continuation given what precedes it, and whether greedy decoding
+    would have produced it (lm-evaluation-harness's `loglikelihood`). Each row's input is context + continuation
+    without its last token; `targets[i]` are row i's continuation tokens, scored at the row's last
+    `len(targets[i])` positions (left padding puts a row's real tokens at the end).
+
+    Not stackable: like token_nll it needs the full-vocabulary log-probs of every position."""
+
+    label: ClassVar = "continuation_logprob"
+    targets: tuple[tuple[int, ...], ...] = ()
+    outputs: ClassVar = ("logprob", "greedy")
+    stackable: ClassVar = False
+    call_kwargs: ClassVar = {}
+    row_extras: ClassVar = ("targets",)
+
+    def source(self, base_logprobs: str) -> str:
+        return """\
+        # log-probs of each row's continuation tokens (extra["targets"]: the token each position must predict,
+        # -1 where nothing is scored), summed per row, and whether each scored token is the argmax
+        lp = torch.log_softmax(model.output.logits.float(), -1)
+        target = extra["targets"].to(lp.device)
+        scored = target >= 0
+        token_lp = lp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
+        logprob = (token_lp * scored).sum(-1).cpu().save()
+        greedy = ((lp.argmax(-1) == target) | ~scored).all(-1).cpu().save()"""
+
+    def row_width(self, config) -> int:
+        return len(self.outputs)
+
+    def extra(self, tokenizer, inputs, index):
+        width = inputs["input_ids"].shape[1]
+        targets = torch.full((len(index), width), -1, dtype=torch.long)
+        for row, i in enumerate(index):
+            tokens = self.targets[i]
+            targets[row, width - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
+        return {"targets": targets}
+
+    def assemble(self, rows, batches, config):
+        logprob = torch.zeros(rows, dtype=torch.float64)
+        greedy = torch.zeros(rows, dtype=torch.bool)
+        for index, (values, flags) in batches:
+            logprob[index] = values.double()
+            greedy[index] = flags.bool()
+        return logprob, greedy
+
+
+@dataclass(frozen=True)
 class Pooled(Readout):
     """[rows, hidden] mean of decoder layer `layer`'s output over each text's tokens (BOS left out unless
     `exclude_bos` is false). The trace stops after that layer; ops above it cannot change the result."""
@@ -185,6 +243,7 @@ class Pooled(Readout):
     layer: int = 0
     exclude_bos: bool = True
     outputs: ClassVar = ("pooled",)
+    row_extras: ClassVar = ("pool_mask",)
 
     @property
     def read_layer(self) -> int:

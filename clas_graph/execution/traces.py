@@ -11,7 +11,6 @@ from typing import Callable
 
 from ..compile.emit import INDENT, compile_source, emit_body, without_comments
 from ..compile.plan import Plan
-from ..compile.stack import ROW_EXTRAS
 from .readouts import Readout
 
 SESSION_INDENT = INDENT + " " * 8  # def + session + for + trace
@@ -122,6 +121,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
     `base_readout` or `prefix_layers`; its readout (if any) is output 0."""
     read_layer = readout.read_layer
     names = readout.outputs
+    per_row = readout.per_row_extras()  # repeated with the batch in a stacked trace
     base_tail = _indented(readout.tail(save=False, base_logprobs="lp")[0], " " * 8)
     if readout.compares_with_base:  # the batch's later traces compare with these (they stay on the server)
         base_tail += "\n" + SESSION_INDENT + "base_logprobs = lp"
@@ -138,7 +138,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
             outputs.append(number)
         else:
             block.append(SESSION_INDENT + "tracer.stop()  # nothing above is needed")
-        blocks.append(_trace_block(number, "\n".join(block), 1))
+        blocks.append(_trace_block(number, "\n".join(block), 1, per_row))
         number += 1
     for label, plan, start, count in traces:
         # a stacked trace repeats the batch's server-side values (prefix, base log-probs) once per condition
@@ -151,7 +151,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
             parts.append(skip_lines(plan, start, prefix=repeat(f"prefix_{start - 1}", 2), indent=SESSION_INDENT))
         parts += [emit_body(plan, SESSION_INDENT, read_layer=read_layer), _indented(tail, " " * 8)]
         parts += [SESSION_INDENT[:-4] + f"out_{number}_{name}.append({name})" for name in names]
-        blocks.append(_trace_block(number, "\n".join(parts), count))
+        blocks.append(_trace_block(number, "\n".join(parts), count, per_row))
         outputs.append(number)
         number += 1
     blocks = [without_comments(block) for block in blocks]
@@ -180,13 +180,13 @@ def many_session(model, batches, all_tensors, trace_kwargs, session_kwargs):
 '''
 
 
-def _trace_block(number: int, body: str, count: int) -> str:
+def _trace_block(number: int, body: str, count: int, per_row: tuple[str, ...]) -> str:
     head = INDENT + " " * 4
     if count == 1:
         inputs = [f"{head}inputs, extra = batch_inputs, batch_extra"]
     else:  # the batch repeated block after block, one block per stacked condition
         inputs = [f"{head}inputs = {{key: value.repeat({count}, 1) for key, value in batch_inputs.items()}}",
-                  f"{head}extra = {{key: value.repeat({count}, *([1] * (value.dim() - 1))) if key in {ROW_EXTRAS!r} "
+                  f"{head}extra = {{key: value.repeat({count}, *([1] * (value.dim() - 1))) if key in {per_row!r} "
                   f"else value for key, value in batch_extra.items()}}"]
     return "\n".join([f"{head}rows, tensors = all_rows[{number}], all_tensors[{number}]", *inputs,
                       f"{head}with model.trace(inputs, **trace_kwargs) as tracer:", body])

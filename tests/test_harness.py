@@ -1,0 +1,144 @@
+"""clas_graph as an lm-evaluation-harness model: `ClasGraphLM` against lm-eval's own `hf` model on a tiny random
+Llama saved to a folder. Under `base` it must give lm-eval's numbers; under a CLAS condition, lm-eval's numbers
+with the paper's three-step formula applied by plain PyTorch hooks (tests/reference.py)."""
+
+import pytest
+import torch
+
+lm_eval = pytest.importorskip("lm_eval")
+
+from lm_eval.api.instance import Instance  # noqa: E402
+from lm_eval.models.huggingface import HFLM  # noqa: E402
+from reference import ClasRef, clas_hooks  # noqa: E402
+from tiny import spec_data  # noqa: E402
+
+from clas_graph.errors import DataError  # noqa: E402
+from clas_graph.harness import ClasGraphLM  # noqa: E402
+from clas_graph.loading import load_model  # noqa: E402
+from clas_graph.spec.load import validate_data  # noqa: E402
+from clas_graph.spec.model_ref import ModelRef  # noqa: E402
+
+SHARED = {1: [0, 3, 5, 9, 12], 2: [1, 4, 7]}
+SPECIFIC = {1: [2, 6], 2: [10, 11, 20]}
+BETA, GAMMA, ALPHA = 0.6, 0.4, -1.5
+TOLERANCE = 1e-4  # summed float32 log-probs of a few tokens; padding layouts differ between the two models
+
+PAIRS = [("The cat sat", " on the mat"), ("Der Hund", " bellt laut"), ("A", " b c d e"),
+         ("Question: what is two plus two? Answer:", " four"), ("", "an empty context")]
+TEXTS = ["The quick brown fox jumps over the lazy dog. " * 3, "Kurz.", "Ein längerer deutscher Satz über Hunde."]
+PROMPTS = ["Once upon a time", "Es war einmal", "Question: where? Answer:"]
+
+
+def instances(kind: str, arguments, task: str = "xnli_de") -> list[Instance]:
+    return [Instance(request_type=kind, doc={}, arguments=args, idx=0, metadata=(task, i, 1))
+            for i, args in enumerate(arguments)]
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_model_dir):
+    return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def spec(folder):
+    clas = {"kind": "clas", "id": "clas", "layers": [1, 2], "shared": {"neurons": SHARED},
+            "specific": {"neurons": SPECIFIC}, "beta": BETA, "gamma": GAMMA, "alpha": ALPHA}
+    return validate_data(spec_data(["en", "de"], name="harness", model={"path": str(folder)}, interventions=[clas]))
+
+
+@pytest.fixture(scope="module")
+def model(folder):
+    return load_model(ModelRef(path=str(folder)))
+
+
+@pytest.fixture(scope="module")
+def hflm(folder):
+    return HFLM(pretrained=str(folder), batch_size=1, device="cpu", dtype="float32")
+
+
+def clas_reference(intermediate: int) -> ClasRef:
+    def mask(indices):
+        out = torch.zeros(intermediate)
+        out[indices] = 1.0
+        return out
+
+    return ClasRef({layer: (mask(SHARED[layer]), mask(SPECIFIC[layer])) for layer in SHARED}, BETA, GAMMA, ALPHA)
+
+
+def test_base_loglikelihood_equals_lm_evals_hf_model(spec, model, hflm):
+    ours = ClasGraphLM(spec, "base", model=model, batch_size=2).loglikelihood(instances("loglikelihood", PAIRS))
+    theirs = hflm.loglikelihood(instances("loglikelihood", PAIRS))
+    assert len(ours) == len(theirs) == len(PAIRS)
+    for (a, greedy_a), (b, greedy_b) in zip(ours, theirs):
+        assert a == pytest.approx(b, abs=TOLERANCE) and greedy_a == greedy_b
+    assert all(value < 0 for value, _ in ours)
+
+
+def test_base_rolling_loglikelihood_equals_lm_evals_hf_model(spec, model, hflm):
+    requests = [(text,) for text in TEXTS]
+    ours = ClasGraphLM(spec, "base", model=model, batch_size=2).loglikelihood_rolling(
+        instances("loglikelihood_rolling", requests))
+    theirs = hflm.loglikelihood_rolling(instances("loglikelihood_rolling", requests))
+    assert ours == pytest.approx(theirs, abs=TOLERANCE)
+
+
+def test_rolling_windows_longer_than_the_context_are_summed(spec, model):
+    long_text = [(TEXTS[0] * 4,)]
+    short = ClasGraphLM(spec, "base", model=model, max_length=16)
+    whole = ClasGraphLM(spec, "base", model=model)
+    reference = HFLM(pretrained=model._module, tokenizer=model.tokenizer, batch_size=1, max_length=16)
+    assert short.loglikelihood_rolling(instances("loglikelihood_rolling", long_text)) == pytest.approx(
+        reference.loglikelihood_rolling(instances("loglikelihood_rolling", long_text)), abs=TOLERANCE)
+    # several windows, each conditioned on less: not the single-window number
+    assert short.loglikelihood_rolling(instances("loglikelihood_rolling", long_text))[0] != pytest.approx(
+        whole.loglikelihood_rolling(instances("loglikelihood_rolling", long_text))[0], abs=1e-3)
+
+
+def test_base_generation_equals_lm_evals_hf_model(spec, model, hflm):
+    requests = [(prompt, {"until": ["\n", "."], "max_gen_toks": 8, "do_sample": False}) for prompt in PROMPTS]
+    ours = ClasGraphLM(spec, "base", model=model, batch_size=2).generate_until(instances("generate_until", requests))
+    theirs = hflm.generate_until(instances("generate_until", requests))
+    assert ours == theirs and len(ours) == len(PROMPTS)
+
+
+def test_clas_condition_equals_lm_evals_hf_model_with_reference_hooks(spec, model, folder):
+    hf = model._module
+    reference = HFLM(pretrained=hf, tokenizer=model.tokenizer, batch_size=1)
+    clas = clas_reference(hf.config.intermediate_size)
+    ours_lm = ClasGraphLM(spec, "clas", model=model, languages={"xnli_de": "de"}, batch_size=3)
+    pairs = [pair for pair in PAIRS if pair[0]]
+    ours = ours_lm.loglikelihood(instances("loglikelihood", pairs))
+    with clas_hooks(hf, clas, torch.tensor([True])):  # every row is German: all steered
+        theirs = reference.loglikelihood(instances("loglikelihood", pairs))
+        rolling = reference.loglikelihood_rolling(instances("loglikelihood_rolling", [(t,) for t in TEXTS]))
+        generated = reference.generate_until(instances("generate_until", [
+            (p, {"until": ["\n"], "max_gen_toks": 6, "do_sample": False}) for p in PROMPTS]))
+    base = reference.loglikelihood(instances("loglikelihood", pairs))
+    for (a, greedy_a), (b, greedy_b) in zip(ours, theirs):
+        assert a == pytest.approx(b, abs=TOLERANCE) and greedy_a == greedy_b
+    assert any(abs(a - b) > 1e-3 for (a, _), (b, _) in zip(ours, base))  # the condition changes the numbers
+    assert ours_lm.loglikelihood_rolling(instances("loglikelihood_rolling", [(t,) for t in TEXTS])) == \
+        pytest.approx(rolling, abs=TOLERANCE)
+    assert ours_lm.generate_until(instances("generate_until", [
+        (p, {"until": ["\n"], "max_gen_toks": 6, "do_sample": False}) for p in PROMPTS])) == generated
+
+
+def test_anchor_rows_are_left_untouched(spec, model, hflm):
+    english = ClasGraphLM(spec, "clas", model=model, languages={"xnli_en": "en"})
+    ours = english.loglikelihood(instances("loglikelihood", PAIRS[:3], task="xnli_en"))
+    theirs = hflm.loglikelihood(instances("loglikelihood", PAIRS[:3], task="xnli_en"))
+    for (a, _), (b, _) in zip(ours, theirs):
+        assert a == pytest.approx(b, abs=TOLERANCE)
+
+
+def test_a_task_without_a_row_language_is_refused_when_the_condition_needs_one(spec, model):
+    lm = ClasGraphLM(spec, "clas", model=model, languages={"xnli_de": "de"})
+    with pytest.raises(DataError, match="lm-eval task 'xnli_fr' has no row language") as info:
+        lm.loglikelihood(instances("loglikelihood", PAIRS[:1], task="xnli_fr"))
+    assert "languages={'xnli_fr': LANG}" in str(info.value)
+
+
+def test_sampling_is_refused(spec, model):
+    lm = ClasGraphLM(spec, "base", model=model)
+    with pytest.raises(DataError, match="asks for sampling"):
+        lm.generate_until(instances("generate_until", [("Hi", {"until": ["\n"], "do_sample": True})]))
