@@ -142,3 +142,103 @@ def test_sampling_is_refused(spec, model):
     lm = ClasGraphLM(spec, "base", model=model)
     with pytest.raises(DataError, match="asks for sampling"):
         lm.generate_until(instances("generate_until", [("Hi", {"until": ["\n"], "do_sample": True})]))
+
+
+# --- lm-eval's own evaluation loop on local task files ------------------------------------------------------
+
+TASKS = {
+    "tiny_mc_de": """\
+task: tiny_mc_de
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {folder}/mc.jsonl}}}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - {{metric: acc, aggregation: mean, higher_is_better: true}}
+  - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
+""",
+    "tiny_text_de": """\
+task: tiny_text_de
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {folder}/text.jsonl}}}}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - {{metric: word_perplexity}}
+  - {{metric: byte_perplexity}}
+  - {{metric: bits_per_byte}}
+""",
+    "tiny_gen_de": """\
+task: tiny_gen_de
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {folder}/gen.jsonl}}}}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs: {{until: ["\\n"], max_gen_toks: 6, do_sample: false}}
+metric_list:
+  - {{metric: exact_match, aggregation: mean, higher_is_better: true}}
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def task_folder(tmp_path_factory):
+    import json
+
+    folder = tmp_path_factory.mktemp("lm_eval_tasks")
+    rows = {
+        "mc.jsonl": [{"question": f"Frage {i}: welches Tier bellt?", "choices": [" Hund", " Katze", " Fisch"],
+                      "label": i % 3} for i in range(6)],
+        "text.jsonl": [{"text": text} for text in TEXTS],
+        "gen.jsonl": [{"question": prompt, "answer": " ja"} for prompt in PROMPTS],
+    }
+    for name, items in rows.items():
+        (folder / name).write_text("".join(json.dumps(item) + "\n" for item in items))
+    for name, text in TASKS.items():
+        (folder / f"{name}.yaml").write_text(text.format(folder=folder))
+    return folder
+
+
+def evaluate(model, task_folder, **options):
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    out = simple_evaluate(model=model, tasks=sorted(TASKS), task_manager=TaskManager(include_path=str(task_folder)),
+                          num_fewshot=0, bootstrap_iters=0, **options)
+    return out["results"]
+
+
+def metric_values(results: dict) -> dict:
+    return {(task, metric): value for task, metrics in results.items() for metric, value in metrics.items()
+            if isinstance(value, float) and "stderr" not in metric}
+
+
+def test_simple_evaluate_gives_lm_evals_hf_numbers_under_base(spec, model, folder, task_folder):
+    ours = metric_values(evaluate(ClasGraphLM(spec, "base", model=model, batch_size=2), task_folder))
+    theirs = metric_values(evaluate("hf", task_folder, model_args=f"pretrained={folder},dtype=float32",
+                                    batch_size=1, device="cpu"))
+    assert set(ours) == set(theirs) and ("tiny_mc_de", "acc,none") in ours
+    assert ("tiny_text_de", "word_perplexity,none") in ours and ("tiny_gen_de", "exact_match,none") in ours
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_simple_evaluate_under_clas_equals_hf_with_reference_hooks(spec, model, task_folder):
+    hf = model._module
+    languages = {name: "de" for name in TASKS}
+    ours = metric_values(evaluate(ClasGraphLM(spec, "clas", model=model, languages=languages), task_folder))
+    reference = HFLM(pretrained=hf, tokenizer=model.tokenizer, batch_size=1)
+    with clas_hooks(hf, clas_reference(hf.config.intermediate_size), torch.tensor([True])):
+        theirs = metric_values(evaluate(reference, task_folder))
+    base = metric_values(evaluate(ClasGraphLM(spec, "base", model=model), task_folder))
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    perplexity = ("tiny_text_de", "word_perplexity,none")
+    assert ours[perplexity] != pytest.approx(base[perplexity])  # the condition moved lm-eval's metric
