@@ -19,7 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from .compile.emit import emit_source
-from .errors import ClasGraphError
+from .errors import ClasGraphError, SpecError
 from .loading import load_config_for_spec
 from .report.sweep import conditions_table
 from .runners.analyze import run_analysis
@@ -179,6 +179,40 @@ def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis
     path = run_analysis(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out,
                         remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path / 'analysis.json'))}")
+
+
+@app.command("lm-eval")
+@user_errors
+def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
+             tasks: str = typer.Option(..., help="lm-eval task names, comma-separated (e.g. xnli_de,xnli_fr)."),
+             condition: str = typer.Option("base", help="The spec's condition to apply (base: the unmodified model)."),
+             language: Optional[List[str]] = typer.Option(
+                 None, metavar="TASK=LANG", help="Row language of a task (repeatable); default: the task name's last "
+                                                 "`_` part when it is a spec language (xnli_de -> de)."),
+             limit: Optional[int] = typer.Option(None, help="Documents per task (lm-eval's --limit)."),
+             num_fewshot: Optional[int] = typer.Option(None, help="Few-shot examples (lm-eval's --num_fewshot)."),
+             include_path: Optional[Path] = typer.Option(None, help="Folder with more lm-eval task configs."),
+             output_path: Optional[Path] = typer.Option(None, help="Where lm-eval writes its results file."),
+             runs_dir: RunsDir = Path("runs"),
+             overrides: Overrides = None):
+    """lm-evaluation-harness tasks under one condition of a spec; lm-eval's metrics and results file."""
+    try:  # an optional extra: the other commands work without it
+        from .harness import run_lm_eval
+    except ImportError as exc:
+        raise SpecError(str(exc), where="clas-graph lm-eval", fix="pip install 'clas-graph[lm-eval]'") from None
+    from lm_eval.utils import make_table
+
+    pairs = {}
+    for item in language or []:
+        name, sep, code = item.partition("=")
+        if not sep or not name or not code:
+            raise SpecError(f"--language {item}: expected TASK=LANG", fix="write e.g. --language xnli_de=de")
+        pairs[name] = code
+    spec = load_spec(spec_file, overrides or ())
+    results = run_lm_eval(spec, condition, [name.strip() for name in tasks.split(",") if name.strip()],
+                          languages=pairs, limit=limit, num_fewshot=num_fewshot, include_path=include_path,
+                          output_path=output_path, runs_root=runs_dir)
+    sys.stdout.write(make_table(results) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

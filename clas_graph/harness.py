@@ -12,23 +12,27 @@ the optional extra: `pip install clas-graph[lm-eval]`.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
 try:
     from lm_eval.api.model import TemplateLM
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
     from lm_eval.models.utils import (
         handle_stop_sequences,
         normalize_gen_kwargs,
         postprocess_generated_text,
         resolve_max_length,
     )
+    from lm_eval.tasks import TaskManager
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 except ImportError as exc:  # an optional extra: say which
     raise ImportError("clas_graph.harness needs lm-evaluation-harness: pip install 'clas-graph[lm-eval]'") from exc
 
 from .compile.compiler import compile_plan
-from .errors import DataError
+from .errors import DataError, SpecError
 from .execution.api import generate_ids, read_tokens_many
 from .execution.readouts import ContinuationLogprob
 from .loading import load_model_for_spec
@@ -161,12 +165,44 @@ class ClasGraphLM(TemplateLM):
         return self.spec.languages[0]
 
     def row_language(self, request) -> str:
-        """The language a request's row carries: its task's entry in `languages`; under `base`, the anchor."""
+        """The language a request's row carries: its task's entry in `languages`, else the task name's last
+        `_` part when it is one of the spec's languages (`xnli_de` -> de; lm-eval names its per-language tasks
+        so; our rule); under `base`, the anchor."""
         name = request.task_name
         if name in self.languages:
             return self.languages[name]
+        suffix = str(name).rsplit("_", 1)[-1]
+        if suffix in self.plan.languages:
+            return suffix
         if not self.plan.ops:
             return self.anchor_language()
         raise DataError(f"lm-eval task {name!r} has no row language, and condition {self.plan.condition!r} "
                         "depends on it", where="ClasGraphLM(languages=...)",
                         fix=f"pass languages={{{name!r}: LANG}} (LANG among the spec's languages)")
+
+
+def check_task_names(names: list[str], task_manager) -> None:
+    """Every name is an lm-eval task or group the task manager knows; one line with a 'did you mean' otherwise."""
+    known = task_manager.all_tasks
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SpecError(f"lm-eval has no task '{name}'{hint}", where="--tasks",
+                            fix="list tasks with `lm_eval ls tasks`, or add yours with --include-path DIR")
+
+
+def run_lm_eval(spec: RunSpec, condition: str, tasks: list[str], *, languages: Mapping[str, str] | None = None,
+                limit: int | None = None, num_fewshot: int | None = None, include_path: str | Path | None = None,
+                output_path: str | Path | None = None, runs_root: str | Path = "runs") -> dict:
+    """`clas-graph lm-eval`: lm-eval's own evaluation of `tasks` under one condition of the spec; its results dict
+    (and, with `output_path`, lm-eval's results file). Task names are checked before the model is loaded."""
+    task_manager = TaskManager(include_path=str(include_path) if include_path else None)
+    check_task_names(tasks, task_manager)
+    lm = ClasGraphLM(spec, condition, languages=languages, runs_root=runs_root)
+    tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
+    results = simple_evaluate(model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit,
+                              task_manager=task_manager, evaluation_tracker=tracker)
+    if tracker is not None:
+        tracker.save_results_aggregated(results=results, samples=None)
+    return results

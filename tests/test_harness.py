@@ -242,3 +242,40 @@ def test_simple_evaluate_under_clas_equals_hf_with_reference_hooks(spec, model, 
         assert ours[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     perplexity = ("tiny_text_de", "word_perplexity,none")
     assert ours[perplexity] != pytest.approx(base[perplexity])  # the condition moved lm-eval's metric
+
+
+def test_the_lm_eval_command_writes_lm_evals_results_file(folder, task_folder, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from clas_graph.cli import app
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        f"schema_version: 1\nname: harness-cli\nmodel: {{path: {folder}}}\nlanguages: [en, de]\n"
+        "interventions:\n  - {kind: clas, id: clas, layers: [1, 2], shared: {neurons: {1: [0, 3, 5]}}, alpha: -1.5}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["lm-eval", str(spec_file), "--tasks", "tiny_mc_de,tiny_gen_de", "--condition",
+                                      "clas", "--include-path", str(task_folder), "--output-path", str(out)])
+    assert result.exit_code == 0, result.output
+    (written,) = list(out.rglob("results_*.json"))
+    document = json.loads(written.read_text())
+    assert set(document["results"]) == {"tiny_mc_de", "tiny_gen_de"}  # row language de from the task names
+    assert 0.0 <= document["results"]["tiny_mc_de"]["acc,none"] <= 1.0 and "configs" in document
+    assert "tiny_mc_de" in result.output  # lm-eval's table
+
+
+def test_an_unknown_lm_eval_task_is_one_line_before_any_model_work(folder, task_folder, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clas_graph import harness
+    from clas_graph.cli import app
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(f"schema_version: 1\nname: harness-bad\nmodel: {{path: {folder}}}\nlanguages: [en, de]\n")
+    monkeypatch.setattr(harness, "ClasGraphLM", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = CliRunner().invoke(app, ["lm-eval", str(spec_file), "--tasks", "tiny_mc_dee", "--include-path",
+                                      str(task_folder)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "lm-eval has no task 'tiny_mc_dee'; did you mean 'tiny_mc_de'?" in result.output
