@@ -62,8 +62,8 @@ class Readout:
         return (text if save else text.replace(".save()", "")), result
 
     def row_width(self, config) -> int:
-        """Numbers per row one condition's readout returns (float32 on the wire)."""
-        raise NotImplementedError
+        """Numbers per row one condition's readout returns (float32 on the wire); default: one per output."""
+        return len(self.outputs)
 
     def per_row_extras(self) -> tuple[str, ...]:
         """Every per-row entry a trace's `extra` may hold: the readout's own and the executors'."""
@@ -133,19 +133,12 @@ class NextToken(Readout):
         gold = extra["gold"].to(lp.device)
         gold_logprob = lp.gather(1, gold.clamp(min=0)[:, None])[:, 0].cpu().save()"""
 
-    def row_width(self, config) -> int:
-        return len(self.outputs)
-
     def extra(self, tokenizer, inputs, index):
         return {"gold": torch.tensor([self.gold[i] for i in index], dtype=torch.long)}
 
     def assemble(self, rows, batches, config):
-        columns = {"kl": torch.zeros(rows, dtype=torch.float64), "top1": torch.zeros(rows, dtype=torch.long),
-                   "base_top1": torch.zeros(rows, dtype=torch.long),
-                   "gold_logprob": torch.zeros(rows, dtype=torch.float64)}
-        for index, values in batches:
-            for column, value in zip(columns.values(), values):
-                column[index] = value.to(column.dtype)
+        columns = dict(zip(self.outputs, scalar_columns(rows, batches, (torch.float64, torch.long, torch.long,
+                                                                          torch.float64))))
         columns["gold_logprob"][torch.tensor(self.gold, dtype=torch.long) < 0] = float("nan")
         return columns
 
@@ -175,16 +168,8 @@ class TokenNll(Readout):
         nll_sum = (nll * valid).sum(-1).cpu().save()
         counts = valid.sum(-1).cpu().save()"""
 
-    def row_width(self, config) -> int:
-        return len(self.outputs)
-
     def assemble(self, rows, batches, config):
-        nll = torch.zeros(rows, dtype=torch.float64)
-        counts = torch.zeros(rows, dtype=torch.float64)
-        for index, (sums, n) in batches:
-            nll[index] = sums.double()
-            counts[index] = n.double()
-        return nll, counts
+        return tuple(scalar_columns(rows, batches, (torch.float64, torch.float64)))
 
 
 @dataclass(frozen=True)
@@ -214,9 +199,6 @@ class ContinuationLogprob(Readout):
         logprob = (token_lp * scored).sum(-1).cpu().save()
         greedy = ((lp.argmax(-1) == target) | ~scored).all(-1).cpu().save()"""
 
-    def row_width(self, config) -> int:
-        return len(self.outputs)
-
     def extra(self, tokenizer, inputs, index):
         width = inputs["input_ids"].shape[1]
         targets = torch.full((len(index), width), -1, dtype=torch.long)
@@ -226,12 +208,7 @@ class ContinuationLogprob(Readout):
         return {"targets": targets}
 
     def assemble(self, rows, batches, config):
-        logprob = torch.zeros(rows, dtype=torch.float64)
-        greedy = torch.zeros(rows, dtype=torch.bool)
-        for index, (values, flags) in batches:
-            logprob[index] = values.double()
-            greedy[index] = flags.bool()
-        return logprob, greedy
+        return tuple(scalar_columns(rows, batches, (torch.float64, torch.bool)))
 
 
 @dataclass(frozen=True)
@@ -270,6 +247,15 @@ class Pooled(Readout):
         for index, value in batches:
             vectors[index] = value.float()
         return vectors
+
+
+def scalar_columns(rows: int, batches: Batches, dtypes: Sequence[torch.dtype]) -> list[torch.Tensor]:
+    """For readouts with one number per row and output: one [rows] column per output, batches put in place."""
+    columns = [torch.zeros(rows, dtype=dtype) for dtype in dtypes]
+    for index, values in batches:
+        for column, value in zip(columns, values):
+            column[index] = value.to(column.dtype)
+    return columns
 
 
 def gold_ids(gold: Sequence[int | None]) -> tuple[int, ...]:
