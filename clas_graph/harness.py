@@ -6,7 +6,8 @@
 
 Requests are encoded as lm-eval's `hf` model encodes them (its `TemplateLM` context/continuation split, its rolling
 windows, its stop-sequence handling, the model's maximum length) and scored through clas_graph's executor, so
-the plan's row rules apply: each request's row language comes from its lm-eval task name (`languages`). Needs
+the plan's row rules apply: each request's row language comes from its lm-eval task name (`languages`, or the
+name's language suffix). Needs
 the optional extra: `pip install clas-graph[lm-eval]`.
 """
 
@@ -49,8 +50,9 @@ class ClasGraphLM(TemplateLM):
     """An lm-eval model that runs `condition` of `spec` (a path or a loaded RunSpec; `base`: the unmodified model).
 
     `languages`: lm-eval task name -> the language its rows carry (the anchor rule and per-language tables use
-    it); a request of a task not listed is an error when the plan modifies anything, and runs as the anchor
-    language under `base`. `max_length`: lm-eval's context window (default: as lm-eval's `hf` model derives it
+    it); a task not listed takes its name's last `_` part when that is one of the spec's languages (`xnli_de`),
+    else it is an error when the plan modifies anything and runs as the anchor language under `base`.
+    `max_length`: lm-eval's context window (default: as lm-eval's `hf` model derives it
     from the model config). `model`: an already loaded nnsight model of the spec (saves loading it again);
     `runs_root`: where the spec's statistics are looked up when the condition needs them.
     """
