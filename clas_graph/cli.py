@@ -197,7 +197,7 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
              overrides: Overrides = None):
     """lm-evaluation-harness tasks under one condition of a spec; lm-eval's metrics and results file."""
     try:  # an optional extra: the other commands work without it
-        from .harness import run_lm_eval
+        from .harness import run_harness
     except ImportError as exc:
         raise SpecError(str(exc), where="clas-graph lm-eval", fix="pip install 'clas-graph[lm-eval]'") from None
     from lm_eval.utils import make_table
@@ -209,7 +209,7 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
             raise SpecError(f"--language {item}: expected TASK=LANG", fix="write e.g. --language xnli_de=de")
         pairs[name] = code
     spec = load_spec(spec_file, overrides or ())
-    results = run_lm_eval(spec, condition, [name.strip() for name in tasks.split(",") if name.strip()],
+    results = run_harness(spec, condition, [name.strip() for name in tasks.split(",") if name.strip()],
                           languages=pairs, limit=limit, num_fewshot=num_fewshot, include_path=include_path,
                           output_path=output_path, runs_root=runs_dir)
     sys.stdout.write(make_table(results) + "\n")

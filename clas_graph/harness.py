@@ -194,7 +194,7 @@ def check_task_names(names: list[str], task_manager) -> None:
                             fix="list tasks with `lm_eval ls tasks`, or add yours with --include-path DIR")
 
 
-def run_lm_eval(spec: RunSpec, condition: str, tasks: list[str], *, languages: Mapping[str, str] | None = None,
+def run_harness(spec: RunSpec, condition: str, tasks: list[str], *, languages: Mapping[str, str] | None = None,
                 limit: int | None = None, num_fewshot: int | None = None, include_path: str | Path | None = None,
                 output_path: str | Path | None = None, runs_root: str | Path = "runs") -> dict:
     """`clas-graph lm-eval`: lm-eval's own evaluation of `tasks` under one condition of the spec; its results dict
