@@ -34,13 +34,21 @@ class CorpusTask(TaskSpec):
 
     parallel = True
 
-    def dev_corpus(self):
-        """The corpus spec of the dev slice (same kind and seed, another offset/limit)."""
+    def dev_slice(self) -> tuple[int, int]:
+        """(offset, limit) of the dev slice: `dev:` as given, by default the slice after the test slice, as big."""
         corpus = self.corpus
         dev = getattr(self, "dev", None) or CorpusDev()
         offset = corpus.offset + corpus.limit if dev.offset is None else dev.offset
-        limit = corpus.limit if dev.limit is None else dev.limit
-        if offset < corpus.offset + corpus.limit and corpus.offset < offset + limit:
+        return offset, corpus.limit if dev.limit is None else dev.limit
+
+    def dev_overlaps_test(self) -> bool:
+        offset, limit = self.dev_slice()
+        return offset < self.corpus.offset + self.corpus.limit and self.corpus.offset < offset + limit
+
+    def dev_corpus(self):
+        """The corpus spec of the dev slice (same kind and seed, another offset/limit)."""
+        corpus, (offset, limit) = self.corpus, self.dev_slice()
+        if self.dev_overlaps_test():
             raise DataError(f"the dev slice [{offset}, {offset + limit}) overlaps the test slice "
                             f"[{corpus.offset}, {corpus.offset + corpus.limit})", where=f"tasks ({self.kind}).dev",
                             fix="move `dev.offset` past the test slice")
@@ -55,13 +63,10 @@ class CorpusTask(TaskSpec):
         check_corpus(self.corpus, languages, ("tasks", index, "corpus"), field)
 
     def check_dev(self, index: int) -> None:
-        corpus, dev = self.corpus, getattr(self, "dev", None)
-        if dev is None or dev.offset is None:
-            return
-        limit = corpus.limit if dev.limit is None else dev.limit
-        if dev.offset < corpus.offset + corpus.limit and corpus.offset < dev.offset + limit:
+        corpus, (offset, limit) = self.corpus, self.dev_slice()
+        if self.dev_overlaps_test():  # only a `dev.offset` given in the spec can overlap
             raise FieldError(("tasks", index, "dev", "offset"),
-                             f"the dev slice [{dev.offset}, {dev.offset + limit}) overlaps the test slice "
+                             f"the dev slice [{offset}, {offset + limit}) overlaps the test slice "
                              f"[{corpus.offset}, {corpus.offset + corpus.limit}); tuning on test items would leak. "
                              f"Start it at {corpus.offset + corpus.limit} or later")
 
