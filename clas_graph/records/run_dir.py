@@ -67,7 +67,7 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for package in ("clas-graph", "torch", "transformers", "nnsight", "pydantic"):
+    for package in ("clas-graph", "torch", "transformers", "nnsight", "pydantic", "lm_eval"):
         try:
             out[package] = version(package)
         except PackageNotFoundError:

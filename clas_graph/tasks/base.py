@@ -82,9 +82,18 @@ class TaskSpec(StrictModel):
     def report(self, key: str, task: dict, run_dir: Path) -> None:
         """Task-specific figures from the task's part of metrics.json (default: none)."""
 
-    def higher_is_better(self, metric: str) -> bool | None:
+    def metric_directions(self, base_dir: Path | None = None) -> dict[str, bool]:
+        """Metric name -> whether higher is better, for every metric a unit reports (default: `metrics`; a kind
+        whose metrics depend on its configuration overrides it; `base_dir`: the spec's folder)."""
+        return self.metrics
+
+    def primary_metric(self, base_dir: Path | None = None) -> str:
+        """The metric tables, deltas, the t-test and a sweep's default selection use (default: `primary`)."""
+        return self.primary
+
+    def higher_is_better(self, metric: str, base_dir: Path | None = None) -> bool | None:
         """The metric's direction (None: a metric this kind does not know)."""
-        return self.metrics.get(metric)
+        return self.metric_directions(base_dir).get(metric)
 
 
 class LanguagesField(StrictModel):
@@ -128,11 +137,11 @@ class TaskRunner:
 
     @property
     def primary(self) -> str:
-        return self.task.primary
+        return self.task.primary_metric(self.base_dir)
 
     @property
     def higher_is_better(self) -> bool:
-        return self.task.metrics[self.task.primary]
+        return self.task.higher_is_better(self.primary, self.base_dir) is not False
 
     @property
     def anchor(self) -> str | None:
@@ -171,29 +180,46 @@ class TaskRunner:
 
     def row_languages(self, texts, language: str) -> list[str]:
         """The language each row is run as: its label, or with a detected anchor what the identifier finds."""
-        if not isinstance(self.spec.anchor, DetectedAnchor):
-            return [language] * len(texts)
-        return [self._used(code, language) for code in self._detected(texts)]
+        return row_languages_of(self.spec, texts, [language] * len(texts), self._cache.setdefault("detected", {}))
 
     def annotate(self, rows: list[dict], texts, language: str) -> list[dict]:
         """With a detected anchor, record each row's detected, labelled and used language in its sample."""
         if not isinstance(self.spec.anchor, DetectedAnchor):
             return rows
-        for row, code in zip(rows, self._detected(texts)):
-            row.update(detected_language=code, labelled_language=language, row_language=self._used(code, language))
+        cache = self._cache.setdefault("detected", {})
+        for row, code in zip(rows, detected_languages(texts, cache)):
+            row.update(detected_language=code, labelled_language=language,
+                       row_language=used_language(self.spec, code, language))
         return rows
 
-    def _detected(self, texts) -> list[str | None]:
-        cache = self._cache.setdefault("detected", {})
-        missing = [text for text in dict.fromkeys(texts) if text not in cache]
-        cache.update(zip(missing, detect(missing)))
-        return [cache[text] for text in texts]
 
-    def _used(self, detected: str | None, label: str) -> str:
-        by_primary = {primary(code): code for code in self.spec.languages}  # 'pt' finds a spec's 'pt-BR'
-        if detected in by_primary:
-            return by_primary[detected]
-        return self.spec.anchor.language if self.spec.anchor.unknown == "anchor" else label
+def anchor_language(spec: "RunSpec") -> str:
+    """The fixed anchor's language; with a detected anchor, the language unrecognised rows fall back to."""
+    return spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else spec.languages[0]
+
+
+def detected_languages(texts, cache: dict) -> list[str | None]:
+    """The language identifier's answer per text (`cache`: text -> code, kept by the caller across calls)."""
+    missing = [text for text in dict.fromkeys(texts) if text not in cache]
+    cache.update(zip(missing, detect(missing)))
+    return [cache[text] for text in texts]
+
+
+def used_language(spec: "RunSpec", detected: str | None, label: str) -> str:
+    """The language a row runs as under a detected anchor: the detected code when it is one of the spec's
+    languages ('pt' finds a spec's 'pt-BR'), else the anchor or the row's label (`anchor.unknown`)."""
+    by_primary = {primary(code): code for code in spec.languages}
+    if detected in by_primary:
+        return by_primary[detected]
+    return spec.anchor.language if spec.anchor.unknown == "anchor" else label
+
+
+def row_languages_of(spec: "RunSpec", texts, labels: list[str], cache: dict) -> list[str]:
+    """Each row's language: its label, or with `anchor: {kind: detected}` the detected language (see
+    `used_language`)."""
+    if not isinstance(spec.anchor, DetectedAnchor):
+        return list(labels)
+    return [used_language(spec, code, label) for code, label in zip(detected_languages(texts, cache), labels)]
 
 
 class SharedRunner(TaskRunner):
