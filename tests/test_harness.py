@@ -208,9 +208,10 @@ def task_folder(tmp_path_factory):
 
 def evaluate(model, task_folder, **options):
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
-    out = simple_evaluate(model=model, tasks=sorted(TASKS), task_manager=TaskManager(include_path=str(task_folder)),
+    from clas_graph.tasks.lm_eval import task_manager_for
+
+    out = simple_evaluate(model=model, tasks=sorted(TASKS), task_manager=task_manager_for(str(task_folder)),
                           num_fewshot=0, bootstrap_iters=0, **options)
     return out["results"]
 

@@ -267,3 +267,54 @@ def test_without_lm_eval_the_spec_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "lm_eval_installed", lambda: False)
     result = run_cli(tmp_path, {"kind": "lm_eval", "tasks": "xnli_{lang}"})
     assert_one_line_error(result, "pip install 'clas-graph[lm-eval]'")
+
+
+# --- row languages detected from the text, and remote execution ------------------------------------------------
+
+
+def test_detected_anchor_leaves_rows_detected_as_english_untouched(folder, data, model, ours):
+    spec = make_spec(folder, data, names=("wikitext",), anchor={"kind": "detected", "language": "en"})
+    (runner,) = task_runners(spec)
+    plans = {name: compile_plan(spec, model, name, None) for name in ("base", "clas")}
+    result = runner.run_many(model, plans, "de")  # English pages labelled German: detected as English
+    (base_rows, base), (rows, clas) = result["base"], result["clas"]
+    assert clas["word_perplexity"] == pytest.approx(base["word_perplexity"], rel=1e-6)
+    assert {row["detected_language"] for row in rows} == {"en"} and {row["row_language"] for row in rows} == {"en"}
+    _, labelled_clas = ours["lm_eval2"]["de"]["clas"]  # the same pages run as German are steered
+    assert labelled_clas["word_perplexity"] != pytest.approx(base["word_perplexity"], rel=1e-6)
+
+
+def test_the_same_spec_through_the_mock_ndif_server_gives_the_local_numbers(folder, data, tmp_path):
+    pytest.importorskip("aiohttp")
+    from ndif_mock.harness import start_mock_ndif
+
+    def spec_file(name, **options):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(json.dumps(spec_data(["en", "de"], name="lm-eval-remote", model={"path": str(folder)},
+                                             interventions=[clas_intervention()], batch_size=4,
+                                             tasks=[lm_eval_task("xnli", data, limit=3),
+                                                    lm_eval_task("mgsm", data, limit=2)], **options)))
+        return path
+
+    local = CliRunner().invoke(app, ["run", str(spec_file("local")), "--runs-dir", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    with start_mock_ndif(folder, repo_ids=[str(folder)]):
+        remote = CliRunner().invoke(app, ["run", str(spec_file("remote", backend={"kind": "ndif", "retries": 2})),
+                                          "--runs-dir", str(tmp_path / "remote")])
+    assert remote.exit_code == 0, remote.output
+
+    def metrics(root):
+        (run_dir,) = root.iterdir()
+        return json.loads((run_dir / "metrics.json").read_text())["tasks"]
+
+    (remote_dir,) = (tmp_path / "remote").iterdir()
+    manifest = json.loads((remote_dir / "manifest.json").read_text())
+    assert manifest["backend"]["kind"] == "ndif" and manifest["backend"]["job_ids"]  # scored by the server
+    want, got = metrics(tmp_path / "local"), metrics(tmp_path / "remote")
+    for key, task in want.items():
+        for condition, by_language in task["per_language"].items():
+            for language, values in by_language.items():
+                numbers = {k: v for k, v in values.items() if isinstance(v, float)}
+                assert numbers, (key, condition, language)
+                for name, value in numbers.items():
+                    assert got[key]["per_language"][condition][language][name] == pytest.approx(value, abs=1e-5)
