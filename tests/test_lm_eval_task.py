@@ -318,3 +318,24 @@ def test_the_same_spec_through_the_mock_ndif_server_gives_the_local_numbers(fold
                 assert numbers, (key, condition, language)
                 for name, value in numbers.items():
                     assert got[key]["per_language"][condition][language][name] == pytest.approx(value, abs=1e-5)
+
+
+def test_a_sweep_tunes_on_dev_documents_and_tests_the_chosen_point(folder, data, tmp_path):
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text(json.dumps(spec_data(
+        ["en", "de"], name="lm-eval-sweep", model={"path": str(folder)}, interventions=[clas_intervention()],
+        tasks=[lm_eval_task("xnli", data, limit=4, dev={"limit": 3})], sweep={"clas.alpha": [-1.5, 2.0]})))
+    result = CliRunner().invoke(app, ["run", str(spec_file), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    document = json.loads((run_dir / "metrics.json").read_text())
+    selection = document["sweep"]["tasks"]["lm_eval"]
+    assert selection["metric"] == "acc" and selection["dev_n"] == {"de": 3, "en": 3}
+    assert selection["chosen"]["clas"] in {"clas[alpha=-1.5]", "clas[alpha=2]"}
+    for language in ("de", "en"):
+        dev = (run_dir / "dev" / "samples" / f"lm_eval_{language}_base.jsonl").read_text().splitlines()
+        test = (run_dir / "samples" / f"lm_eval_{language}_base.jsonl").read_text().splitlines()
+        # the dev slice is the 3 documents after the 4 test documents of the same split
+        assert [json.loads(row)["id"] for row in dev] == [f"validation:{i}" for i in range(4, 7)]
+        assert [json.loads(row)["id"] for row in test] == [f"validation:{i}" for i in range(4)]
+    assert set(document["conditions"]) == {"base", selection["chosen"]["clas"]}
