@@ -277,7 +277,7 @@ def test_detected_anchor_leaves_rows_detected_as_english_untouched(folder, data,
     (runner,) = task_runners(spec)
     plans = {name: compile_plan(spec, model, name, None) for name in ("base", "clas")}
     result = runner.run_many(model, plans, "de")  # English pages labelled German: detected as English
-    (base_rows, base), (rows, clas) = result["base"], result["clas"]
+    (_, base), (rows, clas) = result["base"], result["clas"]
     assert clas["word_perplexity"] == pytest.approx(base["word_perplexity"], rel=1e-6)
     assert {row["detected_language"] for row in rows} == {"en"} and {row["row_language"] for row in rows} == {"en"}
     _, labelled_clas = ours["lm_eval2"]["de"]["clas"]  # the same pages run as German are steered

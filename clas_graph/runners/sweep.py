@@ -79,7 +79,7 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
             known = ", ".join(k for k, v in example.items() if isinstance(v, (int, float)))
             raise DataError(f"task {runner.key} has no metric '{metric}'", where=f"{spec.source}: select.metric",
                             fix=f"use one of {known}")
-        direction = runner.task.higher_is_better(metric, runner.base_dir)
+        direction = runner.task.higher_is_better(metric, runner.base_dir, runner.languages())
         higher = (task["higher_is_better"] if metric == task["primary"] else direction is not False) \
             if rule.goal == "auto" else rule.goal == "max"
         languages = [lang for lang in task["languages"] if rule.languages == "all" or lang != anchor]
@@ -115,7 +115,7 @@ def run_sweep(spec: RunSpec, model, stats, run_dir: Path, *, console: Console | 
     rule = spec.select or SelectRule()
     base_dir = Path(spec.source).parent if spec.source else None
     for runner in task_runners(expansion.spec):  # before any model time: no dev item may be a test item
-        known = list(runner.task.metric_directions(runner.base_dir))
+        known = list(runner.task.metric_directions(runner.base_dir, runner.languages()))
         if rule.metric is not None and rule.metric not in known:
             raise DataError(f"task {runner.key} has no metric '{rule.metric}'", where=f"{spec.source}: select.metric",
                             fix=f"use one of {', '.join(known)}, or leave it out for each task's primary metric")

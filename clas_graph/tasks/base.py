@@ -82,18 +82,19 @@ class TaskSpec(StrictModel):
     def report(self, key: str, task: dict, run_dir: Path) -> None:
         """Task-specific figures from the task's part of metrics.json (default: none)."""
 
-    def metric_directions(self, base_dir: Path | None = None) -> dict[str, bool]:
+    def metric_directions(self, base_dir: Path | None = None, languages: list[str] = ()) -> dict[str, bool]:
         """Metric name -> whether higher is better, for every metric a unit reports (default: `metrics`; a kind
-        whose metrics depend on its configuration overrides it; `base_dir`: the spec's folder)."""
+        whose metrics depend on its configuration overrides it; `base_dir`: the spec's folder, `languages`: the
+        task's)."""
         return self.metrics
 
-    def primary_metric(self, base_dir: Path | None = None) -> str:
+    def primary_metric(self, base_dir: Path | None = None, languages: list[str] = ()) -> str:
         """The metric tables, deltas, the t-test and a sweep's default selection use (default: `primary`)."""
         return self.primary
 
-    def higher_is_better(self, metric: str, base_dir: Path | None = None) -> bool | None:
+    def higher_is_better(self, metric: str, base_dir: Path | None = None, languages: list[str] = ()) -> bool | None:
         """The metric's direction (None: a metric this kind does not know)."""
-        return self.metric_directions(base_dir).get(metric)
+        return self.metric_directions(base_dir, languages).get(metric)
 
 
 class LanguagesField(StrictModel):
@@ -137,11 +138,11 @@ class TaskRunner:
 
     @property
     def primary(self) -> str:
-        return self.task.primary_metric(self.base_dir)
+        return self.task.primary_metric(self.base_dir, self.languages())
 
     @property
     def higher_is_better(self) -> bool:
-        return self.task.higher_is_better(self.primary, self.base_dir) is not False
+        return self.task.higher_is_better(self.primary, self.base_dir, self.languages()) is not False
 
     @property
     def anchor(self) -> str | None:

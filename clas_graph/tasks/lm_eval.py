@@ -326,30 +326,26 @@ class LmEvalTask(TaskSpec):
     def data_loads(self, languages, base_dir):
         def load(language):
             self.raw_config(language, base_dir)  # known name, one task, scorable: before reading any data
-            metric = self.primary_metric(base_dir)
-            if metric not in self.metric_directions(base_dir):
+            directions = self.metric_directions(base_dir, [language])
+            metric = self.primary_metric(base_dir, [language])
+            if metric not in directions:
                 raise SpecError(f"lm-eval task {self.task_name(language)!r} reports no metric '{metric}'",
-                                where=f"tasks ({self.kind}).metric",
-                                fix=f"use one of {', '.join(self.metric_directions(base_dir))}")
+                                where=f"tasks ({self.kind}).metric", fix=f"use one of {', '.join(directions)}")
             return self.item_ids(languages, language, TEST, base_dir)
 
         return [(language, functools.partial(load, language)) for language in languages]
 
-    def _first_config(self, base_dir) -> dict:
-        first = self.languages[0] if self.languages else (next(iter(self.tasks)) if isinstance(self.tasks, dict)
-                                                          else None)
-        if first is None:
-            raise SpecError("an lm_eval task with a name pattern needs `languages:` to know its metrics",
-                            where=f"tasks ({self.kind}).languages", fix="list the languages it evaluates")
-        return self.raw_config(first, base_dir)
-
-    def metric_directions(self, base_dir=None) -> dict[str, bool]:
-        """From the task's `metric_list` (the first language's task): each metric under each filter, with its
+    def metric_directions(self, base_dir=None, languages=()) -> dict[str, bool]:
+        """From the first language's task `metric_list`: each metric under each filter, with its
         `higher_is_better` or lm-eval's registered direction."""
-        return _directions(json.dumps(self._first_config(base_dir), sort_keys=True, default=str))
+        first = (list(languages) or self.own_languages() or [None])[0]
+        if first is None:
+            raise SpecError("an lm_eval task with a name pattern needs its languages to know its metrics",
+                            where=f"tasks ({self.kind}).languages", fix="list the languages it evaluates")
+        return _directions(json.dumps(self.raw_config(first, base_dir), sort_keys=True, default=str))
 
-    def primary_metric(self, base_dir=None) -> str:
-        return self.metric or next(iter(self.metric_directions(base_dir)))
+    def primary_metric(self, base_dir=None, languages=()) -> str:
+        return self.metric or next(iter(self.metric_directions(base_dir, languages)))
 
     def describe(self, split: str) -> str:
         check_split(split)
