@@ -339,3 +339,24 @@ def test_a_sweep_tunes_on_dev_documents_and_tests_the_chosen_point(folder, data,
         assert [json.loads(row)["id"] for row in dev] == [f"validation:{i}" for i in range(4, 7)]
         assert [json.loads(row)["id"] for row in test] == [f"validation:{i}" for i in range(4)]
     assert set(document["conditions"]) == {"base", selection["chosen"]["clas"]}
+
+
+@pytest.mark.slow
+def test_base_equals_lm_evals_hf_model_on_the_embedded_gemma(data):
+    from clas_graph.embedded import embedded_model_dir
+
+    gemma = embedded_model_dir("gemma-3-270m")
+    spec = validate_data(spec_data(["en", "de"], name="lm-eval-gemma", model={"embedded": "gemma-3-270m"},
+                                   tasks=[lm_eval_task("xnli", data, limit=3), lm_eval_task("wikitext", data)]))
+    embedded = load_model(spec.model)
+    plans = {"base": compile_plan(spec, embedded, "base", None)}
+    hf = HFLM(pretrained=str(gemma), batch_size=1, device="cpu", dtype="float32")
+    for runner in task_runners(spec):
+        for language in runner.languages()[:1]:
+            _, metrics = runner.run_many(embedded, plans, language)["base"]
+            name = runner.task.task_name(language)
+            out = simple_evaluate(model=hf, tasks=[runner.task.config_for(language, TEST, None)],
+                                  limit=runner.task.limit, bootstrap_iters=0, verbosity="ERROR",
+                                  task_manager=task_manager_for(None))
+            theirs = {key.removesuffix(",none"): value for key, value in out["results"][name].items() if "," in key}
+            assert_equal_metrics(metrics, theirs)
