@@ -280,3 +280,19 @@ def test_an_unknown_lm_eval_task_is_one_line_before_any_model_work(folder, task_
                                       str(task_folder)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "lm-eval has no task 'tiny_mc_dee'; did you mean 'tiny_mc_de'?" in result.output
+
+
+def test_detected_anchor_runs_english_requests_of_a_german_task_as_english(folder, model, hflm):
+    clas = {"kind": "clas", "id": "clas", "layers": [1, 2], "shared": {"neurons": SHARED},
+            "specific": {"neurons": SPECIFIC}, "beta": BETA, "gamma": GAMMA, "alpha": ALPHA}
+    detected = validate_data(spec_data(["en", "de"], name="harness-detected", model={"path": str(folder)},
+                                       interventions=[clas], anchor={"kind": "detected", "language": "en"}))
+    english = [("The weather today is sunny and warm, and the children", " are playing outside in the park")]
+    german = [("Das Wetter ist heute sonnig und warm, und die Kinder", " spielen draußen im Park")]
+    lm = ClasGraphLM(detected, "clas", model=model)
+    (ours,), (theirs,) = lm.loglikelihood(instances("loglikelihood", english)), \
+        hflm.loglikelihood(instances("loglikelihood", english))
+    assert ours[0] == pytest.approx(theirs[0], abs=TOLERANCE)  # detected as English: the anchor, untouched
+    (steered,), (plain,) = lm.loglikelihood(instances("loglikelihood", german)), \
+        hflm.loglikelihood(instances("loglikelihood", german))
+    assert steered[0] != pytest.approx(plain[0], abs=1e-3)  # detected as German: steered
