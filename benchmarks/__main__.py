@@ -7,6 +7,7 @@
     python -m benchmarks conditions # K conditions with a shared prefix vs K separate passes
     python -m benchmarks remote     # remote XNLI requests and MB per 100 items, before/after (mock NDIF server)
     python -m benchmarks sweep      # a sweep's dev phase vs G separate `run` calls
+    python -m benchmarks lm_eval    # lm-eval's xnli under K conditions vs K runs of lm-eval's hf model
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -17,10 +18,10 @@ import argparse
 
 from rich.console import Console
 
-from . import conditions, evaluation, overhead, remote, stats, sweep
+from . import conditions, evaluation, lm_eval, overhead, remote, stats, sweep
 
 SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "conditions": conditions, "remote": remote,
-          "sweep": sweep}
+          "sweep": sweep, "lm_eval": lm_eval}
 
 
 def main() -> None:
