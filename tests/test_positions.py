@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_patch import last_logits, positions_of, greedy
+from reference_patch import greedy, last_logits, positions_of
 from tiny import spec_data, tiny_tokenizer
 from typer.testing import CliRunner
 
