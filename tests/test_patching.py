@@ -230,3 +230,72 @@ def test_patching_through_the_mock_ndif_server_gives_the_local_numbers(mock_ndif
         torch.testing.assert_close(remote[name], local[name], atol=ATOL, rtol=0)
         torch.testing.assert_close(remote_nt[name]["kl"], local_nt[name]["kl"], atol=ATOL, rtol=0)
     assert remote_ids == local_ids
+
+
+# --- specs: validation, and the evaluation runner's parallel items -------------------------------------------------
+
+
+def validate_yaml(write, interventions: str, tasks: str = "tasks:\n  - {kind: next_token, corpus: {kind: bible, "
+                                                                "limit: 2}}\n"):
+    from typer.testing import CliRunner
+
+    from clas_graph.cli import app
+
+    text = (f"schema_version: 1\nname: t\nmodel: {{path: m}}\nlanguages: [en, de, fr]\ninterventions:\n"
+            f"{interventions}{tasks}")
+    return CliRunner().invoke(app, ["validate", str(write("s.yaml", text))])
+
+
+@pytest.mark.parametrize("intervention, field, words", [
+    ("{kind: patch, layers: [1], source: {language: sw}}", "interventions[0].source.language",
+     "neither in `languages`"),
+    ("{kind: patch, layers: [1], source: {language: en}, positions: {last: 2}, source_positions: last}",
+     "interventions[0].source_positions", "selects 2 positions per row but"),
+    ("{kind: patch, layers: [1], source: {language: en}, positions: all}", "interventions[0].positions",
+     "no match"),
+    ("{kind: patch, layers: [1], source: {condition: nope}}", "interventions[0].source.condition",
+     "unknown condition 'nope'"),
+    ("{kind: patch, layers: [1], source: {language: en}, positions: generated}", "interventions[0].positions",
+     "prompt forward only"),
+])
+def test_bad_patch_fields_are_one_line_exit_2(write, intervention, field, words):
+    result = validate_yaml(write, f"  - {intervention}\n")
+    assert result.exit_code == 2, result.output
+    assert field in result.output and words in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_source_language_the_task_has_no_text_in_or_a_non_parallel_task_is_refused(write):
+    patch = "  - {kind: patch, layers: [1], source: {language: fr}}\n"
+    result = validate_yaml(write, patch, "tasks:\n  - {kind: next_token, languages: [en, de], "
+                                         "corpus: {kind: bible, limit: 2}}\n")
+    assert result.exit_code == 2 and "interventions[0].source.language" in result.output
+    assert "has no text in 'fr'" in result.output
+    result = validate_yaml(write, patch, "tasks:\n  - {kind: xnli, data_files: {en: x.jsonl, de: x.jsonl, "
+                                         "fr: x.jsonl}}\n")
+    assert result.exit_code == 2 and "interventions[0].source" in result.output
+    assert "does not have parallel items" in result.output
+
+
+def test_the_evaluation_runner_patches_from_the_tasks_parallel_items(tiny_lm, tmp_path):
+    """A next_token unit in de under an English-to-German patch equals the API call given the English prompts of
+    the same verses: the runner found the parallel items itself."""
+    from clas_graph.runners.evaluate import run_units
+    from clas_graph.tasks.base import task_runners
+    from clas_graph.tasks.next_token import build_rows
+
+    model = tiny_lm("llama")
+    the_spec = validate_data(spec_data(["en", "de", "fr"], interventions=[
+        {"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}, "positions": {"last": 2}}],
+        tasks=[{"kind": "next_token", "corpus": {"kind": "bible", "limit": 4, "seed": 1}}]))
+    plans = clas_graph.compile_plans(the_spec, model)
+    (runner,) = task_runners(the_spec)
+    metrics = run_units(model, runner, plans, "de", tmp_path)
+    task = the_spec.tasks[0]
+    de = build_rows(task, ["de"], model.tokenizer)
+    en = build_rows(task, ["en"], model.tokenizer)
+    assert [r.sample_id for r in de] == [r.sample_id for r in en]
+    direct = clas_graph.backends.next_token_many(model, plans, [r.prompt for r in de], ["de"] * len(de),
+                                                 [r.gold_token for r in de], parallel={"en": [r.prompt for r in en]})
+    kl = direct["p"]["kl"]
+    assert metrics["p"]["kl_from_base"] == pytest.approx(float(kl.mean()), abs=1e-6) and float(kl.mean()) > 1e-4
