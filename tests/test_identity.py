@@ -22,7 +22,7 @@ PINNED = {
     "language_steering.yaml": "6a8b69e8043767f15d78f86e883174c4cf5fadc326e9f2e43b37996de0a3a885",
     "lape_vs_clas.yaml": "6fbd4a76f4318c8fddf702a48d126cf4a3bb06bb147f47e7b26a35d008b6c51e",
     "sweep_alpha_demo.yaml": "0a79ea20b9d40a386171f7fab1090c4d98b8caa996b95a3aa8ef0bc9a6f3dd07",
-    "patching.yaml": "f44f8d4d3843b1fb2307aa0acee02c80fd1630770561e72c871c902e955fa264",
+    "patching.yaml": "6bcdfcdbbdaf7e3f8df50e98fd1536973bb4648352233dd5b0d5926331cf6505",
 }
 
 

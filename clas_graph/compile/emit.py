@@ -95,7 +95,7 @@ def _patch_lines(op: PatchValues, x: str) -> list[str]:
     return [
         f"# values from {op.source.describe()}, positions {op.positions.label} <- {op.source_positions.label}",
         f"source_rows = rows[{source_index_key(op.source.key)!r}].to({x}.device)",
-        *op.positions.mask_lines(x)[:3],
+        *[line for line in op.positions.mask_lines(x)[:3] if not line.startswith("real")],
         f"target_pos = {op.positions.index_expr()}",
         f"source_pos = {op.source_positions.index_expr()}",
         "taken = source_rows.clamp(min=0)",
