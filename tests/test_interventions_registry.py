@@ -28,6 +28,7 @@ WITHOUT_STATS = {
     "ablate": {"layers": [1], "neurons": {"neurons": {1: [0]}}},
     "set": {"layers": [1], "neurons": {"neurons": {1: [0]}}, "value": 1.5},
     "diffmean": None,
+    "patch": {"layers": [1], "source": {"language": "en"}},
 }
 WITH_STATS = {
     "clas": ({"layers": {"auto": "bridge"}, "shared": {"from_stats": "partial_shared"},
@@ -39,6 +40,7 @@ WITH_STATS = {
     "set": ({"layers": [1], "neurons": {"from_stats": "experts"}, "value": "median", "language": "de"},
             ["kind", "neurons"]),
     "diffmean": ({"layers": [1], "target": "de"}, ["kind"]),
+    "patch": ({"layers": {"auto": "bridge"}, "source": {"language": "en"}}, ["layers"]),
 }
 
 
@@ -57,7 +59,7 @@ def union_members() -> tuple:
 
 def test_the_spec_union_is_the_registry_in_its_order():
     assert union_members() == registry.INTERVENTION_KINDS
-    assert registry.kind_names() == ("clas", "int_mu", "add_vector", "scale", "ablate", "set", "diffmean")
+    assert registry.kind_names() == ("clas", "int_mu", "add_vector", "scale", "ablate", "set", "diffmean", "patch")
     assert set(WITHOUT_STATS) == set(WITH_STATS) == set(registry.kind_names())
     field = RunSpec.model_fields["interventions"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == typing.get_args(registry.Intervention)

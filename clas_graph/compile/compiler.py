@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import CompileError
 from ..interventions.base import CompileContext, spec_where
 from ..sites import architecture_for, dims_of
 from ..spec.base import BASE_CONDITION
 from ..spec.run_spec import RunSpec
 from .languages import cover_languages
-from .plan import SITE_ORDER, Plan, SetNeurons
+from .plan import SITE_ORDER, Plan, SetNeurons, SourceRows
 
 
 def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None) -> Plan:
@@ -43,14 +45,35 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None)
     ops.sort(key=lambda pair: (pair[0].layer, SITE_ORDER[pair[0].site], pair[1]))
     _check_conflicts(spec, [op for op, _ in ops])
     languages = spec.all_languages  # the statistics' languages first: per-language tables index them
+    ops = cover_languages(spec, [op for op, _ in ops], languages)
     return Plan(
         condition=condition,
         model_type=dims.model_type,
         architecture=architecture,
         dims=dims,
         languages=languages,
-        ops=tuple(cover_languages(spec, [op for op, _ in ops], languages)),
+        ops=tuple(_with_source_conditions(spec, model, condition, stats, ops)),
     )
+
+
+def _with_source_conditions(spec: RunSpec, model, condition: str, stats, ops: list) -> list:
+    """A source `{condition: C}` runs C's ops on its source rows: they join the plan restricted to those rows,
+    ahead of the condition's own ops at each layer and site (a patch reads the source's values after C's ops
+    at that site). Base has no ops."""
+    extra = []
+    for key, source in {k: s for op in ops for k, s in op.sources().items()}.items():
+        if source.condition is None or source.condition == BASE_CONDITION:
+            continue
+        if source.condition == condition:
+            raise CompileError(f"condition '{condition}' takes patch values from itself",
+                               where=spec_where(spec, "conditions"), fix="patch from base or another condition")
+        extra += [replace(op, intervention=f"{key}/{op.intervention}", rows=SourceRows(key, op.rows))
+                  for op in compile_plan(spec, model, source.condition, stats).ops]
+    if not extra:
+        return ops
+    order = [(op, -1) for op in extra] + [(op, 0) for op in ops]  # sort is stable: each keeps its own order
+    order.sort(key=lambda pair: (pair[0].layer, SITE_ORDER[pair[0].site], pair[1]))
+    return [op for op, _ in order]
 
 
 def compile_plans(spec: RunSpec, model, stats=None) -> dict[str, Plan]:

@@ -27,9 +27,11 @@ from .plan import (
     SITE_RESID,
     AddVector,
     AddVectorKeepNorm,
+    PatchValues,
     Plan,
     ScaleNeurons,
     SetNeurons,
+    source_index_key,
 )
 
 INDENT = " " * 8  # inside `def` + `with`
@@ -59,6 +61,11 @@ def _op_lines(op, x: str) -> list[str]:
 
     lines = [f"# {op.kind} '{op.intervention}' on {op.rows.describe()}: {_formula(op)}",
              f"rows_here = rows[{op.rows.key!r}].to({x}.device)[:, None, None]"]
+    if isinstance(op, PatchValues):
+        return lines + _patch_lines(op, x)
+    if op.positions.mode != "all":
+        lines += [f"# at positions {op.positions.label} of each text (padding never counts)",
+                  *op.positions.mask_lines(x), "rows_here = rows_here & pos_here[:, :, None]"]
     if isinstance(op, ScaleNeurons):
         lines.append(f"{x} = torch.where(rows_here, {x} * {tensor('scale')}, {x})")
     elif isinstance(op, SetNeurons):
@@ -80,11 +87,32 @@ def _op_lines(op, x: str) -> list[str]:
     return lines
 
 
+def _patch_lines(op: PatchValues, x: str) -> list[str]:
+    """Position t of each patched row takes (1-c)*x[t] + c*(mean over the row's source rows of x[s]), s the
+    matching source position; source rows are rows of this batch that no op of the condition touches."""
+    c = float(op.coefficient)
+    mix = "source_values" if c == 1.0 else f"{1.0 - c!r} * current + {c!r} * source_values"
+    return [
+        f"# values from {op.source.describe()}, positions {op.positions.label} <- {op.source_positions.label}",
+        f"source_rows = rows[{source_index_key(op.source.key)!r}].to({x}.device)",
+        *[line for line in op.positions.mask_lines(x)[:3] if not line.startswith("real")],
+        f"target_pos = {op.positions.index_expr()}",
+        f"source_pos = {op.source_positions.index_expr()}",
+        "taken = source_rows.clamp(min=0)",
+        f"source_values = {x}[taken[:, :, None], source_pos[taken]].mean(1)",
+        f"gather_at = target_pos[:, :, None].expand(-1, -1, {x}.shape[-1])",
+        f"current = {x}.gather(1, gather_at)",
+        f"patched = torch.where(rows_here & (source_rows[:, 0] >= 0)[:, None, None], {mix}, current)",
+        f"{x} = {x}.scatter(1, gather_at, patched.to({x}.dtype))",
+    ]
+
+
 def _formula(op) -> str:
     if op.formula is not None:  # the kind's own terms (CLAS's blend of boosted and damped neurons)
         return op.formula
     return {ScaleNeurons: "x * scale", SetNeurons: "x[n] = value[n] where mask[n]",
-            AddVector: "x + coefficient * v", AddVectorKeepNorm: "(x + v) * |x| / |x + v|"}[type(op)]
+            AddVector: "x + coefficient * v", AddVectorKeepNorm: "(x + v) * |x| / |x + v|",
+            PatchValues: "x[t] = (1-c)*x[t] + c*mean_k source_k[s]"}[type(op)]
 
 
 def _guarded(op, lines: list[str], in_generation: bool) -> list[str]:

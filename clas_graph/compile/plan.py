@@ -4,12 +4,18 @@ Ordered ops with plain CPU tensors and no framework objects, so a plan can be
 printed, hashed, saved (plan.json + safetensors) and shipped to a remote
 server unchanged. `emit.py` turns a plan into an nnsight trace body.
 
-Three op kinds cover every intervention (x is the site's value, per row):
+Four op kinds cover every intervention (x is the site's value, per row):
   ScaleNeurons  x <- x * scale                      (CLAS, scale)
   SetNeurons    x[n] <- value[n] where mask[n]      (Int-mu, ablate)
   AddVector     x <- x + vector                     (add_vector)
+  PatchValues   x[t] <- (1-c)*x[t] + c*mean_k x_k[s] (patch: values of source rows)
 Tensors of SetNeurons/AddVector may be per language ([languages, dim]); each
-row then uses its own language's row of the table.
+row then uses its own language's row of the table. Every op acts on the token
+positions its `positions` select (compile/positions.py; default all).
+
+A patch's source values come from *source rows*: extra rows of the same batch
+(the parallel text, or the same text under another condition) that no op of
+the condition touches, so at every site they hold the source's own values.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Literal
 import torch
 
 from ..sites import Architecture, ModelDims
+from .positions import ALL_POSITIONS, PositionSelect
 
 SITE_ACT = "mlp.act_fn.output"
 """a = act_fn(gate_proj(x)), the gate activation (Int-mu's site in Mondal et al.)."""
@@ -44,7 +51,9 @@ class RowSelect:
     mode: Literal["all", "except", "only"]
     languages: tuple[str, ...] = ()
 
-    def applies(self, language: str) -> bool:
+    def applies(self, language) -> bool:
+        if not isinstance(language, str):  # a source row: only the ops of its own source touch it
+            return False
         if self.mode == "all":
             return True
         if self.mode == "except":
@@ -64,6 +73,80 @@ class RowSelect:
 
 
 @dataclass(frozen=True)
+class SourceRow:
+    """The label of a source row in a batch (other rows are labelled by their language): it holds the values
+    patched into row `target` of the same batch (its index there), as member `member` of source `source`."""
+
+    language: str
+    source: str
+    target: int
+    member: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.language} (source {self.source} of row {self.target})"
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """An op's row rule applied to the source rows of one source (a `{condition: ...}` source runs that
+    condition's ops on them); it never touches the other rows."""
+
+    source: str
+    inner: RowSelect
+
+    @property
+    def mode(self) -> str:
+        return self.inner.mode
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.inner.languages
+
+    def applies(self, label) -> bool:
+        return isinstance(label, SourceRow) and label.source == self.source and self.inner.applies(label.language)
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}|{self.inner.key}"
+
+    def describe(self) -> str:
+        return f"source rows of {self.source} ({self.inner.describe()})"
+
+
+def label_language(label) -> str:
+    """The language of a row label (a language, or a SourceRow)."""
+    return label.language if isinstance(label, SourceRow) else label
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """Where a patch's values come from: the same item's parallel text in `languages` (one source row each,
+    reduced by their mean), or the same text under `condition`."""
+
+    key: str
+    """Stable name, e.g. `language:en`, `languages:de+es+fr`, `condition:base`."""
+    languages: tuple[str, ...] = ()
+    condition: str | None = None
+
+    @property
+    def members(self) -> int:
+        """Source rows per patched row."""
+        return max(1, len(self.languages))
+
+    def describe(self) -> str:
+        if self.condition is not None:
+            return f"the same text under condition '{self.condition}'"
+        if len(self.languages) == 1:
+            return f"the parallel text in {self.languages[0]}"
+        return f"the mean over the parallel texts in {', '.join(self.languages)}"
+
+
+def source_index_key(key: str) -> str:
+    """Name of the [batch, members] row input holding each row's source rows (-1: none) for source `key`."""
+    return f"source:{key}"
+
+
+@dataclass(frozen=True)
 class Op:
     intervention: str
     kind: str
@@ -76,6 +159,12 @@ class Op:
     """What the tensors were made from (coefficients, mask sizes), for humans and plan.json."""
     formula: str | None = field(default=None, kw_only=True)
     """What the op computes in its kind's terms, for the generated trace's comment; default: the op class's."""
+    positions: PositionSelect = field(default=ALL_POSITIONS, kw_only=True)
+    """The token positions it acts on (default: all)."""
+
+    def sources(self) -> dict[str, PatchSource]:
+        """The source rows this op reads, by source key (none but for patches)."""
+        return {}
 
     def tensor_name(self, part: str) -> str:
         return f"{self.intervention}.L{self.layer}.{self.site}.{part}"
@@ -84,7 +173,8 @@ class Op:
         raise NotImplementedError
 
     def describe(self) -> str:
-        return f"L{self.layer} {self.site}: {self.kind} '{self.intervention}' on {self.rows.describe()}"
+        where = "" if self.positions.mode == "all" else f" at positions {self.positions.label}"
+        return f"L{self.layer} {self.site}: {self.kind} '{self.intervention}' on {self.rows.describe()}{where}"
 
 
 @dataclass(frozen=True)
@@ -137,6 +227,27 @@ class AddVectorKeepNorm(AddVector):
 
 
 @dataclass(frozen=True)
+class PatchValues(Op):
+    """x[t] <- (1-c)*x[t] + c*mean_k x[source_k][s] on the selected rows: position t of `positions` takes the
+    matching position s of `source_positions` (the i-th selected of one side is the i-th of the other) from the
+    row's source rows (one per member of `source`), read at the same site before this op writes."""
+
+    source: PatchSource
+    source_positions: PositionSelect
+    coefficient: float = 1.0
+
+    def sources(self) -> dict[str, PatchSource]:
+        return {self.source.key: self.source}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def describe(self) -> str:
+        return (f"{super().describe()} <- {self.source.describe()}, positions {self.positions.label} <- "
+                f"{self.source_positions.label}")
+
+
+@dataclass(frozen=True)
 class Plan:
     """One condition compiled against one model: ops in execution order."""
 
@@ -158,13 +269,26 @@ class Plan:
     def row_selects(self) -> dict[str, RowSelect]:
         return {op.rows.key: op.rows for op in self.ops}
 
-    def row_inputs(self, languages: list[str]) -> dict[str, torch.Tensor]:
-        """Per-row inputs of the trace: a boolean [batch] mask per row selection, and each row's language index."""
+    def sources(self) -> dict[str, PatchSource]:
+        """Every source the plan's ops read, by key (empty: the plan needs no source rows)."""
+        return {key: source for op in self.ops for key, source in op.sources().items()}
+
+    def row_inputs(self, languages: list) -> dict[str, torch.Tensor]:
+        """Per-row inputs of the trace: a boolean [batch] mask per row selection, each row's language index and,
+        per source, each row's source rows in the batch ([batch, members], -1: none). `languages` holds one label
+        per row: its language, or a `SourceRow`."""
         out = {
             key: torch.tensor([select.applies(lang) for lang in languages], dtype=torch.bool)
             for key, select in self.row_selects().items()
         }
-        out[LANGUAGE_INDEX] = torch.tensor([self.languages.index(lang) for lang in languages], dtype=torch.long)
+        out[LANGUAGE_INDEX] = torch.tensor([self.languages.index(label_language(lang)) for lang in languages],
+                                           dtype=torch.long)
+        for key, source in self.sources().items():
+            index = torch.full((len(languages), source.members), -1, dtype=torch.long)
+            for row, label in enumerate(languages):
+                if isinstance(label, SourceRow) and label.source == key:
+                    index[label.target, label.member] = row
+            out[source_index_key(key)] = index
         return out
 
     @property
@@ -186,6 +310,7 @@ class Plan:
                     "intervention": op.intervention,
                     "rows": {"mode": op.rows.mode, "languages": list(op.rows.languages)},
                     "steps": op.steps,
+                    **({} if op.positions.mode == "all" else {"positions": op.positions.label}),
                     "params": op.params,
                     "tensors": {name: _describe(tensor) for name, tensor in op.tensors().items()},
                 }

@@ -58,7 +58,10 @@ class StackedPlan(Plan):
 
 
 def can_stack(plans: list[Plan]) -> bool:
-    """Plans stack when they index per-language tables the same way (the same languages, in order)."""
+    """Plans stack when they index per-language tables the same way (the same languages, in order) and read no
+    source rows (a patch finds its source rows by their place in the batch)."""
+    if any(plan.sources() for plan in plans):
+        return False
     return len({plan.languages for plan in plans}) == 1 and len({plan.architecture for plan in plans}) == 1
 
 

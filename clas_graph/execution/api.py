@@ -17,11 +17,23 @@ from typing import Mapping, Sequence
 import torch
 
 from ..compile.emit import emit
-from ..compile.plan import Plan
+from ..compile.plan import Plan, label_language
 from ..errors import DataError
 from ..sites import architecture_for, dims_of
 from .context import current
+from .patching import (
+    SourceRowsReadout,
+    caller_rows,
+    check_positions,
+    layout,
+    parallel_for,
+    source_signature,
+    sources_by_row,
+)
 from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids
+
+Parallel = Mapping[str, Sequence[str]] | None
+"""A patch's parallel texts: {language: [one text per row]} (default: from the evaluation runner's task data)."""
 
 
 def check_rows(plan: Plan | None, texts: Sequence[str], languages: Sequence[str]) -> None:
@@ -58,20 +70,46 @@ def encode(tokenizer, texts: list[str], max_length: int) -> dict:
 
 
 def read_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
-              readout: Readout, *, batch_size: int = 8, max_length: int = 512) -> dict:
+              readout: Readout, *, batch_size: int = 8, max_length: int = 512, parallel: Parallel = None) -> dict:
     """`readout` for every plan (by condition name; None: the unmodified model) on the texts: {name: result},
-    each result assembled by the readout (e.g. [rows, vocab] logits)."""
+    each result assembled by the readout (e.g. [rows, vocab] logits). Plans that patch from a source run on
+    batches that also hold the source rows (execution/patching.py), grouped by the sources they read."""
     for plan in plans.values():
         check_rows(plan, texts, languages)
     config = model._module.config
     if not texts:
         return {name: readout.assemble(0, [], config) for name in plans}
     tokenizer = model.tokenizer
-    parts = current().readouts(
-        model, plans, base_plan(model, languages), batches(tokenizer, texts, batch_size, max_length),
-        lambda index: encode(tokenizer, [texts[i] for i in index], max_length), languages, readout,
-        batch_size=batch_size)
-    return {name: readout.assemble(len(texts), value, config) for name, value in parts.items()}
+    groups: dict[tuple, dict] = {}
+    for name, plan in plans.items():
+        groups.setdefault(source_signature(plan), {})[name] = plan
+    out: dict = {}
+    for signature, group in groups.items():
+        if not signature:
+            check_positions(tokenizer, [p for p in group.values() if p is not None], texts, languages, max_length)
+            parts = current().readouts(
+                model, group, base_plan(model, languages), batches(tokenizer, texts, batch_size, max_length),
+                lambda index: encode(tokenizer, [texts[i] for i in index], max_length), languages, readout,
+                batch_size=batch_size)
+            out.update({name: readout.assemble(len(texts), value, config) for name, value in parts.items()})
+            continue
+        rows = patch_layout(model, list(group.values()), texts, languages, parallel, batch_size, max_length)
+        parts = current().readouts(
+            model, group, base_plan(model, [label_language(label) for label in rows.labels]), rows.batches,
+            lambda index, rows=rows: encode(tokenizer, [rows.texts[i] for i in index], max_length), rows.labels,
+            SourceRowsReadout(readout, rows.target_of), batch_size=batch_size)
+        out.update({name: readout.assemble(len(texts), caller_rows(value, rows.n), config)
+                    for name, value in parts.items()})
+    return {name: out[name] for name in plans}
+
+
+def patch_layout(model, plans: list[Plan], texts, languages, parallel: Parallel, batch_size: int, max_length: int):
+    """The rows and batches of plans that read source rows, with every position selector checked."""
+    rows = layout(model.tokenizer, plans, texts, languages, parallel_for(plans, texts, languages, parallel),
+                  batch_size, max_length)
+    check_positions(model.tokenizer, plans, rows.texts, rows.labels, max_length, sources_by_row(rows.labels,
+                                                                                                 rows.batches))
+    return rows
 
 
 def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Sequence[int]],
@@ -82,6 +120,9 @@ def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Seq
         raise DataError(f"got {len(rows)} token rows but {len(languages)} languages", fix="give one language per row")
     for plan in plans.values():
         check_rows(plan, rows, languages)
+        if source_signature(plan):
+            raise DataError(f"condition '{plan.condition}' patches from source rows, which need texts",
+                            fix="use read_many with texts for patching conditions")
     config = model._module.config
     if not rows:
         return {name: readout.assemble(0, [], config) for name in plans}
@@ -107,18 +148,20 @@ def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> dict:
 
 
 def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
-            batch_size: int = 8, max_length: int = 512, token_ids: Sequence[int] | None = None) -> torch.Tensor:
+            batch_size: int = 8, max_length: int = 512, token_ids: Sequence[int] | None = None,
+            parallel: Parallel = None) -> torch.Tensor:
     """Next-token logits at each text's last real token, with `plan` applied (None: unmodified model).
 
     Returns a float32 CPU tensor [len(texts), vocab], or [len(texts), len(token_ids)] with `token_ids`
     (only those logits are kept in the trace: what a remote run brings back). Rows are batched by
     length; the result does not depend on which rows share a batch.
     """
-    if token_ids is not None:
+    if token_ids is not None or source_signature(plan):
         return forward_many(model, {"plan": plan}, texts, languages, batch_size=batch_size, max_length=max_length,
-                            token_ids=token_ids)["plan"]
+                            token_ids=token_ids, parallel=parallel)["plan"]
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
+    check_positions(model.tokenizer, [plan], texts, languages, max_length)
     trace = emit(plan)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for index in batches(model.tokenizer, texts, batch_size, max_length):
@@ -140,12 +183,20 @@ def eos_ids(model) -> set[int]:
 
 
 def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
-                 batch_size: int = 8, max_length: int = 512) -> list[list[int]]:
-    """Greedy decoding with the plan applied at every step; new token ids per row, cut before the first EOS."""
+                 batch_size: int = 8, max_length: int = 512, parallel: Parallel = None) -> list[list[int]]:
+    """Greedy decoding with the plan applied at every step; new token ids per row, cut before the first EOS.
+    A patching plan decodes its source rows in the same batches (their tokens are dropped)."""
     from transformers import GenerationConfig
 
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
+    if source_signature(plan):
+        rows = patch_layout(model, [plan], texts, languages, parallel, batch_size, max_length)
+        all_texts, labels, groups = rows.texts, rows.labels, rows.batches
+    else:
+        check_positions(model.tokenizer, [plan], texts, languages, max_length)
+        all_texts, labels = texts, languages
+        groups = batches(model.tokenizer, texts, batch_size, max_length)
     trace = emit(plan)
     tokenizer = model.tokenizer
     eos = eos_ids(model)
@@ -154,16 +205,18 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
         eos_token_id=sorted(eos) or None, pad_token_id=tokenizer.pad_token_id,
     )
     results: list[list[int] | None] = [None] * len(texts)
-    for index in batches(tokenizer, texts, batch_size, max_length):
-        inputs = encode(tokenizer, [texts[i] for i in index], max_length)
+    for index in groups:
+        inputs = encode(tokenizer, [all_texts[i] for i in index], max_length)
         width = inputs["input_ids"].shape[1]
-        rows = plan.row_inputs([languages[i] for i in index])
+        rows = plan.row_inputs([labels[i] for i in index])
         with torch.inference_mode(), warnings.catch_warnings():
             # The open per-step loop ends when decoding stops early (EOS): expected, not a problem.
             warnings.filterwarnings("ignore", message=".*was never reached", category=UserWarning)
             token_ids = current().call(model, trace.generate, inputs, rows, plan.tensors(),
                                        call_kwargs={"generation_config": config})
         for row, i in enumerate(index):
+            if i >= len(texts):  # a source row
+                continue
             new = token_ids[row, width:].tolist()
             cut = next((k for k, t in enumerate(new) if t in eos), len(new))
             results[i] = new[:cut]
@@ -171,56 +224,62 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
 
 
 def generate(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], max_new_tokens: int, *,
-             batch_size: int = 8, max_length: int = 512) -> list[str]:
+             batch_size: int = 8, max_length: int = 512, parallel: Parallel = None) -> list[str]:
     """Greedy continuations as text, the plan applied at every step (prompt and generated tokens)."""
-    ids = generate_ids(model, plan, texts, languages, max_new_tokens, batch_size=batch_size, max_length=max_length)
+    ids = generate_ids(model, plan, texts, languages, max_new_tokens, batch_size=batch_size, max_length=max_length,
+                       parallel=parallel)
     return [model.tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 
 def token_nll(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], *,
-              batch_size: int = 8, max_length: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+              batch_size: int = 8, max_length: int = 512,
+              parallel: Parallel = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per text: summed next-token negative log-likelihood (nats) and the number of predicted tokens."""
     return token_nll_many(model, {"plan": plan}, texts, languages, batch_size=batch_size,
-                          max_length=max_length)["plan"]
+                          max_length=max_length, parallel=parallel)["plan"]
 
 
 def pooled_hidden(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[str], layer: int, *,
-                  batch_size: int = 8, max_length: int = 512, exclude_bos: bool = True) -> torch.Tensor:
+                  batch_size: int = 8, max_length: int = 512, exclude_bos: bool = True,
+                  parallel: Parallel = None) -> torch.Tensor:
     """[len(texts), hidden] mean of decoder layer `layer`'s output over each text's tokens (BOS left out)."""
     return pooled_hidden_many(model, {"plan": plan}, texts, languages, layer, batch_size=batch_size,
-                              max_length=max_length, exclude_bos=exclude_bos)["plan"]
+                              max_length=max_length, exclude_bos=exclude_bos, parallel=parallel)["plan"]
 
 
 def forward_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
                  batch_size: int = 8, max_length: int = 512,
-                 token_ids: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+                 token_ids: Sequence[int] | None = None, parallel: Parallel = None) -> dict[str, torch.Tensor]:
     """`forward` for every plan (by condition name), sharing each batch's common prefix: {name: [rows, vocab]}
     (or [rows, len(token_ids)])."""
     readout = LastLogits(None if token_ids is None else tuple(int(t) for t in token_ids))
-    return read_many(model, plans, texts, languages, readout, batch_size=batch_size, max_length=max_length)
+    return read_many(model, plans, texts, languages, readout, batch_size=batch_size, max_length=max_length,
+                     parallel=parallel)
 
 
 def token_nll_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str], *,
-                   batch_size: int = 8, max_length: int = 512) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                   batch_size: int = 8, max_length: int = 512,
+                   parallel: Parallel = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """`token_nll` for every plan, sharing each batch's common prefix: {name: (nll sums, token counts)}."""
-    return read_many(model, plans, texts, languages, TokenNll(), batch_size=batch_size, max_length=max_length)
+    return read_many(model, plans, texts, languages, TokenNll(), batch_size=batch_size, max_length=max_length,
+                     parallel=parallel)
 
 
 def next_token_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
                     gold: Sequence[int | None], *, batch_size: int = 8,
-                    max_length: int = 512) -> dict[str, dict[str, torch.Tensor]]:
+                    max_length: int = 512, parallel: Parallel = None) -> dict[str, dict[str, torch.Tensor]]:
     """Per plan and text, the next-token distribution at the last real token compared with the unmodified
     model's on the same batch, reduced in the trace: {name: {"kl": KL(base || plan) in nats, "top1": argmax,
     "base_top1": base's argmax, "gold_logprob": log-prob of `gold` (NaN where gold is None)}}. Only these four
     numbers per row leave the trace (a remote run brings back no vocabulary-sized rows)."""
     return read_many(model, plans, texts, languages, NextToken(gold_ids(gold)), batch_size=batch_size,
-                     max_length=max_length)
+                     max_length=max_length, parallel=parallel)
 
 
 def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
                        layer: int, *, batch_size: int = 8, max_length: int = 512,
-                       exclude_bos: bool = True) -> dict[str, torch.Tensor]:
+                       exclude_bos: bool = True, parallel: Parallel = None) -> dict[str, torch.Tensor]:
     """`pooled_hidden` for every plan, sharing each batch's common prefix: {name: [rows, hidden]}.
     A plan with no op at or below `layer` gets the base vectors (it cannot change them)."""
     return read_many(model, plans, texts, languages, Pooled(layer, exclude_bos), batch_size=batch_size,
-                     max_length=max_length)
+                     max_length=max_length, parallel=parallel)

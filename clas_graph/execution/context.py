@@ -1,9 +1,11 @@
-"""The executor every call uses: the one of the enclosing `use(...)`, or a local one."""
+"""The executor every call uses: the one of the enclosing `use(...)`, or a local one; and where patches find
+the parallel texts of the rows they patch (`parallel_texts(...)`, set by the evaluation runner)."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import Callable, Sequence
 
 from .executor import Executor
 from .local import LocalExecutor
@@ -24,3 +26,24 @@ def use(executor: Executor):
         yield executor
     finally:
         _CURRENT.reset(token)
+
+
+ParallelTexts = Callable[[Sequence[str], Sequence[str], tuple[str, ...]], dict[str, list]]
+"""provider(texts, row languages, wanted languages) -> {language: [each row's parallel text, or None]}."""
+
+_PARALLEL: contextvars.ContextVar[ParallelTexts | None] = contextvars.ContextVar("clas_graph_parallel", default=None)
+
+
+def parallel_provider() -> ParallelTexts | None:
+    return _PARALLEL.get()
+
+
+@contextlib.contextmanager
+def parallel_texts(provider: ParallelTexts | None):
+    """Calls in the block that patch from another language ask `provider` for the rows' parallel texts (when the
+    caller gives none)."""
+    token = _PARALLEL.set(provider)
+    try:
+        yield provider
+    finally:
+        _PARALLEL.reset(token)

@@ -92,7 +92,7 @@ def batch_plan(plans: Mapping[str, Plan | None], readout: Readout, *, share: boo
     """The schedule for `plans` on texts in `row_languages` (None: any). Without `share` every condition runs
     its full trace (conditions equal to the base model still reuse the base readout). `stack`: conditions per
     stacked trace (1: one trace each)."""
-    languages = None if row_languages is None else sorted(set(row_languages))
+    languages = None if row_languages is None else sorted(set(row_languages), key=str)  # labels may be SourceRows
     starts = {name: first_changed_layer(plan, readout.read_layer, languages) for name, plan in plans.items()}
     own = [start for start in starts.values() if start is not None]
     # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0

@@ -16,10 +16,11 @@ from pydantic import Field, NonNegativeInt
 from ..compile.masks import resolve_mask
 from ..compile.plan import SITE_ACT, RowSelect
 from ..errors import CompileError
-from ..spec.base import FieldError, StrictModel
+from ..spec.base import FieldError, NewField, StrictModel
 from ..spec.masks import StatsMask
 from ..spec.rows import FixedAnchor, LanguageRows, RowRule
 from ..spec.vectors import StatsVector
+from .positions import PositionRule, combined_steps, label, position_select
 
 if TYPE_CHECKING:
     from ..sites import Architecture, ModelDims
@@ -48,6 +49,11 @@ class Targeted(StrictModel):
     """Rows to modify: `non_anchor` (default), `all`, or `{languages: [...]}`."""
     steps: Steps = "all"
     """During generation: `all` steps, only the `prompt` forward, or only `generated` tokens."""
+    positions: Annotated[PositionRule, NewField()] = "all"
+    """Token positions to modify: `all` (default), `last`, `prompt`, `generated`, `{first: N}`, `{last: N}` or
+    `[indices]` (0-based, negative from the end), counted over each text's own tokens (BOS included, padding
+    never). Token selectors name tokens of the input text, so during generation they act in the prompt forward
+    only; `generated` is every generated token."""
 
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ()
     """Fields holding a mask or vector source (inline, file, or `{from_stats: ...}`)."""
@@ -73,7 +79,13 @@ class Targeted(StrictModel):
         return fields
 
     def check_references(self, spec: RunSpec, index: int) -> None:
-        """Languages this intervention names are spec languages; selections it uses are asked for."""
+        """Languages this intervention names are spec languages; selections it uses are asked for; `positions`
+        and `steps` leave something to act on."""
+        if combined_steps(self.positions, self.steps) is None:
+            acts = "generated tokens" if self.steps == "prompt" else "the prompt forward"
+            raise FieldError(("interventions", index, "positions"),
+                             f"`positions: {label(self.positions)}` acts at {acts} only, but `steps: {self.steps}` "
+                             "excludes it, so nothing would change; drop one of them")
         for name in self.SOURCE_FIELDS:
             check_source_languages(spec, index, name, getattr(self, name))
         for name in self.LANGUAGE_FIELDS:
@@ -177,5 +189,8 @@ class CompileContext:
 
     def op_fields(self, layer: int, site: str, params: dict) -> dict:
         iv = self.intervention
-        return dict(intervention=iv.id, kind=iv.kind, layer=layer, site=site, rows=self.rows, steps=iv.steps,
-                    params=params)
+        fields = dict(intervention=iv.id, kind=iv.kind, layer=layer, site=site, rows=self.rows,
+                      steps=combined_steps(iv.positions, iv.steps), params=params)
+        if iv.positions != "all":
+            fields["positions"] = position_select(iv.positions, self.where("positions"))
+        return fields

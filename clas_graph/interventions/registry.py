@@ -11,11 +11,12 @@ from .add_vector import AddVectorIntervention
 from .clas import ClasIntervention
 from .diffmean import DiffMeanIntervention
 from .int_mu import IntMuIntervention
+from .patch import PatchIntervention
 from .scale import ScaleIntervention
 from .set import SetIntervention
 
 INTERVENTION_KINDS = (ClasIntervention, IntMuIntervention, AddVectorIntervention, ScaleIntervention,
-                      AblateIntervention, SetIntervention, DiffMeanIntervention)
+                      AblateIntervention, SetIntervention, DiffMeanIntervention, PatchIntervention)
 """Every kind's model, in the union's order (the JSON Schema lists them so)."""
 
 Intervention = Annotated[Union[INTERVENTION_KINDS], Field(discriminator="kind")]

@@ -21,6 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
+from ..spec.base import is_new_field_at_default
+
 if TYPE_CHECKING:
     from ..spec.run_spec import RunSpec
 
@@ -36,9 +40,28 @@ _TRANSPORT = {"name": True, "description": True, "batch_size": True, "stack_rows
 
 def spec_hash(spec: RunSpec) -> str:
     """SHA-256 of the canonical JSON of the result-relevant part of the spec."""
-    data = spec.model_dump(mode="json", exclude=_TRANSPORT)
+    data = without_new_defaults(spec, spec.model_dump(mode="json", exclude=_TRANSPORT))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def without_new_defaults(model, data):
+    """`data` (the JSON dump of `model`) without the `NewField`s that hold their default, at any depth: a field
+    added with a default leaves existing specs' hashes as they were."""
+    if isinstance(model, BaseModel) and isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key in type(model).model_fields:
+                if is_new_field_at_default(model, key):
+                    continue
+                value = without_new_defaults(getattr(model, key), value)
+            out[key] = value
+        return out
+    if isinstance(model, (list, tuple)) and isinstance(data, list) and len(model) == len(data):
+        return [without_new_defaults(item, value) for item, value in zip(model, data)]
+    if isinstance(model, dict) and isinstance(data, dict):
+        return {key: without_new_defaults(model.get(key), value) for key, value in data.items()}
+    return data
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -23,6 +23,7 @@ from ..spec.base import BASE_CONDITION
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
 from ..tasks.base import TaskRunner, task_runners
+from .patching import task_parallel_texts
 
 METRICS_SCHEMA = 1
 
@@ -51,7 +52,9 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
         else:
             todo[name] = plan
     if todo:
-        for name, (rows, unit_metrics) in runner.run_many(model, todo, language).items():
+        with task_parallel_texts(model, runner, todo, language):  # patches' sources: the task's parallel items
+            results = runner.run_many(model, todo, language)
+        for name, (rows, unit_metrics) in results.items():
             atomic_write_text(samples_path(run_dir, runner.key, language, name),
                               "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             atomic_write_json(unit_path(run_dir, runner.key, language, name),

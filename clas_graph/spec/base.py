@@ -29,6 +29,22 @@ LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")]
 """An ISO 639 code such as 'en', 'zh' or 'sw', optionally with a region ('pt-BR')."""
 
 
+class NewField:
+    """Field metadata: a field added after run identities were pinned. At its default value it is left out of the
+    spec hash (clas_graph.records.spec_hash), so adding it with a default keeps every existing spec's identity;
+    any other value is part of it. Use as `Annotated[T, NewField()]`."""
+
+    def __repr__(self) -> str:
+        return "NewField()"
+
+
+def is_new_field_at_default(model: BaseModel, name: str) -> bool:
+    """Whether field `name` of `model` is a `NewField` holding its default."""
+    info = type(model).model_fields[name]
+    return any(isinstance(item, NewField) for item in info.metadata) and getattr(model, name) == info.get_default(
+        call_default_factory=True)
+
+
 class FieldError(ValueError):
     """A cross-field check that knows which field is wrong.
 
