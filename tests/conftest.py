@@ -80,3 +80,17 @@ def tiny_lm():
         return wrapped[arch]
 
     return _lm
+
+
+@pytest.fixture(scope="module")
+def mock_ndif(tiny_model_dir):
+    """(the mock NDIF server serving the tiny Llama folder, the local nnsight model of that folder), per module."""
+    pytest.importorskip("aiohttp")
+    from ndif_mock.harness import start_mock_ndif
+
+    from clas_graph.loading import load_model
+    from clas_graph.spec.model_ref import ModelRef
+
+    model_dir = tiny_model_dir("llama")
+    with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
+        yield server, load_model(ModelRef(path=str(model_dir)))

@@ -195,18 +195,6 @@ def test_missing_parallel_texts_and_positions_outside_a_source_are_data_errors(t
 # --- remote: the same plan through nnsight's client and the mock NDIF server -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def mock_ndif(tiny_model_dir):
-    pytest.importorskip("aiohttp")
-    from ndif_mock.harness import start_mock_ndif
-
-    from clas_graph.spec.model_ref import ModelRef
-
-    model_dir = tiny_model_dir("llama")
-    with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
-        yield server, clas_graph.load_model(ModelRef(path=str(model_dir)))
-
-
 def test_patching_through_the_mock_ndif_server_gives_the_local_numbers(mock_ndif):
     ndif, model = mock_ndif
     the_spec = spec({"kind": "patch", "id": "p", "layers": [1], "source": {"languages": ["en", "es"]}},

@@ -124,16 +124,3 @@ def test_mock_server_sees_one_request_per_group(samples, batch_size, per_request
     assert len(jobs) == math.ceil(batches / per_request) < batches
     assert all(job["status"] == "COMPLETED" for job in jobs), [job["status"] for job in jobs]
     assert_same(remote, local)
-
-
-@pytest.fixture(scope="module")
-def mock_ndif(tiny_model_dir):
-    pytest.importorskip("aiohttp")
-    from ndif_mock.harness import start_mock_ndif
-
-    import clas_graph
-    from clas_graph.spec.model_ref import ModelRef
-
-    model_dir = tiny_model_dir("llama")
-    with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
-        yield server, clas_graph.load_model(ModelRef(path=str(model_dir)))

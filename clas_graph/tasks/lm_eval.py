@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from ..data.files import local_file
-from ..data.languages import FLORES_CODES
+from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
 from ..spec.base import FieldError, LanguageCode, StrictModel
 from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
@@ -96,25 +96,22 @@ class LmEvalRunner(SharedRunner):
 
         task = self.task
         name = task.task_name(language)
-        detected: list[str] = []
-
         def row_languages(requests):
-            texts = [request_text(request) for request in requests]
-            detected.extend(texts)
-            return self.row_languages(texts, language)
+            return self.row_languages([request_text(request) for request in requests], language)
 
         lm = PlansLM(model, plans, row_languages, batch_size=self.spec.batch_size, max_length=task.max_length)
+        config = task.config_for(language, self.split, self.base_dir)
         selection = task.selection(language, self.split, self.base_dir)
+        split = task.evaluated_split(language, self.split, self.base_dir)
+        manager = task_manager_for(task.include_dir(self.base_dir))
         out = {}
         for condition in plans:
             lm.condition = condition  # the first condition scores loglikelihood requests for all of them
             results = simple_evaluate(
-                model=lm, tasks=[task.config_for(language, self.split, self.base_dir)],
-                task_manager=task_manager_for(task.include_dir(self.base_dir)), num_fewshot=task.num_fewshot,
+                model=lm, tasks=[config], task_manager=manager, num_fewshot=task.num_fewshot,
                 bootstrap_iters=task.bootstrap_iters, fewshot_random_seed=task.fewshot_seed, log_samples=True,
                 verbosity="ERROR", **selection)
             metrics = unit_metrics(results, name)
-            split = task.evaluated_split(language, self.split, self.base_dir)
             metrics["lm_eval"] = {"version": lm_eval_version, "task": name,
                                   "task_version": results["versions"].get(name),
                                   "config_hash": config_hash(results["configs"][name]),
@@ -216,10 +213,10 @@ class LmEvalTask(TaskSpec):
             if isinstance(self.tasks, str) and "{flores}" in self.tasks and language not in FLORES_CODES:
                 raise FieldError(("tasks", index, "tasks"), f"no FLORES-200 code known for language '{language}'; "
                                  "give the task names as a map {LANG: TASK}")
-            for name, files in (("data_files", self.data_files), ("dev.data_files", self.dev and self.dev.data_files)):
-                if files is not None and language not in files:
-                    raise FieldError(("tasks", index, *name.split(".")), f"no file for language '{language}' (has: "
-                                     f"{', '.join(files) or 'none'}); add `{language}: PATH`")
+        # local files cover every language (which languages the hub has is lm-eval's to say, at preflight)
+        check_dataset(self.data_files, None, "", (), languages, ("tasks", index), field)
+        if self.dev is not None:
+            check_dataset(self.dev.data_files, None, "", (), languages, ("tasks", index, "dev"), field)
 
     def include_dir(self, base_dir) -> str | None:
         if self.include_path is None:
