@@ -134,7 +134,7 @@ def lens_readout(config, architecture, layers: Sequence[int], *, position: int =
     """The lens for a model (its sites table entry and HF config); DataError when the table knows no final norm."""
     if architecture.final_norm is None:
         raise DataError(f"the sites table knows no final norm for '{architecture.family}', so no lens can read it",
-                        where="tasks (lens)", fix="add `final_norm` to its entry in clas_graph/sites, or use another "
+                        where="model", fix="add `final_norm` to its entry in clas_graph/sites, or use another "
                                                    "model")
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     cap = getattr(text, "final_logit_softcapping", None)
