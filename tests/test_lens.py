@@ -106,6 +106,10 @@ def test_lens_reads_only_chosen_layers_and_stops(setup):
     full = lens_many(model, plans, TEXTS, ROWS, [0, 1, 2, 3], sets=SETS, batch_size=8)
     some = lens_many(model, plans, TEXTS, ROWS, [1, 2], sets=SETS, batch_size=8)
     torch.testing.assert_close(some["clas"]["lens"], full["clas"]["lens"][:, 1:3], atol=ATOL, rtol=0)
+    # the last layer's lens is the model's own next-token distribution
+    last = lens_many(model, plans, TEXTS, ROWS, [3], sets=[[t] for t in range(30)], batch_size=2)
+    own = torch.softmax(clas_graph.forward(model, plans["clas"], TEXTS, ROWS), -1)[:, :30]
+    torch.testing.assert_close(last["clas"]["lens"][:, 0], own.double(), atol=ATOL, rtol=0)
     with pytest.raises(DataError, match="fewer than 9 tokens"):
         lens_many(model, plans, TEXTS, ROWS, [0], position=-9, sets=SETS)
 
