@@ -21,7 +21,7 @@ PINNED = {
     "int_mu_baseline.yaml": "f55cff7a13c04ac4622c6c5d13bb534fde718f165be9bc82b6519b5ef71b048e",
     "language_steering.yaml": "6a8b69e8043767f15d78f86e883174c4cf5fadc326e9f2e43b37996de0a3a885",
     "lape_vs_clas.yaml": "6fbd4a76f4318c8fddf702a48d126cf4a3bb06bb147f47e7b26a35d008b6c51e",
-    "lens.yaml": "efcc17c8102bcecad7e8b97ef5cc2eb0adb4cfec71a30195bae0d340817da899",
+    "lens.yaml": "56ec9d3c863e553f6ef2e85d8d88baff374264f13b68103cfd6a7b070e619ede",
     "sweep_alpha_demo.yaml": "0a79ea20b9d40a386171f7fab1090c4d98b8caa996b95a3aa8ef0bc9a6f3dd07",
 }
 

@@ -6,7 +6,7 @@ Per prompt language L (the unit) and lens layer: the probability of the expected
 language (word-translation or cloze items in Wendler et al.'s file format), or, with no word lists, the probability
 mass on the tokens the statistics corpus marks as typical of L and of the anchor (clas_graph/stats/
 token_languages.py). Curves are means over the unit's items; the crossover layer is the first lens layer where the
-anchor curve exceeds L's.
+anchor curve exceeds L's and reaches `crossover_floor`.
 
 Primary metric `anchor_mean`: the mean over lens layers of the anchor curve. A scalar defined for every unit, so
 deltas and paired tests over languages are always defined; the crossover layer is coarse (an integer) and often
@@ -334,6 +334,7 @@ class LensRunner(SharedRunner):
     def score(self, tokenizer, units, lens, top1, layers, curve_names, set_names, language, anchor, dropped,
               token_map):
         names = [*curve_names, *(f"mass:{lang}" for lang in set_names)]
+        floor = self.task.crossover_floor
         column = {n: k for k, n in enumerate(names)}
         if curve_names:  # word items: the answers' probabilities are the curves
             prompt_col, anchor_col = column["answer"], column["anchor_answer"]
@@ -345,7 +346,7 @@ class LensRunner(SharedRunner):
         for i, item in enumerate(units):
             row = {"id": item.id, "prompt": item.prompt, "layers": layers,
                    "p_prompt": _rounded(lens[i, :, prompt_col]), "p_anchor": _rounded(lens[i, :, anchor_col]),
-                   "crossover_layer": crossover(lens[i, :, anchor_col], lens[i, :, prompt_col], layers),
+                   "crossover_layer": crossover(lens[i, :, anchor_col], lens[i, :, prompt_col], layers, floor),
                    "top1": [tokenizer.decode([int(t)]) for t in top1[i]]}
             if item.answer is not None:
                 row.update(answer=item.answer, anchor_answer=item.anchor_answer)
@@ -354,7 +355,8 @@ class LensRunner(SharedRunner):
         metrics = {
             "anchor_mean": float(anchor_curve.mean()), "prompt_mean": float(prompt_curve.mean()),
             "prompt_last": float(prompt_curve[-1]), "anchor_peak": float(anchor_curve[peak]),
-            "anchor_peak_layer": layers[peak], "crossover_layer": crossover(anchor_curve, prompt_curve, layers),
+            "anchor_peak_layer": layers[peak],
+            "crossover_layer": crossover(anchor_curve, prompt_curve, layers, floor), "crossover_floor": floor,
             "layers": layers, "curves": {"prompt": _rounded(prompt_curve), "anchor": _rounded(anchor_curve)},
             "reads": "answer probability" if curve_names else "language token mass",
             "anchor": anchor, "n": len(units), "n_dropped": dropped,
@@ -367,9 +369,11 @@ class LensRunner(SharedRunner):
         return rows, metrics
 
 
-def crossover(anchor, prompt, layers) -> int | None:
-    """The first lens layer where the anchor's probability exceeds the prompt language's (None: never)."""
-    above = torch.nonzero(torch.as_tensor(anchor) > torch.as_tensor(prompt))
+def crossover(anchor, prompt, layers, floor: float = 0.0) -> int | None:
+    """The first lens layer where the anchor's probability exceeds the prompt language's and is at least `floor`
+    (None: never)."""
+    anchor = torch.as_tensor(anchor)
+    above = torch.nonzero((anchor > torch.as_tensor(prompt)) & (anchor >= floor))
     return layers[int(above[0, 0])] if len(above) else None
 
 
@@ -393,6 +397,9 @@ class LensTask(LanguagesField, TaskSpec):
     model's own next-token distribution."""
     position: int = Field(-1, lt=0)
     """Read position, counted from the end of each prompt (-1: the last token, Wendler et al.'s)."""
+    crossover_floor: float = Field(0.05, ge=0.0, le=1.0)
+    """The crossover layer is the first where the anchor's probability exceeds the prompt language's *and* is at
+    least this (ours: near-zero probabilities in the lowest layers cross by noise; 0: the literal rule)."""
     anchor: LanguageCode | None = None
     """The latent language compared with each prompt's (default: the spec's fixed anchor)."""
     token_languages: TokenLanguagesSpec | None = TokenLanguagesSpec()
