@@ -197,3 +197,17 @@ def load_config_for_spec(spec):
         return load_config(spec.model, Path(spec.source).parent if spec.source else None)
     except BackendError as error:
         raise _in_spec(spec, error) from None
+
+
+def load_tokenizer_for_spec(spec):
+    """The tokenizer of the spec's model (no weights; the embedded model's converted folder holds it)."""
+    from transformers import AutoTokenizer
+
+    try:
+        source, kwargs = resolve_model_source(spec.model, Path(spec.source).parent if spec.source else None)
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except BackendError as error:
+        raise _in_spec(spec, error) from None
+    except OSError as exc:
+        raise _in_spec(spec, BackendError(f"cannot read the tokenizer of '{source}' ({str(exc).splitlines()[0][:160]})",
+                                          where="model")) from None

@@ -21,6 +21,7 @@ PINNED = {
     "int_mu_baseline.yaml": "f55cff7a13c04ac4622c6c5d13bb534fde718f165be9bc82b6519b5ef71b048e",
     "language_steering.yaml": "6a8b69e8043767f15d78f86e883174c4cf5fadc326e9f2e43b37996de0a3a885",
     "lape_vs_clas.yaml": "6fbd4a76f4318c8fddf702a48d126cf4a3bb06bb147f47e7b26a35d008b6c51e",
+    "lens.yaml": "56ec9d3c863e553f6ef2e85d8d88baff374264f13b68103cfd6a7b070e619ede",
     "lm_eval_multilingual.yaml": "c813f43bb7a43551f5ef9d19f002cdcb2fa18210de50b1f3806a5b57a8e4aaac",
     "sweep_alpha_demo.yaml": "0a79ea20b9d40a386171f7fab1090c4d98b8caa996b95a3aa8ef0bc9a6f3dd07",
     "patching.yaml": "6bcdfcdbbdaf7e3f8df50e98fd1536973bb4648352233dd5b0d5926331cf6505",

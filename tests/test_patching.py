@@ -5,6 +5,8 @@ float32 logits of tiny random Llama, Qwen2 and Gemma 3 models), locally and thro
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from reference_patch import greedy, last_logits, patch_edit, positions_of, record
@@ -180,6 +182,22 @@ def test_every_readout_sees_only_the_callers_rows(tiny_lm):
     assert pooled.shape == (len(TEXTS), 32)
 
 
+def test_the_lens_reads_through_source_rows(model):
+    """The lens places its reads among the patch statements: below the patched layer it equals base, at the last
+    layer it is the two-pass reference's next-token distribution."""
+    from clas_graph.execution.api import lens_many
+
+    patch = {"layers": [1], "source": {"language": "en"}}
+    plans = clas_graph.compile_plans(spec({"kind": "patch", "id": "p", **patch}), model)
+    sets = [[t] for t in range(40)]
+    got = lens_many(model, plans, TEXTS, ROWS, [0, 1, 3], sets=sets, batch_size=4, parallel=PARALLEL)
+    want = torch.softmax(cross_lingual(model, patch, ["en"]), -1)[:, :40].double()
+    torch.testing.assert_close(got["p"]["lens"][:, 2], want, atol=ATOL, rtol=0)
+    torch.testing.assert_close(got["p"]["lens"][:, 0], got["base"]["lens"][:, 0], atol=ATOL, rtol=0)
+    assert (got["p"]["lens"][:6, 1] - got["base"]["lens"][:6, 1]).abs().amax() > 1e-4
+    torch.testing.assert_close(got["p"]["lens"][6:], got["base"]["lens"][6:], atol=ATOL, rtol=0)
+
+
 def test_missing_parallel_texts_and_positions_outside_a_source_are_data_errors(tiny_lm):
     model = tiny_lm("llama")
     plan = clas_graph.compile_plan(spec({"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}}),
@@ -259,8 +277,8 @@ def test_a_source_language_the_task_has_no_text_in_or_a_non_parallel_task_is_ref
                                          "corpus: {kind: bible, limit: 2}}\n")
     assert result.exit_code == 2 and "interventions[0].source.language" in result.output
     assert "has no text in 'fr'" in result.output
-    result = validate_yaml(write, patch, "tasks:\n  - {kind: xnli, data_files: {en: x.jsonl, de: x.jsonl, "
-                                         "fr: x.jsonl}}\n")
+    pytest.importorskip("lm_eval")
+    result = validate_yaml(write, patch, "tasks:\n  - {kind: lm_eval, tasks: 'xnli_{lang}'}\n")
     assert result.exit_code == 2 and "interventions[0].source" in result.output
     assert "does not have parallel items" in result.output
 
@@ -287,3 +305,74 @@ def test_the_evaluation_runner_patches_from_the_tasks_parallel_items(tiny_lm, tm
                                                  [r.gold_token for r in de], parallel={"en": [r.prompt for r in en]})
     kl = direct["p"]["kl"]
     assert metrics["p"]["kl_from_base"] == pytest.approx(float(kl.mean()), abs=1e-6) and float(kl.mean()) > 1e-4
+
+
+def _xnli_file(write, lang, n=6, item_word="pair"):
+    rows = [{"premise": f"{lang} {item_word} {i} is here", "hypothesis": f"{lang} {i} {'more ' * i}", "label": i % 3}
+            for i in range(n)]
+    return str(write(f"xnli_{lang}_{item_word}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)))
+
+
+def _xquad_file(write, lang, n=4):
+    rows = [{"id": f"q{i}", "context": f"{lang} context {i} {'word ' * i}", "question": f"{lang} question {i}?",
+             "answers": {"text": [f"{lang} context"], "answer_start": [0]}} for i in range(n)]
+    return str(write(f"xquad_{lang}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)))
+
+
+def test_xnli_and_xquad_units_patch_from_the_same_items_in_the_source_language(tiny_lm, tmp_path, write):
+    """XNLI's and XQuAD's items are translations sharing ids: a de unit under an English patch equals the API call
+    given the English prompts of the same items (built here from the files, not by the runner)."""
+    from clas_graph.data.tasks import XNLI_PROMPT, XQUAD_PROMPT, render
+    from clas_graph.runners.evaluate import run_units, samples_path
+    from clas_graph.tasks.base import task_runners
+
+    model = tiny_lm("llama")
+    xnli = {lang: _xnli_file(write, lang) for lang in ("en", "de")}
+    xquad = {lang: _xquad_file(write, lang) for lang in ("en", "de")}
+    the_spec = validate_data(spec_data(["en", "de"], interventions=[
+        {"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}, "positions": {"last": 2}}],
+        tasks=[{"kind": "xnli", "data_files": xnli, "limit": 4, "labels": ["0", "1", "2"]},
+               {"kind": "xquad", "data_files": xquad, "limit": 3, "seed": 2, "max_new_tokens": 3}]))
+    plans = clas_graph.compile_plans(the_spec, model)
+    xnli_runner, xquad_runner = task_runners(the_spec)
+    run_units(model, xnli_runner, plans, "de", tmp_path)
+    run_units(model, xquad_runner, plans, "de", tmp_path)
+
+    def rows(runner, name):
+        path = samples_path(tmp_path, runner.key, "de", name)
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    items = xnli_runner.task.items("de", "test")
+    ids = [e.id for e in items]
+    en = {e.id: e for e in xnli_runner.task.items("en", "test")}
+    prompts = [render(XNLI_PROMPT, premise=e.premise, hypothesis=e.hypothesis) for e in items]
+    sources = [render(XNLI_PROMPT, premise=en[i].premise, hypothesis=en[i].hypothesis) for i in ids]
+    labels = [model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("0", "1", "2")]
+    direct = clas_graph.forward(model, plans["p"], prompts, ["de"] * len(prompts), token_ids=labels,
+                                parallel={"en": sources})
+    got = torch.tensor([row["probs"] for row in rows(xnli_runner, "p")], dtype=torch.float64)
+    torch.testing.assert_close(got, torch.softmax(direct.double(), -1), atol=1e-5, rtol=0)
+    base = torch.tensor([row["probs"] for row in rows(xnli_runner, "base")], dtype=torch.float64)
+    assert (got - base).abs().max() > 1e-4
+
+    questions = xquad_runner.task.items("de", "test")
+    en_q = {q.id: q for q in xquad_runner.task.items("en", "test")}
+    prompts = [render(XQUAD_PROMPT, context=q.context, question=q.question) for q in questions]
+    sources = [render(XQUAD_PROMPT, context=en_q[q.id].context, question=en_q[q.id].question) for q in questions]
+    want = clas_graph.generate(model, plans["p"], prompts, ["de"] * len(prompts), 3, parallel={"en": sources})
+    assert [row["output"] for row in rows(xquad_runner, "p")] == want
+
+
+def test_a_unit_whose_languages_have_different_items_is_refused(tiny_lm, tmp_path, write):
+    from clas_graph.runners.evaluate import run_units
+    from clas_graph.tasks.base import task_runners
+
+    model = tiny_lm("llama")
+    xnli = {"en": _xnli_file(write, "en", n=6), "de": _xnli_file(write, "de", n=7)}
+    the_spec = validate_data(spec_data(["en", "de"], interventions=[
+        {"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}}],
+        tasks=[{"kind": "xnli", "data_files": xnli, "limit": None, "labels": ["0", "1", "2"]}]))
+    (runner,) = task_runners(the_spec)
+    with pytest.raises(DataError, match="items in de and en differ, so they are not parallel"):
+        run_units(model, runner, clas_graph.compile_plans(the_spec, model), "de", tmp_path)
+    assert not any(tmp_path.rglob("*.json"))  # nothing written for the refused unit

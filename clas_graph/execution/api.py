@@ -21,6 +21,7 @@ from ..compile.plan import Plan, label_language
 from ..errors import DataError
 from ..sites import architecture_for, dims_of
 from .context import current
+from .lens import lens_readout
 from .patching import (
     SourceRowsReadout,
     caller_rows,
@@ -283,3 +284,18 @@ def pooled_hidden_many(model, plans: Mapping[str, Plan | None], texts: Sequence[
     A plan with no op at or below `layer` gets the base vectors (it cannot change them)."""
     return read_many(model, plans, texts, languages, Pooled(layer, exclude_bos), batch_size=batch_size,
                      max_length=max_length, parallel=parallel)
+
+
+def lens_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], languages: Sequence[str],
+              layers: Sequence[int], *, position: int = -1, row_groups: Sequence[Sequence[Sequence[int]]] = (),
+              sets: Sequence[Sequence[int]] = (), batch_size: int = 8, max_length: int = 512,
+              parallel: Parallel = None) -> dict[str, dict]:
+    """The logit lens for every plan: {name: {"lens": [rows, len(layers), groups] probabilities, "top1": [rows,
+    len(layers)] token ids}}. At each layer the final norm and unembedding are applied to the residual at
+    `position` (from the end) while the plan's interventions run; a group's probability is the sum over its tokens,
+    per-row groups (`row_groups[i]`, the same count for every row) first, then the shared `sets`."""
+    config = model._module.config
+    readout = lens_readout(config, architecture_for(config), layers, position=position, row_groups=row_groups,
+                           sets=sets)
+    return read_many(model, plans, texts, languages, readout, batch_size=batch_size, max_length=max_length,
+                     parallel=parallel)

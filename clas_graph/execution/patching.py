@@ -156,12 +156,16 @@ class SourceRowsReadout(Readout):
 
     def __init__(self, inner: Readout, target_of: Mapping[int, int]):
         self.inner, self.target_of = inner, target_of
-        for name in ("outputs", "stackable", "compares_with_base", "call_kwargs", "row_extras", "label"):
+        for name in ("outputs", "stackable", "compares_with_base", "call_kwargs", "row_extras", "shares_prefix",
+                     "label"):
             setattr(self, name, getattr(inner, name))
 
     @property
     def read_layer(self):
         return self.inner.read_layer
+
+    def body(self, plan: Plan, indent: str) -> str:
+        return self.inner.body(plan, indent)
 
     def source(self, base_logprobs: str) -> str:
         return self.inner.source(base_logprobs)

@@ -14,6 +14,9 @@ from typing import ClassVar, Sequence
 
 import torch
 
+from ..compile.emit import emit_body
+from ..compile.plan import Plan
+
 BASE_LOGPROBS_FROM_EXTRA = 'extra["base_logprobs"].to(lp.device)'
 """Where a condition's trace finds the base model's log-probs of its batch (the executors pass them)."""
 
@@ -40,6 +43,9 @@ class Readout:
     row_extras: ClassVar[tuple[str, ...]] = ()
     """The entries of `extra` (built by `extra`) with one row per batch row: repeated with the batch when
     conditions run stacked."""
+    shares_prefix: ClassVar[bool] = True
+    """Whether a condition's trace may skip the layers below its first edit (the shared prefix): not for readouts
+    that read those layers themselves, whose skipped layers would all return the prefix value."""
 
     label: ClassVar[str]
     """Short name, in generated file names and messages."""
@@ -48,6 +54,11 @@ class Readout:
     def read_layer(self) -> int | None:
         """The decoder layer whose output the readout reads (the trace stops there); None: the model's output."""
         return None
+
+    def body(self, plan: Plan, indent: str) -> str:
+        """The plan's intervention statements, with whatever the readout reads while they run placed among them
+        in execution order (default: none; `r` holds `read_layer`'s output when there is one)."""
+        return emit_body(plan, indent, read_layer=self.read_layer)
 
     def source(self, base_logprobs: str) -> str:
         """The tail statements, indented for a trace body, ending in `.save()` of each output."""

@@ -97,7 +97,7 @@ def batch_plan(plans: Mapping[str, Plan | None], readout: Readout, *, share: boo
     own = [start for start in starts.values() if start is not None]
     # a prefix pays off when the base trace runs anyway or at least two conditions start above layer 0
     base_runs = len(own) < len(starts) or readout.compares_with_base
-    if not share or not (base_runs or sum(1 for start in own if start) >= 2):
+    if not share or not readout.shares_prefix or not (base_runs or sum(1 for start in own if start) >= 2):
         starts = {name: (None if start is None else 0) for name, start in starts.items()}
     return Schedule(readout, starts, max(1, stack))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..compile.emit import INDENT, compile_source, emit_body, without_comments
+from ..compile.emit import INDENT, compile_source, without_comments
 from ..compile.plan import Plan
 from .readouts import Readout
 
@@ -32,7 +32,7 @@ def skip_lines(plan: Plan, skip_to: int, prefix: str = 'extra["prefix"]', indent
 def emit_readout_source(plan: Plan, readout: Readout, *, skip_to: int | None = None) -> str:
     """A forward trace of the plan with a readout's tail. With `skip_to`, layers below it are skipped and take
     extra["prefix"] (see `emit_prefix_source`)."""
-    body = emit_body(plan, read_layer=readout.read_layer)
+    body = readout.body(plan, INDENT)
     tail, result = readout.tail()
     if skip_to:
         body = skip_lines(plan, skip_to) + "\n" + body
@@ -73,7 +73,7 @@ def emit_prefix_source(base: Plan, readout: Readout, save_layers: tuple[int, ...
         if layer is not None and save_layers and max(save_layers) >= layer:
             raise ValueError(f"{readout.label} readout at layer {layer} cannot share a prefix ending at "
                              f"{max(save_layers)}")
-        body = "\n".join(INDENT + line for line in lines) + "\n" + emit_body(base, read_layer=layer)
+        body = "\n".join(INDENT + line for line in lines) + "\n" + readout.body(base, INDENT)
         tail, result = readout.tail(base_logprobs="lp")
         if readout.compares_with_base:  # the conditions of this batch compare with these
             tail += "\n" + INDENT + "base_logprobs = lp.save()"
@@ -119,7 +119,6 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
     `traces`: (label, plan, start, count) for each trace after the base trace (start 0: full trace; count > 1:
     a stacked plan over the batch repeated `count` times, compile/stack.py). The base trace comes first when
     `base_readout` or `prefix_layers`; its readout (if any) is output 0."""
-    read_layer = readout.read_layer
     names = readout.outputs
     per_row = readout.per_row_extras()  # repeated with the batch in a stacked trace
     base_tail = _indented(readout.tail(save=False, base_logprobs="lp")[0], " " * 8)
@@ -132,7 +131,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
         lines = [f"prefix_{i} = model.{base.architecture.layers_path}[{i}].output" for i in prefix_layers]
         block = [SESSION_INDENT + line for line in ["# base trace: the shared prefixes stay on the server"] + lines]
         if base_readout:
-            block.append(emit_body(base, SESSION_INDENT, read_layer=read_layer))
+            block.append(readout.body(base, SESSION_INDENT))
             block.append(base_tail)
             block += [SESSION_INDENT[:-4] + f"out_{number}_{name}.append({name})" for name in names]
             outputs.append(number)
@@ -149,7 +148,7 @@ def emit_session_source(base: Plan, traces: list[tuple[str, Plan, int, int]], re
         parts = [SESSION_INDENT + f"# condition(s) {label!r}" + (f", from layer {start}" if start else "")]
         if start:
             parts.append(skip_lines(plan, start, prefix=repeat(f"prefix_{start - 1}", 2), indent=SESSION_INDENT))
-        parts += [emit_body(plan, SESSION_INDENT, read_layer=read_layer), _indented(tail, " " * 8)]
+        parts += [readout.body(plan, SESSION_INDENT), _indented(tail, " " * 8)]
         parts += [SESSION_INDENT[:-4] + f"out_{number}_{name}.append({name})" for name in names]
         blocks.append(_trace_block(number, "\n".join(parts), count, per_row))
         outputs.append(number)

@@ -135,11 +135,12 @@ class PatchIntervention(Targeted):
         if not any(self.id in ids for ids in spec.resolved_conditions.values()):
             return
         for t, task in enumerate(spec.tasks):
-            if not task.parallel:
+            if not task.patchable:
                 raise FieldError((*here, "source"),
                                  f"tasks[{t}] ({task.kind}) does not have parallel items (the same item in every "
-                                 "language), so its rows have no parallel text to patch from; use a parallel task "
-                                 "(retrieval, lm_loss, next_token, language_steering) or `source: {condition: base}`")
+                                 "language), so its rows have no parallel text to patch from; use `source: "
+                                 "{condition: base}`, or a task with parallel items (retrieval, lm_loss, next_token, "
+                                 "language_steering, xnli, xquad, lens)")
             task_languages = spec.task_languages(task)
             for j, code in enumerate(codes):
                 if code not in task_languages:

@@ -27,6 +27,11 @@ class Architecture:
     down_proj: str = "down_proj"
     sites: frozenset = frozenset({"mlp.act_fn.output", "mlp.down_proj.input", "resid_post"})
     """Abstract sites this family exposes (all gated MLPs with an `act_fn` module have these three)."""
+    final_norm: str | None = None
+    """The norm applied to the last layer's output before the unembedding (None: not known for this family, so
+    no lens can read it)."""
+    lm_head: str = "lm_head"
+    """The unembedding (hidden -> vocabulary logits)."""
 
     def layer_path(self, layer: int) -> str:
         return f"{self.layers_path}[{layer}]"
@@ -38,16 +43,18 @@ class Architecture:
 # model_type (from the HF config) -> architecture. Gated MLPs all share the
 # gate/up/down/act_fn naming in transformers 5.
 _TEXT = "model.layers"
+_NORM = "model.norm"
 ARCHITECTURES: dict[str, Architecture] = {
-    "llama": Architecture("llama", _TEXT),
-    "mistral": Architecture("mistral", _TEXT),
-    "qwen2": Architecture("qwen2", _TEXT),
-    "qwen3": Architecture("qwen3", _TEXT),
-    "gemma": Architecture("gemma", _TEXT),
-    "gemma2": Architecture("gemma2", _TEXT),
-    "gemma3_text": Architecture("gemma3", _TEXT),
+    "llama": Architecture("llama", _TEXT, final_norm=_NORM),
+    "mistral": Architecture("mistral", _TEXT, final_norm=_NORM),
+    "qwen2": Architecture("qwen2", _TEXT, final_norm=_NORM),
+    "qwen3": Architecture("qwen3", _TEXT, final_norm=_NORM),
+    "gemma": Architecture("gemma", _TEXT, final_norm=_NORM),
+    "gemma2": Architecture("gemma2", _TEXT, final_norm=_NORM),
+    "gemma3_text": Architecture("gemma3", _TEXT, final_norm=_NORM),
     # Gemma 3 multimodal checkpoints wrap the text model.
-    "gemma3": Architecture("gemma3", "model.language_model.layers", embed_path="model.language_model.embed_tokens"),
+    "gemma3": Architecture("gemma3", "model.language_model.layers", embed_path="model.language_model.embed_tokens",
+                           final_norm="model.language_model.norm"),
 }
 
 

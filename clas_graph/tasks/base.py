@@ -45,6 +45,14 @@ class TaskSpec(StrictModel):
     """The metric tables, deltas, the t-test and a sweep's default selection use."""
     parallel: ClassVar[bool] = False
     """Whether one item id names the same item in every language (then one language's ids stand for all)."""
+    translated_ids: ClassVar[bool] = False
+    """Whether items with the same id are translations of each other in the task's data (XNLI, XQuAD), so a patch
+    may read a row's parallel text; local files need not keep that, so each unit compares the ids first."""
+
+    @property
+    def patchable(self) -> bool:
+        """Whether a patch may take a row's values from the same item in another language."""
+        return self.parallel or self.translated_ids
 
     runner_class: ClassVar[type["TaskRunner"]]
     """The runner that evaluates this kind's units."""

@@ -11,6 +11,7 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from .language_steering import LanguageSteeringTask
+from .lens import LensTask
 from .lm_eval import LmEvalTask
 from .lm_loss import LmLossTask
 from .next_token import NextTokenTask
@@ -18,7 +19,8 @@ from .retrieval import RetrievalTask
 from .xnli import XnliTask
 from .xquad import XquadTask
 
-KINDS = (NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask, LanguageSteeringTask, LmEvalTask)
+KINDS = (NextTokenTask, XnliTask, XquadTask, RetrievalTask, LmLossTask, LanguageSteeringTask, LmEvalTask,
+         LensTask)
 """Every task kind's spec model, in the order the JSON Schema lists them."""
 
 Task = Annotated[Union[KINDS], Field(discriminator="kind")]

@@ -74,6 +74,7 @@ class XnliTask(LanguagesField, TaskSpec):
     metrics = {"accuracy": True, "macro_f1": True}
     primary = "accuracy"
     runner_class = XnliRunner
+    translated_ids = True
 
     kind: Literal["xnli"]
     split: str = "test"

@@ -53,6 +53,7 @@ class XquadTask(LanguagesField, TaskSpec):
     metrics = {"f1": True, "exact_match": True}
     primary = "f1"
     runner_class = XquadRunner
+    translated_ids = True
 
     kind: Literal["xquad"]
     split: str = "validation"
