@@ -20,12 +20,13 @@ from ..compile.emit import emit
 from ..compile.plan import Plan, label_language
 from ..errors import DataError
 from ..sites import architecture_for, dims_of
-from .context import current
+from .context import current, inputs_checked
 from .lens import lens_readout
 from .patching import (
     SourceRowsReadout,
     caller_rows,
     check_positions,
+    check_positions_in,
     layout,
     parallel_for,
     source_signature,
@@ -84,17 +85,22 @@ def read_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lan
     groups: dict[tuple, dict] = {}
     for name, plan in plans.items():
         groups.setdefault(source_signature(plan), {})[name] = plan
+    layouts = {signature: patch_layout(model, list(group.values()), texts, languages, parallel, batch_size,
+                                       max_length)
+               for signature, group in groups.items() if signature}  # every group's inputs checked before any trace
+    if () in groups:
+        check_positions(tokenizer, list(groups[()].values()), texts, languages, max_length)
+    inputs_checked()
     out: dict = {}
     for signature, group in groups.items():
         if not signature:
-            check_positions(tokenizer, [p for p in group.values() if p is not None], texts, languages, max_length)
             parts = current().readouts(
                 model, group, base_plan(model, languages), batches(tokenizer, texts, batch_size, max_length),
                 lambda index: encode(tokenizer, [texts[i] for i in index], max_length), languages, readout,
                 batch_size=batch_size)
             out.update({name: readout.assemble(len(texts), value, config) for name, value in parts.items()})
             continue
-        rows = patch_layout(model, list(group.values()), texts, languages, parallel, batch_size, max_length)
+        rows = layouts[signature]
         parts = current().readouts(
             model, group, base_plan(model, [label_language(label) for label in rows.labels]), rows.batches,
             lambda index, rows=rows: encode(tokenizer, [rows.texts[i] for i in index], max_length), rows.labels,
@@ -127,6 +133,8 @@ def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Seq
     config = model._module.config
     if not rows:
         return {name: readout.assemble(0, [], config) for name in plans}
+    check_positions_in(list(plans.values()), [len(row) for row in rows], languages)
+    inputs_checked()
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
     groups = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
@@ -163,6 +171,7 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
     check_positions(model.tokenizer, [plan], texts, languages, max_length)
+    inputs_checked()
     trace = emit(plan)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for index in batches(model.tokenizer, texts, batch_size, max_length):
@@ -198,6 +207,7 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
         check_positions(model.tokenizer, [plan], texts, languages, max_length)
         all_texts, labels = texts, languages
         groups = batches(model.tokenizer, texts, batch_size, max_length)
+    inputs_checked()
     trace = emit(plan)
     tokenizer = model.tokenizer
     eos = eos_ids(model)

@@ -1,5 +1,6 @@
-"""The executor every call uses: the one of the enclosing `use(...)`, or a local one; and where patches find
-the parallel texts of the rows they patch (`parallel_texts(...)`, set by the evaluation runner)."""
+"""The executor every call uses: the one of the enclosing `use(...)`, or a local one; where patches find the
+parallel texts of the rows they patch (`parallel_texts(...)`, set by the evaluation runner); and whether calls
+only check their inputs (`checking_inputs()`: the evaluation runner's pass before any model work)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,27 @@ def parallel_texts(provider: ParallelTexts | None):
         yield provider
     finally:
         _PARALLEL.reset(token)
+
+
+class InputsChecked(Exception):
+    """Raised by a call inside `checking_inputs()` once its inputs passed every check, before any model work."""
+
+
+_CHECK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("clas_graph_check_only", default=False)
+
+
+@contextlib.contextmanager
+def checking_inputs():
+    """The first model call in the block checks its inputs (rows, languages, position selectors, patch sources)
+    and raises InputsChecked instead of running the model."""
+    token = _CHECK_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_ONLY.reset(token)
+
+
+def inputs_checked() -> None:
+    """Called by every model call after its input checks, right before the model runs."""
+    if _CHECK_ONLY.get():
+        raise InputsChecked

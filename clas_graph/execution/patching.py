@@ -111,15 +111,24 @@ def token_lengths(tokenizer, texts: Sequence[str], max_length: int) -> list[int]
     return [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
 
 
+def selects_positions(plans: Sequence[Plan | None]) -> bool:
+    """Whether some op of the plans acts at chosen positions or reads a source (its selectors may not fit a text)."""
+    return any(op.positions.mode != "all" or op.sources() for plan in plans if plan is not None for op in plan.ops)
+
+
 def check_positions(tokenizer, plans: Sequence[Plan], texts: Sequence[str], labels: Sequence, max_length: int,
                     sources_of: Mapping[int, list[int]] | None = None) -> None:
     """Every position selector fits every text it acts on (a patch's source selector: every source text), before
     any trace runs. `sources_of`: row -> its source rows."""
-    selecting = [op for plan in plans for op in plan.ops
+    if selects_positions(plans):
+        check_positions_in(plans, token_lengths(tokenizer, texts, max_length), labels, sources_of)
+
+
+def check_positions_in(plans: Sequence[Plan], lengths: Sequence[int], labels: Sequence,
+                       sources_of: Mapping[int, list[int]] | None = None) -> None:
+    """`check_positions` on rows of the given token counts."""
+    selecting = [op for plan in plans if plan is not None for op in plan.ops
                  if op.positions.mode != "all" or op.sources()]
-    if not selecting:
-        return
-    lengths = token_lengths(tokenizer, texts, max_length)
     for op in selecting:
         for row, label in enumerate(labels):
             if not op.rows.applies(label):

@@ -23,6 +23,7 @@ from ..spec.base import BASE_CONDITION
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
 from ..tasks.base import TaskRunner, task_runners
+from .input_checks import check_unit_inputs
 from .patching import task_parallel_texts
 
 METRICS_SCHEMA = 1
@@ -91,6 +92,9 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
                 if only is None or name == BASE_CONDITION or name in only.get(runner.key, ())}
 
     groups = [(runner, language, chosen(runner)) for runner in runners for language in runner.languages()]
+    check_unit_inputs(model, [(runner, language, {name: plan for name, plan in group.items()
+                                                  if not unit_path(run_dir, runner.key, language, name).is_file()})
+                              for runner, language, group in groups])
     results: dict = {runner.key: {} for runner in runners}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
