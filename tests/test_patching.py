@@ -376,3 +376,28 @@ def test_a_unit_whose_languages_have_different_items_is_refused(tiny_lm, tmp_pat
     with pytest.raises(DataError, match="items in de and en differ, so they are not parallel"):
         run_units(model, runner, clas_graph.compile_plans(the_spec, model), "de", tmp_path)
     assert not any(tmp_path.rglob("*.json"))  # nothing written for the refused unit
+
+
+def test_token_rows_take_condition_sources_and_equal_the_text_path(model):
+    """lm-evaluation-harness requests arrive as token ids: restoration from base on them equals the same rows
+    given as texts (whose tokens they are), and a language source is refused (token rows have no parallel text)."""
+    from clas_graph.execution.api import read_many, read_tokens_many
+    from clas_graph.execution.readouts import TokenNll
+
+    the_spec = spec({"kind": "ablate", "id": "corrupt", "site": "mlp.act_fn.output", "layers": [0],
+                     "neurons": {"neurons": {0: NEURONS}}},
+                    {"kind": "patch", "id": "restore", "layers": [2], "source": {"condition": "base"},
+                     "positions": {"last": 2}},
+                    {"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}},
+                    conditions={"corrupt": ["corrupt"], "restored": ["corrupt", "restore"], "p": ["p"]})
+    plans = clas_graph.compile_plans(the_spec, model)
+    language_source = {"p": plans.pop("p")}
+    token_rows = [model.tokenizer(text)["input_ids"] for text in TEXTS]
+    by_text = read_many(model, plans, TEXTS, ROWS, TokenNll(), batch_size=4)
+    by_ids = read_tokens_many(model, plans, token_rows, ROWS, TokenNll(), batch_size=4)
+    for name in plans:
+        for got, want in zip(by_ids[name], by_text[name]):
+            torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=name)
+    assert (by_ids["restored"][0] - by_ids["corrupt"][0]).abs().max() > 1e-4
+    with pytest.raises(DataError, match="patches from another language's text, which token rows do not have"):
+        read_tokens_many(model, language_source, token_rows, ROWS, TokenNll())

@@ -12,7 +12,7 @@ in the base trace, and each condition runs only from there. The numbers equal th
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -31,6 +31,7 @@ from .patching import (
     parallel_for,
     source_signature,
     sources_by_row,
+    token_lengths,
 )
 from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids
 
@@ -76,72 +77,82 @@ def read_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], lan
     """`readout` for every plan (by condition name; None: the unmodified model) on the texts: {name: result},
     each result assembled by the readout (e.g. [rows, vocab] logits). Plans that patch from a source run on
     batches that also hold the source rows (execution/patching.py), grouped by the sources they read."""
-    for plan in plans.values():
-        check_rows(plan, texts, languages)
-    config = model._module.config
-    if not texts:
-        return {name: readout.assemble(0, [], config) for name in plans}
     tokenizer = model.tokenizer
+    return read_rows(model, plans, texts, languages, readout, batch_size=batch_size,
+                     lengths_of=lambda rows: token_lengths(tokenizer, rows, max_length),
+                     encode_rows=lambda rows: encode(tokenizer, rows, max_length),
+                     parallel_of=lambda group: parallel_for(group, texts, languages, parallel))
+
+
+def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Sequence[int]],
+                     languages: Sequence[str], readout: Readout, *, batch_size: int = 8) -> dict:
+    """`read_many` on token ids given per row (already encoded, e.g. as lm-evaluation-harness encodes its requests),
+    left-padded into batches, longest first. Patches may read a `{condition: ...}` source (a copy of the row);
+    a language source needs the rows' parallel texts, which token rows do not have."""
+    for plan in plans.values():
+        if any(source.languages for source in (plan.sources() if plan is not None else {}).values()):
+            raise DataError(f"condition '{plan.condition}' patches from another language's text, which token rows "
+                            "do not have", where="patch source",
+                            fix="use read_many with texts, or patch from a condition (`source: {condition: base}`)")
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    return read_rows(model, plans, rows, languages, readout, batch_size=batch_size,
+                     lengths_of=lambda items: [len(row) for row in items],
+                     encode_rows=lambda items: encode_ids(items, pad), parallel_of=lambda group: {})
+
+
+def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages: Sequence[str], readout: Readout, *,
+              batch_size: int, lengths_of: Callable[[Sequence], list[int]], encode_rows: Callable[[list], dict],
+              parallel_of: Callable[[list[Plan]], Mapping]) -> dict:
+    """`read_many` over rows of any kind (texts or token ids): `lengths_of(rows)` counts their tokens,
+    `encode_rows(rows)` makes a batch's model inputs, `parallel_of(plans)` gives the parallel texts they patch from.
+    Every group's inputs are checked before the first trace."""
+    for plan in plans.values():
+        check_rows(plan, rows, languages)
+    config = model._module.config
+    if not rows:
+        return {name: readout.assemble(0, [], config) for name in plans}
     groups: dict[tuple, dict] = {}
     for name, plan in plans.items():
         groups.setdefault(source_signature(plan), {})[name] = plan
-    layouts = {signature: patch_layout(model, list(group.values()), texts, languages, parallel, batch_size,
-                                       max_length)
-               for signature, group in groups.items() if signature}  # every group's inputs checked before any trace
-    if () in groups:
-        check_positions(tokenizer, list(groups[()].values()), texts, languages, max_length)
+    lengths = lengths_of(rows)
+    layouts = {}
+    for signature, group in groups.items():
+        if signature:
+            laid = layout(lengths, list(group.values()), rows, languages, parallel_of(list(group.values())),
+                          batch_size)
+            check_positions_in(list(group.values()), lengths_of(laid.texts), laid.labels,
+                               sources_by_row(laid.labels, laid.batches))
+            layouts[signature] = laid
+        else:
+            check_positions_in(list(group.values()), lengths, languages)
     inputs_checked()
     out: dict = {}
     for signature, group in groups.items():
         if not signature:
+            order = sorted(range(len(rows)), key=lambda i: -lengths[i])
             parts = current().readouts(
-                model, group, base_plan(model, languages), batches(tokenizer, texts, batch_size, max_length),
-                lambda index: encode(tokenizer, [texts[i] for i in index], max_length), languages, readout,
-                batch_size=batch_size)
-            out.update({name: readout.assemble(len(texts), value, config) for name, value in parts.items()})
+                model, group, base_plan(model, languages),
+                [order[start:start + batch_size] for start in range(0, len(order), batch_size)],
+                lambda index: encode_rows([rows[i] for i in index]), languages, readout, batch_size=batch_size)
+            out.update({name: readout.assemble(len(rows), value, config) for name, value in parts.items()})
             continue
-        rows = layouts[signature]
+        laid = layouts[signature]
         parts = current().readouts(
-            model, group, base_plan(model, [label_language(label) for label in rows.labels]), rows.batches,
-            lambda index, rows=rows: encode(tokenizer, [rows.texts[i] for i in index], max_length), rows.labels,
-            SourceRowsReadout(readout, rows.target_of), batch_size=batch_size)
-        out.update({name: readout.assemble(len(texts), caller_rows(value, rows.n), config)
+            model, group, base_plan(model, [label_language(label) for label in laid.labels]), laid.batches,
+            lambda index, laid=laid: encode_rows([laid.texts[i] for i in index]), laid.labels,
+            SourceRowsReadout(readout, laid.target_of), batch_size=batch_size)
+        out.update({name: readout.assemble(len(rows), caller_rows(value, laid.n), config)
                     for name, value in parts.items()})
     return {name: out[name] for name in plans}
 
 
 def patch_layout(model, plans: list[Plan], texts, languages, parallel: Parallel, batch_size: int, max_length: int):
     """The rows and batches of plans that read source rows, with every position selector checked."""
-    rows = layout(model.tokenizer, plans, texts, languages, parallel_for(plans, texts, languages, parallel),
-                  batch_size, max_length)
+    rows = layout(token_lengths(model.tokenizer, texts, max_length), plans, texts, languages,
+                  parallel_for(plans, texts, languages, parallel), batch_size)
     check_positions(model.tokenizer, plans, rows.texts, rows.labels, max_length, sources_by_row(rows.labels,
                                                                                                  rows.batches))
     return rows
-
-
-def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Sequence[int]],
-                     languages: Sequence[str], readout: Readout, *, batch_size: int = 8) -> dict:
-    """`read_many` on token ids given per row (already encoded, e.g. as lm-evaluation-harness encodes its requests),
-    left-padded into batches, longest first."""
-    if len(rows) != len(languages):
-        raise DataError(f"got {len(rows)} token rows but {len(languages)} languages", fix="give one language per row")
-    for plan in plans.values():
-        check_rows(plan, rows, languages)
-        if source_signature(plan):
-            raise DataError(f"condition '{plan.condition}' patches from source rows, which need texts",
-                            fix="use read_many with texts for patching conditions")
-    config = model._module.config
-    if not rows:
-        return {name: readout.assemble(0, [], config) for name in plans}
-    check_positions_in(list(plans.values()), [len(row) for row in rows], languages)
-    inputs_checked()
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-    groups = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    parts = current().readouts(model, plans, base_plan(model, languages), groups,
-                               lambda index: encode_ids([rows[i] for i in index], pad), languages, readout,
-                               batch_size=batch_size)
-    return {name: readout.assemble(len(rows), value, config) for name, value in parts.items()}
 
 
 def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> dict:

@@ -37,7 +37,8 @@ def source_signature(plan: Plan | None) -> tuple[str, ...]:
 class Layout:
     """The caller's rows (0..n-1) and their source rows (n..), with each batch's row indices."""
 
-    texts: list[str]
+    texts: list
+    """Each row's input: a text, or token ids (`read_tokens_many`)."""
     labels: list
     """A language per caller row, a SourceRow per source row (the executors pass them to `row_inputs`)."""
     batches: list[list[int]]
@@ -70,17 +71,17 @@ def parallel_for(plans: Sequence[Plan], texts: Sequence[str], languages: Sequenc
     return given
 
 
-def layout(tokenizer, plans: Sequence[Plan], texts: Sequence[str], languages: Sequence[str],
-           parallel: Mapping[str, Sequence[str | None]], batch_size: int, max_length: int) -> Layout:
-    """Batches of caller rows, longest first, each followed by its rows' source rows; a batch holds about
-    `batch_size` rows in all (at least one caller row)."""
+def layout(lengths: Sequence[int], plans: Sequence[Plan], texts: Sequence, languages: Sequence[str],
+           parallel: Mapping[str, Sequence[str | None]], batch_size: int) -> Layout:
+    """Batches of caller rows, longest first (`lengths`: each row's tokens), each followed by its rows' source
+    rows; a batch holds about `batch_size` rows in all (at least one caller row). `texts` may be token id rows
+    when every source is a condition (a copy of the row itself)."""
     sources = {key: source for plan in plans for key, source in plan.sources().items()}
     needs = [[key for key in sources
               if any(op.rows.applies(language) for plan in plans for op in plan.ops if key in op.sources())]
              for language in languages]
     members = max((sum(sources[key].members for key in keys) for keys in needs), default=0)
     per_batch = max(1, batch_size // (1 + members))
-    lengths = token_lengths(tokenizer, texts, max_length)
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     all_texts, labels, target_of, batches = list(texts), list(languages), {}, []
     for start in range(0, len(order), per_batch):
