@@ -193,6 +193,13 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
              num_fewshot: Optional[int] = typer.Option(None, help="Few-shot examples (lm-eval's --num_fewshot)."),
              include_path: Optional[Path] = typer.Option(None, help="Folder with more lm-eval task configs."),
              output_path: Optional[Path] = typer.Option(None, help="Where lm-eval writes its results file."),
+             apply_chat_template: bool = typer.Option(
+                 False, help="Wrap prompts in the tokenizer's chat template (lm-eval's --apply_chat_template)."),
+             system_instruction: Optional[str] = typer.Option(
+                 None, help="A system message before each prompt (lm-eval's --system_instruction)."),
+             fewshot_as_multiturn: Optional[bool] = typer.Option(
+                 None, "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
+                 help="Few-shot examples as chat turns; default: on with --apply-chat-template (lm-eval's rule)."),
              runs_dir: RunsDir = Path("runs"),
              overrides: Overrides = None):
     """lm-evaluation-harness tasks under one condition of a spec; lm-eval's metrics and results file."""
@@ -211,7 +218,8 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
     spec = load_spec(spec_file, overrides or ())
     results = run_harness(spec, condition, [name.strip() for name in tasks.split(",") if name.strip()],
                           languages=pairs, limit=limit, num_fewshot=num_fewshot, include_path=include_path,
-                          output_path=output_path, runs_root=runs_dir)
+                          output_path=output_path, runs_root=runs_dir, apply_chat_template=apply_chat_template,
+                          system_instruction=system_instruction, fewshot_as_multiturn=fewshot_as_multiturn)
     sys.stdout.write(make_table(results) + "\n")
 
 

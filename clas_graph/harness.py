@@ -26,12 +26,12 @@ except ImportError as exc:  # an optional extra: say which
 
 from .compile.compiler import compile_plan
 from .errors import DataError
-from .loading import load_model_for_spec
+from .loading import load_model_for_spec, load_tokenizer_for_spec
 from .runners.stats import existing_stats
 from .spec.load import load_spec
 from .spec.run_spec import RunSpec
 from .tasks.base import anchor_language, row_languages_of
-from .tasks.lm_eval import check_task_names, task_manager_for
+from .tasks.lm_eval import chat_options, check_chat_template, check_task_names, task_manager_for
 from .tasks.lm_eval_scoring import request_text
 
 
@@ -87,15 +87,24 @@ class ClasGraphLM(PlansLM):
 
 def run_harness(spec: RunSpec, condition: str, tasks: list[str], *, languages: Mapping[str, str] | None = None,
                 limit: int | None = None, num_fewshot: int | None = None, include_path: str | Path | None = None,
-                output_path: str | Path | None = None, runs_root: str | Path = "runs") -> dict:
+                output_path: str | Path | None = None, runs_root: str | Path = "runs",
+                apply_chat_template: bool = False, system_instruction: str | None = None,
+                fewshot_as_multiturn: bool | None = None) -> dict:
     """`clas-graph lm-eval`: lm-eval's own evaluation of `tasks` under one condition of the spec; its results dict
-    (and, with `output_path`, lm-eval's results file). Task names are checked before the model is loaded."""
+    (and, with `output_path`, lm-eval's results file). Task names and the chat options are checked before the
+    model is loaded."""
     task_manager = task_manager_for(include_path)
     check_task_names(tasks, task_manager, where="--tasks")
+    if fewshot_as_multiturn and not apply_chat_template:
+        raise DataError("few-shot examples as chat turns need a chat template", where="--fewshot-as-multiturn",
+                        fix="add --apply-chat-template, or drop --fewshot-as-multiturn")
+    if apply_chat_template:
+        check_chat_template(load_tokenizer_for_spec(spec), True, where="--apply-chat-template")
     lm = ClasGraphLM(spec, condition, languages=languages, runs_root=runs_root)
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     results = simple_evaluate(model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit,
-                              task_manager=task_manager, evaluation_tracker=tracker)
+                              task_manager=task_manager, evaluation_tracker=tracker,
+                              **chat_options(apply_chat_template, system_instruction, fewshot_as_multiturn))
     if tracker is not None:
         tracker.save_results_aggregated(results=results, samples=None)
     return results

@@ -280,6 +280,12 @@ def test_an_unknown_lm_eval_task_is_one_line_before_any_model_work(folder, task_
                                       str(task_folder)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "lm-eval has no task 'tiny_mc_dee'; did you mean 'tiny_mc_de'?" in result.output
+    for flags, words in ((["--apply-chat-template"], "--apply-chat-template: the tokenizer has no chat template"),
+                         (["--fewshot-as-multiturn"], "--fewshot-as-multiturn: few-shot examples as chat turns")):
+        result = CliRunner().invoke(app, ["lm-eval", str(spec_file), "--tasks", "tiny_mc_de", "--include-path",
+                                          str(task_folder), *flags])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert words in result.output, result.output
 
 
 def test_detected_anchor_runs_english_requests_of_a_german_task_as_english(folder, model, hflm):

@@ -360,3 +360,54 @@ def test_base_equals_lm_evals_hf_model_on_the_embedded_gemma(data):
                                   task_manager=task_manager_for(None))
             theirs = {key.removesuffix(",none"): value for key, value in out["results"][name].items() if "," in key}
             assert_equal_metrics(metrics, theirs)
+
+
+# --- chat templates: lm-eval's --apply_chat_template, --system_instruction, --fewshot_as_multiturn -----------------
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def chat_folder(tmp_path_factory):
+    """The tiny Llama folder with a chat template in its tokenizer."""
+    from tiny import save_tiny
+    from transformers import AutoTokenizer
+
+    path = save_tiny(tmp_path_factory.mktemp("tiny-chat"), "llama")
+    tokenizer = AutoTokenizer.from_pretrained(path)  # its own copy: the shared tiny tokenizer stays template-free
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_chat_templated_prompts_equal_lm_evals_hf_model(chat_folder, data):
+    """With apply_chat_template, a system instruction and two multi-turn shots, base equals lm-eval's `hf` model
+    under the same options, metric by metric, and the prompts are the template's."""
+    spec = validate_data(spec_data(["en", "de"], name="chat", model={"path": str(chat_folder)}, batch_size=3,
+                                   tasks=[lm_eval_task("xnli", data, apply_chat_template=True, num_fewshot=2,
+                                                       system_instruction="Answer briefly.")]))
+    model = load_model(ModelRef(path=str(chat_folder)))
+    (runner,) = task_runners(spec)
+    rows, metrics = runner.run_many(model, {"base": compile_plan(spec, model, "base", None)}, "de")["base"]
+    assert rows[0]["text"].startswith("<system>Answer briefly.</system><user>")
+    assert rows[0]["text"].count("<assistant>") == 3  # two shots as turns, then the generation prompt
+    hf = HFLM(pretrained=str(chat_folder), batch_size=1, device="cpu", dtype="float32")
+    theirs = simple_evaluate(model=hf, tasks=[runner.task.config_for("de", TEST, None)], limit=LIMIT,
+                             num_fewshot=2, bootstrap_iters=0, verbosity="ERROR", apply_chat_template=True,
+                             fewshot_as_multiturn=True, system_instruction="Answer briefly.",
+                             task_manager=task_manager_for(None))
+    assert_equal_metrics(metrics, {key.removesuffix(",none"): value
+                                   for key, value in theirs["results"]["xnli_de"].items() if "," in key})
+    plain = validate_data(spec_data(["en", "de"], name="chat", model={"path": str(chat_folder)}, batch_size=3,
+                                    tasks=[lm_eval_task("xnli", data)]))
+    (plain_runner,) = task_runners(plain)
+    plain_rows, _ = plain_runner.run_many(model, {"base": compile_plan(plain, model, "base", None)}, "de")["base"]
+    assert "<user>" not in plain_rows[0]["text"]  # off by default, whatever the tokenizer has
+
+
+def test_a_chat_template_the_tokenizer_lacks_and_multiturn_without_one_are_refused(tmp_path, folder, data):
+    result = run_cli(tmp_path, lm_eval_task("xnli", data, apply_chat_template=True), folder)
+    assert_one_line_error(result, "apply_chat_template", "the tokenizer has no chat template")
+    result = run_cli(tmp_path, lm_eval_task("xnli", data, fewshot_as_multiturn=True), folder)
+    assert_one_line_error(result, "fewshot_as_multiturn", "need a chat template")

@@ -33,8 +33,7 @@ def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool
         where = f"{source}: tasks[{index}] ({runner.task.kind})"
         for language, load in runner.task.data_loads(runner.data_languages(), base_dir):
             _named(load, where if language is None else f"{where}, language '{language}'")
-    checked = [(index, runner) for index, runner in enumerate(runners)
-               if callable(getattr(runner, "check_model", None))]
+    checked = [(index, runner) for index, runner in enumerate(runners) if runner.needs_model_check()]
     if checked:
         config, tokenizer = load_config_for_spec(spec), load_tokenizer_for_spec(spec)
         for index, runner in checked:

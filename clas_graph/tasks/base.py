@@ -167,6 +167,11 @@ class TaskRunner:
     def options(self) -> dict:
         return {"batch_size": self.spec.batch_size, "max_length": self.spec.max_length}
 
+    def needs_model_check(self) -> bool:
+        """Whether preflight should read the model's config and tokenizer (no weights) for `check_model(config,
+        tokenizer)`, which a runner defines when its input can only be checked against them."""
+        return callable(getattr(self, "check_model", None))
+
     def prompt(self, model, text: str) -> str:
         """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
         tokenizer = model.tokenizer

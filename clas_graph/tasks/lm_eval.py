@@ -19,7 +19,7 @@ import json
 import string
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
@@ -27,7 +27,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from ..data.files import local_file
 from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
-from ..spec.base import FieldError, LanguageCode, StrictModel
+from ..spec.base import FieldError, LanguageCode, NewField, StrictModel
 from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
 
 SCORABLE = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
@@ -52,6 +52,23 @@ def task_manager_for(include_path: str | Path | None = None):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=str(include_path) if include_path else None)
+
+
+def chat_options(apply_chat_template: bool, system_instruction: str | None, fewshot_as_multiturn: bool | None) -> dict:
+    """simple_evaluate's chat arguments as lm-eval's CLI derives them (multi-turn few-shot follows the template);
+    none when off, so plain prompts are built exactly as before."""
+    out: dict = {"system_instruction": system_instruction} if system_instruction is not None else {}
+    if apply_chat_template:
+        multiturn = True if fewshot_as_multiturn is None else fewshot_as_multiturn
+        out |= {"apply_chat_template": True, "fewshot_as_multiturn": multiturn}
+    return out
+
+
+def check_chat_template(tokenizer, apply_chat_template: bool, *, where: str) -> None:
+    """A chat template was asked for: the tokenizer must have one."""
+    if apply_chat_template and not getattr(tokenizer, "chat_template", None):
+        raise DataError("the tokenizer has no chat template", where=where,
+                        fix="drop `apply_chat_template`, or use a model whose tokenizer has one")
 
 
 def check_task_names(names, task_manager, *, where: str) -> None:
@@ -88,6 +105,12 @@ class LmEvalDev(StrictModel):
 
 
 class LmEvalRunner(SharedRunner):
+    def needs_model_check(self) -> bool:
+        return bool(self.task.apply_chat_template)
+
+    def check_model(self, config, tokenizer) -> None:
+        check_chat_template(tokenizer, self.task.apply_chat_template, where=f"tasks ({self.key}).apply_chat_template")
+
     def run_many(self, model, plans, language):
         from lm_eval import __version__ as lm_eval_version
         from lm_eval.evaluator import simple_evaluate
@@ -110,7 +133,7 @@ class LmEvalRunner(SharedRunner):
             results = simple_evaluate(
                 model=lm, tasks=[config], task_manager=manager, num_fewshot=task.num_fewshot,
                 bootstrap_iters=task.bootstrap_iters, fewshot_random_seed=task.fewshot_seed, log_samples=True,
-                verbosity="ERROR", **selection)
+                verbosity="ERROR", **task.chat_options(), **selection)
             metrics = unit_metrics(results, name)
             metrics["lm_eval"] = {"version": lm_eval_version, "task": name,
                                   "task_version": results["versions"].get(name),
@@ -178,11 +201,23 @@ class LmEvalTask(TaskSpec):
     spec's `max_length`, which is for clas_graph's own tasks)."""
     dev: LmEvalDev | None = None
     """Dev items for a sweep's selection (see LmEvalDev for the default)."""
+    apply_chat_template: Annotated[bool, NewField()] = False
+    """lm-eval's `--apply_chat_template`: wrap each prompt in the tokenizer's chat template. Off by default, as in
+    lm-eval and its published numbers; independent of the spec's `model.chat_template`, which is for
+    clas_graph's own tasks."""
+    system_instruction: Annotated[str | None, NewField()] = None
+    """lm-eval's `--system_instruction`: a system message before each prompt."""
+    fewshot_as_multiturn: Annotated[bool | None, NewField()] = None
+    """lm-eval's `--fewshot_as_multiturn`: few-shot examples as alternating chat turns; null: on exactly when
+    `apply_chat_template` is (lm-eval's CLI rule)."""
 
     @model_validator(mode="after")
     def _check(self) -> "LmEvalTask":
         if not lm_eval_installed():
             raise ValueError(f"the lm_eval task kind needs lm-evaluation-harness: {EXTRA}")
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise FieldError(("fewshot_as_multiturn",), "few-shot examples as chat turns need a chat template; set "
+                             "`apply_chat_template: true`, or drop `fewshot_as_multiturn`")
         if isinstance(self.tasks, str):
             fields = {field for _, field, _, _ in string.Formatter().parse(self.tasks) if field is not None}
             unknown = sorted(fields - set(PLACEHOLDERS))
@@ -193,6 +228,10 @@ class LmEvalTask(TaskSpec):
         return self
 
     # --- the spec side ------------------------------------------------------------------------------------
+
+    def chat_options(self) -> dict:
+        """simple_evaluate's chat arguments (none when off: lm-eval's defaults, so plain prompts stay as before)."""
+        return chat_options(self.apply_chat_template, self.system_instruction, self.fewshot_as_multiturn)
 
     def own_languages(self) -> list[str] | None:
         if self.languages is not None:

@@ -60,6 +60,25 @@ class PlansLM(TemplateLM):
     # --- what TemplateLM needs -----------------------------------------------------------------------------
 
     @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The chat-templated prompt, as lm-eval's `hf` model builds it (a template that refuses a system role
+        gets the history without it)."""
+        import jinja2
+
+        def render(history):
+            return self.tokenizer.apply_chat_template(history, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt,
+                                                      continue_final_message=not add_generation_prompt)
+
+        try:
+            return render(chat_history)
+        except jinja2.exceptions.TemplateError:
+            return render([message for message in chat_history if message["role"] != "system"])
+
+    @property
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
 
