@@ -8,6 +8,7 @@
     python -m benchmarks remote     # remote XNLI requests and MB per 100 items, before/after (mock NDIF server)
     python -m benchmarks sweep      # a sweep's dev phase vs G separate `run` calls
     python -m benchmarks lm_eval    # lm-eval's xnli under K conditions vs K runs of lm-eval's hf model
+    python -m benchmarks patching   # cross-lingual patching and the lens vs plain PyTorch hooks
 
 All run on the embedded Gemma 3 270M (converted once into the user cache).
 """
@@ -18,10 +19,10 @@ import argparse
 
 from rich.console import Console
 
-from . import conditions, evaluation, lm_eval, overhead, remote, stats, sweep
+from . import conditions, evaluation, lm_eval, overhead, patching, remote, stats, sweep
 
 SUITES = {"overhead": overhead, "stats": stats, "evaluation": evaluation, "conditions": conditions, "remote": remote,
-          "sweep": sweep, "lm_eval": lm_eval}
+          "sweep": sweep, "lm_eval": lm_eval, "patching": patching}
 
 
 def main() -> None:
