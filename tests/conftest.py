@@ -82,15 +82,25 @@ def tiny_lm():
     return _lm
 
 
-@pytest.fixture(scope="module")
-def mock_ndif(tiny_model_dir):
-    """(the mock NDIF server serving the tiny Llama folder, the local nnsight model of that folder), per module."""
+def _serve(model_dir):
+    """(the mock NDIF server serving `model_dir`, the local nnsight model of that folder) while in the block."""
     pytest.importorskip("aiohttp")
     from ndif_mock.harness import start_mock_ndif
 
     from clas_graph.loading import load_model
     from clas_graph.spec.model_ref import ModelRef
 
-    model_dir = tiny_model_dir("llama")
     with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
         yield server, load_model(ModelRef(path=str(model_dir)))
+
+
+@pytest.fixture(scope="module")
+def mock_ndif(tiny_model_dir):
+    """(the mock NDIF server serving the tiny Llama folder, the local nnsight model of that folder), per module."""
+    yield from _serve(tiny_model_dir("llama"))
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2", "gemma3"])
+def mock_ndif_each(request, tiny_model_dir):
+    """`mock_ndif` for each tiny architecture in turn (one server at a time), per module."""
+    yield from _serve(tiny_model_dir(request.param))

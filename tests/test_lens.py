@@ -123,25 +123,13 @@ def test_lens_readout_is_small_and_refuses_bad_layers():
         LayerLens(layers=(1,))
 
 
-@pytest.fixture(scope="module")
-def ndif(arch, tiny_model_dir):
-    pytest.importorskip("aiohttp")
-    from ndif_mock.harness import start_mock_ndif
-
-    model_dir = tiny_model_dir(arch, layers=4)
-    with start_mock_ndif(model_dir, repo_ids=[str(model_dir)]) as server:
-        yield server, model_dir
-
-
-def test_lens_through_the_mock_ndif_server(ndif):
+def test_lens_through_the_mock_ndif_server(mock_ndif_each):
     """nnsight's real client against the mock server: the per-layer group probabilities equal the hooks' numbers,
     and only they travel back (no vocabulary rows)."""
     from clas_graph.execution.ndif import NdifExecutor
-    from clas_graph.spec.model_ref import ModelRef
 
-    server, model_dir = ndif
-    model = clas_graph.load_model(ModelRef(path=str(model_dir)))
-    plans = clas_graph.compile_plans(clas_spec({"path": str(model_dir)}), model)
+    server, model = mock_ndif_each
+    plans = clas_graph.compile_plans(clas_spec({"path": model._module.config._name_or_path}), model)
     before = len(server.jobs())
     with use(NdifExecutor(host=True, session_batches=4)):
         got = lens_many(model, plans, TEXTS, ROWS, [0, 1, 2, 3], row_groups=GROUPS, sets=SETS, batch_size=3)

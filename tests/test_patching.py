@@ -213,8 +213,8 @@ def test_missing_parallel_texts_and_positions_outside_a_source_are_data_errors(t
 # --- remote: the same plan through nnsight's client and the mock NDIF server -------------------------------------
 
 
-def test_patching_through_the_mock_ndif_server_gives_the_local_numbers(mock_ndif):
-    ndif, model = mock_ndif
+def test_patching_through_the_mock_ndif_server_gives_the_local_numbers(mock_ndif_each):
+    ndif, model = mock_ndif_each
     the_spec = spec({"kind": "patch", "id": "p", "layers": [1], "source": {"languages": ["en", "es"]}},
                     {"kind": "ablate", "id": "corrupt", "site": "mlp.act_fn.output", "layers": [0],
                      "neurons": {"neurons": {0: NEURONS}}},

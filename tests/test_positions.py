@@ -101,6 +101,26 @@ def test_selectors_match_hooks_on_each_text_alone(model, positions):
                          for t, n, lang in zip(TEXTS, lengths, ROWS)]
 
 
+@pytest.mark.parametrize("positions", [{"first": 2}, [0, -2], "generated"], ids=str)
+def test_selectors_through_the_mock_ndif_server_give_the_local_numbers(mock_ndif_each, positions):
+    """nnsight's real client against the mock server, on each tiny architecture: forward and generation equal the
+    local executor's (which equals the hooks above)."""
+    from clas_graph.execution.context import use
+    from clas_graph.execution.ndif import NdifExecutor
+
+    server, model = mock_ndif_each
+    plan = clas_graph.compile_plan(spec_for(positions), model, "all")
+    local = clas_graph.forward(model, plan, TEXTS, ROWS, batch_size=4)
+    local_ids = clas_graph.generate_ids(model, plan, TEXTS, ROWS, 3, batch_size=4)
+    before = len(server.jobs())
+    with use(NdifExecutor(host=True)):
+        remote = clas_graph.forward(model, plan, TEXTS, ROWS, batch_size=4)
+        remote_ids = clas_graph.generate_ids(model, plan, TEXTS, ROWS, 3, batch_size=4)
+    assert len(server.jobs()) > before
+    torch.testing.assert_close(remote, local, atol=ATOL, rtol=0)
+    assert remote_ids == local_ids
+
+
 def test_token_selectors_act_in_the_prompt_forward_only(tiny_lm):
     model = tiny_lm("llama")
     plan = clas_graph.compile_plan(spec_for("last"), model, "all")
