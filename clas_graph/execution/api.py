@@ -11,6 +11,7 @@ in the base trace, and each condition runs only from there. The numbers equal th
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable, Mapping, Sequence
 
@@ -20,6 +21,7 @@ from ..compile.emit import emit
 from ..compile.plan import Plan, label_language
 from ..errors import DataError
 from ..sites import architecture_for, dims_of
+from .batching import longest_first, token_lengths
 from .context import current, inputs_checked
 from .lens import lens_readout
 from .patching import (
@@ -31,7 +33,6 @@ from .patching import (
     parallel_for,
     source_signature,
     sources_by_row,
-    token_lengths,
 )
 from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids
 
@@ -61,9 +62,7 @@ def base_plan(model, languages: Sequence[str]) -> Plan:
 
 def batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int) -> list[list[int]]:
     """Index batches, longest-first by token count so padding stays small (order is restored by callers)."""
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return longest_first(token_lengths(tokenizer, texts, max_length), batch_size)
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> dict:
@@ -115,24 +114,17 @@ def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages
     for name, plan in plans.items():
         groups.setdefault(source_signature(plan), {})[name] = plan
     lengths = lengths_of(rows)
-    layouts = {}
-    for signature, group in groups.items():
-        if signature:
-            laid = layout(lengths, list(group.values()), rows, languages, parallel_of(list(group.values())),
-                          batch_size)
-            check_positions_in(list(group.values()), lengths_of(laid.texts), laid.labels,
-                               sources_by_row(laid.labels, laid.batches))
-            layouts[signature] = laid
-        else:
-            check_positions_in(list(group.values()), lengths, languages)
+    layouts = {signature: source_layout(list(group.values()), rows, languages, lengths, lengths_of,
+                                        parallel_of(list(group.values())), batch_size)
+               for signature, group in groups.items() if signature}
+    if () in groups:
+        check_positions_in(list(groups[()].values()), lengths, languages)
     inputs_checked()
     out: dict = {}
     for signature, group in groups.items():
         if not signature:
-            order = sorted(range(len(rows)), key=lambda i: -lengths[i])
             parts = current().readouts(
-                model, group, base_plan(model, languages),
-                [order[start:start + batch_size] for start in range(0, len(order), batch_size)],
+                model, group, base_plan(model, languages), longest_first(lengths, batch_size),
                 lambda index: encode_rows([rows[i] for i in index]), languages, readout, batch_size=batch_size)
             out.update({name: readout.assemble(len(rows), value, config) for name, value in parts.items()})
             continue
@@ -146,13 +138,14 @@ def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages
     return {name: out[name] for name in plans}
 
 
-def patch_layout(model, plans: list[Plan], texts, languages, parallel: Parallel, batch_size: int, max_length: int):
-    """The rows and batches of plans that read source rows, with every position selector checked."""
-    rows = layout(token_lengths(model.tokenizer, texts, max_length), plans, texts, languages,
-                  parallel_for(plans, texts, languages, parallel), batch_size)
-    check_positions(model.tokenizer, plans, rows.texts, rows.labels, max_length, sources_by_row(rows.labels,
-                                                                                                 rows.batches))
-    return rows
+def source_layout(plans: list[Plan], rows: Sequence, languages: Sequence[str], lengths: list[int],
+                  lengths_of: Callable[[Sequence], list[int]], parallel: Mapping, batch_size: int):
+    """The rows and batches of plans that read source rows (`lengths`: the caller rows' token counts; only the
+    source rows are counted here), with every position selector checked."""
+    laid = layout(lengths, plans, rows, languages, parallel, batch_size)
+    check_positions_in(plans, lengths + lengths_of(laid.texts[laid.n:]), laid.labels,
+                       sources_by_row(laid.labels, laid.batches))
+    return laid
 
 
 def encode_ids(rows: Sequence[Sequence[int]], pad_id: int) -> dict:
@@ -212,7 +205,9 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
     if source_signature(plan):
-        rows = patch_layout(model, [plan], texts, languages, parallel, batch_size, max_length)
+        count = functools.partial(token_lengths, model.tokenizer, max_length=max_length)
+        rows = source_layout([plan], texts, languages, count(texts), count,
+                             parallel_for([plan], texts, languages, parallel), batch_size)
         all_texts, labels, groups = rows.texts, rows.labels, rows.batches
     else:
         check_positions(model.tokenizer, [plan], texts, languages, max_length)

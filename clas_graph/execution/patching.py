@@ -24,6 +24,7 @@ import torch
 from ..compile.plan import Plan, SourceRow, label_language
 from ..compile.positions import PositionSelect
 from ..errors import DataError
+from .batching import longest_first, token_lengths
 from .context import parallel_provider
 from .readouts import Readout
 
@@ -81,11 +82,8 @@ def layout(lengths: Sequence[int], plans: Sequence[Plan], texts: Sequence, langu
               if any(op.rows.applies(language) for plan in plans for op in plan.ops if key in op.sources())]
              for language in languages]
     members = max((sum(sources[key].members for key in keys) for keys in needs), default=0)
-    per_batch = max(1, batch_size // (1 + members))
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     all_texts, labels, target_of, batches = list(texts), list(languages), {}, []
-    for start in range(0, len(order), per_batch):
-        index = order[start:start + per_batch]
+    for index in longest_first(lengths, max(1, batch_size // (1 + members))):
         rows = list(index)
         for local, i in enumerate(index):
             for key in needs[i]:
@@ -108,13 +106,14 @@ def layout(lengths: Sequence[int], plans: Sequence[Plan], texts: Sequence, langu
     return Layout(all_texts, labels, batches, len(texts), target_of)
 
 
-def token_lengths(tokenizer, texts: Sequence[str], max_length: int) -> list[int]:
-    return [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+def _selects(op) -> bool:
+    """Whether an op acts at chosen positions or reads a source (its selectors may not fit a text)."""
+    return op.positions.mode != "all" or bool(op.sources())
 
 
 def selects_positions(plans: Sequence[Plan | None]) -> bool:
-    """Whether some op of the plans acts at chosen positions or reads a source (its selectors may not fit a text)."""
-    return any(op.positions.mode != "all" or op.sources() for plan in plans if plan is not None for op in plan.ops)
+    """Whether some op of the plans acts at chosen positions or reads a source."""
+    return any(_selects(op) for plan in plans if plan is not None for op in plan.ops)
 
 
 def check_positions(tokenizer, plans: Sequence[Plan], texts: Sequence[str], labels: Sequence, max_length: int,
@@ -128,8 +127,7 @@ def check_positions(tokenizer, plans: Sequence[Plan], texts: Sequence[str], labe
 def check_positions_in(plans: Sequence[Plan], lengths: Sequence[int], labels: Sequence,
                        sources_of: Mapping[int, list[int]] | None = None) -> None:
     """`check_positions` on rows of the given token counts."""
-    selecting = [op for plan in plans if plan is not None for op in plan.ops
-                 if op.positions.mode != "all" or op.sources()]
+    selecting = [op for plan in plans if plan is not None for op in plan.ops if _selects(op)]
     for op in selecting:
         for row, label in enumerate(labels):
             if not op.rows.applies(label):
