@@ -119,7 +119,7 @@ def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages
                for signature, group in groups.items() if signature}
     if () in groups:
         check_positions_in(list(groups[()].values()), lengths, languages)
-    inputs_checked()
+    inputs_checked(rows)
     out: dict = {}
     for signature, group in groups.items():
         if not signature:
@@ -175,7 +175,7 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
     check_positions(model.tokenizer, [plan], texts, languages, max_length)
-    inputs_checked()
+    inputs_checked(texts)
     trace = emit(plan)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for index in batches(model.tokenizer, texts, batch_size, max_length):
@@ -213,7 +213,7 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
         check_positions(model.tokenizer, [plan], texts, languages, max_length)
         all_texts, labels = texts, languages
         groups = batches(model.tokenizer, texts, batch_size, max_length)
-    inputs_checked()
+    inputs_checked(texts)
     trace = emit(plan)
     tokenizer = model.tokenizer
     eos = eos_ids(model)

@@ -51,7 +51,12 @@ def parallel_texts(provider: ParallelTexts | None):
 
 
 class InputsChecked(Exception):
-    """Raised by a call inside `checking_inputs()` once its inputs passed every check, before any model work."""
+    """Raised by a call inside `checking_inputs()` once its inputs passed every check, before any model work;
+    `rows` are the call's inputs (texts, or token id rows)."""
+
+    def __init__(self, rows: Sequence):
+        super().__init__("inputs checked")
+        self.rows = list(rows)
 
 
 _CHECK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("clas_graph_check_only", default=False)
@@ -60,7 +65,7 @@ _CHECK_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("clas_graph_c
 @contextlib.contextmanager
 def checking_inputs():
     """The first model call in the block checks its inputs (rows, languages, position selectors, patch sources)
-    and raises InputsChecked instead of running the model."""
+    and raises InputsChecked with them instead of running the model."""
     token = _CHECK_ONLY.set(True)
     try:
         yield
@@ -68,7 +73,7 @@ def checking_inputs():
         _CHECK_ONLY.reset(token)
 
 
-def inputs_checked() -> None:
-    """Called by every model call after its input checks, right before the model runs."""
+def inputs_checked(rows: Sequence) -> None:
+    """Called by every model call with its inputs after their checks, right before the model runs."""
     if _CHECK_ONLY.get():
-        raise InputsChecked
+        raise InputsChecked(rows)
