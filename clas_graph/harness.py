@@ -99,7 +99,7 @@ def run_harness(spec: RunSpec, condition: str, tasks: list[str], *, languages: M
         raise DataError("few-shot examples as chat turns need a chat template", where="--fewshot-as-multiturn",
                         fix="add --apply-chat-template, or drop --fewshot-as-multiturn")
     if apply_chat_template:
-        check_chat_template(load_tokenizer_for_spec(spec), True, where="--apply-chat-template")
+        check_chat_template(load_tokenizer_for_spec(spec), where="--apply-chat-template")
     lm = ClasGraphLM(spec, condition, languages=languages, runs_root=runs_root)
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     results = simple_evaluate(model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit,

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from ..compile.plan import PatchSource, PatchValues
-from ..spec.base import BASE_CONDITION, FieldError, FiniteFloat, Identifier, LanguageCode, StrictModel
+from ..spec.base import BASE_CONDITION, FieldError, FiniteFloat, Identifier, LanguageCode, StrictModel, distinct
 from .base import CompileContext, Layers, Targeted
 from .positions import PositionRule, label, position_select
 
@@ -30,16 +30,10 @@ class LanguageSource(StrictModel):
     language: LanguageCode
 
 
-def _distinct(codes: list[str]) -> list[str]:
-    if len(set(codes)) != len(codes):
-        raise ValueError("list each language once")
-    return codes
-
-
 class LanguagesSource(StrictModel):
     """The same item's texts in several languages, reduced to one value per position."""
 
-    languages: Annotated[list[LanguageCode], Field(min_length=1), AfterValidator(_distinct)]
+    languages: Annotated[list[LanguageCode], Field(min_length=1), distinct("language")]
     reduce: Literal["mean"] = "mean"
     """How the languages' values combine: their mean (Dumas et al.)."""
 

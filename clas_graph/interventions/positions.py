@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import Field, PositiveInt
 
 from ..compile.positions import ALL_POSITIONS, PositionSelect
-from ..spec.base import StrictModel
+from ..spec.base import StrictModel, distinct
 
 
 class FirstPositions(StrictModel):
@@ -34,13 +34,7 @@ class LastPositions(StrictModel):
     last: PositiveInt
 
 
-def _distinct(indices: list[int]) -> list[int]:
-    if len(set(indices)) != len(indices):
-        raise ValueError("list each token index once")
-    return indices
-
-
-TokenIndices = Annotated[list[int], Field(min_length=1), AfterValidator(_distinct)]
+TokenIndices = Annotated[list[int], Field(min_length=1), distinct("token index")]
 """Token indices of each text, 0-based; negative ones count from the end (-1 is the last token)."""
 
 PositionRule = Union[Literal["all", "last", "prompt", "generated"], FirstPositions, LastPositions, TokenIndices]

@@ -64,8 +64,9 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
     return {name: metrics[name] for name in plans}
 
 
-def _finished_metrics(done: Path) -> dict | None:
-    """A finished unit's metrics; a unit file that cannot be read (truncated, edited) counts as unfinished."""
+def _finished_metrics(done: Path, *, report: bool = True) -> dict | None:
+    """A finished unit's metrics; a unit file that cannot be read (truncated, edited) counts as unfinished (said on
+    stderr when `report`)."""
     if not done.is_file():
         return None
     try:
@@ -74,7 +75,8 @@ def _finished_metrics(done: Path) -> dict | None:
             return metrics
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         pass
-    Console(stderr=True).print(f"[yellow]unit file {escape(str(done))} is damaged; recomputing the unit[/]")
+    if report:
+        Console(stderr=True).print(f"[yellow]unit file {escape(str(done))} is damaged; recomputing the unit[/]")
     return None
 
 
@@ -92,9 +94,10 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
                 if only is None or name == BASE_CONDITION or name in only.get(runner.key, ())}
 
     groups = [(runner, language, chosen(runner)) for runner in runners for language in runner.languages()]
-    check_unit_inputs(model, [(runner, language, {name: plan for name, plan in group.items()
-                                                  if not unit_path(run_dir, runner.key, language, name).is_file()})
-                              for runner, language, group in groups])
+    check_unit_inputs(model, [(runner, language, {
+        name: plan for name, plan in group.items()
+        if _finished_metrics(unit_path(run_dir, runner.key, language, name), report=False) is None})
+        for runner, language, group in groups])
     results: dict = {runner.key: {} for runner in runners}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 BASE_CONDITION = "base"
 """The unmodified model's condition: always evaluated, never a name a spec may define."""
@@ -66,3 +66,13 @@ class SafetensorsRef(StrictModel):
     """Name of the tensor inside the file."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the file (`sha256sum FILE`), so a run records exactly which tensor it used."""
+
+
+def distinct(noun: str) -> AfterValidator:
+    """A list field's check that no item repeats ("list each <noun> once")."""
+    def check(items: list) -> list:
+        if len(set(items)) != len(items):
+            raise ValueError(f"list each {noun} once")
+        return items
+
+    return AfterValidator(check)

@@ -64,9 +64,9 @@ def chat_options(apply_chat_template: bool, system_instruction: str | None, fews
     return out
 
 
-def check_chat_template(tokenizer, apply_chat_template: bool, *, where: str) -> None:
-    """A chat template was asked for: the tokenizer must have one."""
-    if apply_chat_template and not getattr(tokenizer, "chat_template", None):
+def check_chat_template(tokenizer, *, where: str) -> None:
+    """A chat template is asked for: the tokenizer must have one."""
+    if not getattr(tokenizer, "chat_template", None):
         raise DataError("the tokenizer has no chat template", where=where,
                         fix="drop `apply_chat_template`, or use a model whose tokenizer has one")
 
@@ -109,7 +109,7 @@ class LmEvalRunner(SharedRunner):
         return bool(self.task.apply_chat_template)
 
     def check_model(self, config, tokenizer) -> None:
-        check_chat_template(tokenizer, self.task.apply_chat_template, where=f"tasks ({self.key}).apply_chat_template")
+        check_chat_template(tokenizer, where=f"tasks ({self.key}).apply_chat_template")
 
     def run_many(self, model, plans, language):
         from lm_eval import __version__ as lm_eval_version
