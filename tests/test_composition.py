@@ -82,7 +82,7 @@ def add_fn(layer, coefficient, language=None):
 
     def fn(x, langs):
         vectors = torch.stack([resid[LANGS.index(language or lang), layer] - resid[0, layer] for lang in langs])
-        return rows_where(langs, non_anchor, x, x + coefficient * vectors[:, None, :])
+        return rows_where(langs, non_anchor, x, x + coefficient * vectors[:, None, :].to(x.dtype))
     return fn
 
 
@@ -104,9 +104,9 @@ def ablate_fn(neurons):
 
 def clas_fn(shared, specific, beta, gamma, alpha):
     def fn(x, langs):
-        ms = torch.zeros(INTERMEDIATE)
+        ms = torch.zeros(INTERMEDIATE, dtype=x.dtype)  # in the model's dtype, as a bf16 hook would hold them
         ms[shared] = 1.0
-        mp = torch.zeros(INTERMEDIATE)
+        mp = torch.zeros(INTERMEDIATE, dtype=x.dtype)
         mp[specific] = 1.0
         h1 = x * (1 + beta * ms)
         h2 = h1 * (1 - gamma * mp)

@@ -99,7 +99,7 @@ def set_to(layer, table, language, mode="replace", factor=1.0):
         new = x.clone()
         g = LANGS.index(language)
         neurons = STATS.tensors["experts.mask"][g, layer].nonzero().flatten()
-        value = factor * table[g, layer, neurons]
+        value = (factor * table[g, layer, neurons]).to(x.dtype)
         if mode == "replace":
             new[:, :, neurons] = value
         else:
