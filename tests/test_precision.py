@@ -16,8 +16,8 @@ errors of ~0.05-0.15; float16 ~10x less). Each test also asserts that the edit m
 twice that bound, so a dropped edit, or one on the wrong rows or site, fails. What this cannot see: an error in
 the edit itself below the model's own bf16 noise (a CLAS factor 2% off fails the float16 tests, not all bf16 ones).
 Greedy generation may take another token where two logits tie within rounding, so it is checked teacher-forced:
-each generated token's logit in the hook model (same dtype) is within the bound of that step's maximum. Tests marked `cuda` run the same checks on a GPU, and `device: auto`
-(accelerate's device map) on one GPU; they are skipped without CUDA.
+each generated token's logit in the hook model (same dtype) is within the bound of that step's maximum. Tests marked
+`cuda` run the same checks on a GPU, and `device: auto` (accelerate's device map) on one GPU; skipped without CUDA.
 """
 
 from __future__ import annotations
