@@ -104,9 +104,9 @@ def ablate_fn(neurons):
 
 def clas_fn(shared, specific, beta, gamma, alpha):
     def fn(x, langs):
-        ms = torch.zeros(INTERMEDIATE, dtype=x.dtype)  # in the model's dtype, as a bf16 hook would hold them
+        ms = torch.zeros(INTERMEDIATE, dtype=x.dtype, device=x.device)  # on the site's device, in its dtype
         ms[shared] = 1.0
-        mp = torch.zeros(INTERMEDIATE, dtype=x.dtype)
+        mp = torch.zeros(INTERMEDIATE, dtype=x.dtype, device=x.device)
         mp[specific] = 1.0
         h1 = x * (1 + beta * ms)
         h2 = h1 * (1 - gamma * mp)

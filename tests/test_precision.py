@@ -397,7 +397,7 @@ def test_statistics_sums_are_upcast(setup):
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_bf16_numerics_on_cuda(arch):
     model, hf, exact = low_precision(arch, device="cuda")
-    module, interventions, _, ops = clas_case()
+    module, interventions, _, ops = clas_case(*STRONG, alpha=1.5)
     plan = compiled(module, interventions, None, model)
     got = clas_graph.forward(model, plan, module.TEXTS, module.ROWS, batch_size=4)
     hook = last(hf, module.TEXTS, module.ROWS, ops).cpu()
@@ -417,7 +417,7 @@ def test_device_auto_on_one_gpu(tmp_path):
     hf = model._module
     assert hf.dtype == torch.bfloat16 and {p.device.type for p in hf.parameters()} == {"cuda"}
     exact = copy.deepcopy(hf).cpu().to(torch.float64)
-    module, interventions, _, ops = clas_case()
+    module, interventions, _, ops = clas_case(*STRONG, alpha=1.5)
     got = clas_graph.forward(model, compiled(module, interventions, None, model), module.TEXTS, module.ROWS)
     assert_within(got, last(hf, module.TEXTS, module.ROWS, ops).cpu(), last(exact, module.TEXTS, module.ROWS, ops),
                   "device: auto", moved_from=last(exact, module.TEXTS, module.ROWS, []))
