@@ -218,6 +218,18 @@ def test_clas_keeps_the_anchor_rows_bit_identical(setup):
     assert torch.equal(got[anchor], base[anchor])
 
 
+def test_norm_preserving_steering_beyond_the_range_of_float16():
+    """A steering vector of norm 1e5, beyond float16's largest value (65504): the trace takes the norms in float32
+    (in float16 the steered norm is inf, and the edit zeroed the residual)."""
+    model, hf, exact = low_precision("llama", torch.float16)
+    plan = compiled(steer, [{"kind": "diffmean", "id": "dm", "layers": [2], "target": "fr", "alpha": 1e5,
+                             "preserve_norm": True, "rows": "all"}], None, model)
+    ops = [HookOp(2, "resid", steer.diffmean(2, "fr", 1e5, keep_norm=True))]
+    got = clas_graph.forward(model, plan, steer.TEXTS, steer.ROWS, batch_size=4)
+    assert_within(got, last(hf, steer.TEXTS, steer.ROWS, ops), last(exact, steer.TEXTS, steer.ROWS, ops),
+                  "diffmean, norm 1e5", moved_from=last(exact, steer.TEXTS, steer.ROWS, []))
+
+
 # --- every readout kind, under CLAS ----------------------------------------------------------------------------
 
 

@@ -118,7 +118,9 @@ def diffmean(layer, target, alpha, source=None, keep_norm=False, touched=everyon
             step = (alpha * d / (d.norm() + 1e-8)).to(x.dtype)
             steered = x[b] + step
             if keep_norm:
-                steered = steered * x[b].norm(dim=-1, keepdim=True) / steered.norm(dim=-1, keepdim=True)
+                # norms in float32: float16's range ends at 65504
+                norms = x[b].float().norm(dim=-1, keepdim=True) / steered.float().norm(dim=-1, keepdim=True)
+                steered = steered * norms.to(x.dtype)
             out[b] = steered
         return rows_where(langs, touched, x, out)
     return fn

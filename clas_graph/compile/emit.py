@@ -76,8 +76,9 @@ def _op_lines(op, x: str) -> list[str]:
     elif isinstance(op, AddVectorKeepNorm):  # before AddVector: it is a subclass
         vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
         lines += [f"steered = {x} + {vector}",
-                  f"steered = steered * ({x}.norm(dim=-1, keepdim=True)"
-                  " / steered.norm(dim=-1, keepdim=True).clamp(min=1e-12))",
+                  "# norms in float32: in float16 a norm above 65504 (a strong vector) would be inf",
+                  f"steered = steered * ({x}.float().norm(dim=-1, keepdim=True)"
+                  " / steered.float().norm(dim=-1, keepdim=True).clamp(min=1e-12)).to(steered.dtype)",
                   f"{x} = torch.where(rows_here, steered, {x})"]
     elif isinstance(op, AddVector):
         vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
