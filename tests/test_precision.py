@@ -38,6 +38,7 @@ from tiny import save_tiny, tiny_model, tiny_tokenizer
 import clas_graph
 from clas_graph.backends import next_token_many, pooled_hidden, token_nll
 from clas_graph.execution.api import forward_many, lens_many, read_tokens_many
+from clas_graph.execution.batching import longest_first, token_lengths
 from clas_graph.execution.readouts import ContinuationLogprob
 from clas_graph.loading import wrap
 from clas_graph.runners import stats as stats_runner
@@ -330,6 +331,26 @@ def test_pooled_hidden_readout(setup, clas_plans):
     got = pooled_hidden(model, plans["clas"], texts, rows, 2, batch_size=4)
     assert_within(got, pooled_reference(hf, texts, rows, ops, 2), pooled_reference(exact, texts, rows, ops, 2),
                   "pooled layer 2", moved_from=pooled_reference(exact, texts, rows, [], 2))
+
+
+def test_label_logits_are_float32_from_the_models_own_last_hidden_state(setup):
+    """A few tokens' logits (XNLI's labels) come from the LM head's input in float32: equal to that input times the
+    head in float64 to float32 rounding, so no two tie where the model's own bf16 logits do."""
+    model, hf, _ = setup
+    vocab = list(range(hf.config.vocab_size))  # every token: some are bound to tie in the model's dtype
+    seen = []
+    handle = hf.lm_head.register_forward_pre_hook(lambda module, args: seen.append(args[0][:, -1].double()))
+    try:
+        got = forward_many(model, {"base": None}, comp.TEXTS, comp.ROWS, batch_size=8, token_ids=vocab)["base"]
+    finally:
+        handle.remove()
+    order = longest_first(token_lengths(tiny_tokenizer(), comp.TEXTS, 512), 8)[0]  # one batch, longest first
+    want = torch.empty(len(comp.TEXTS), len(vocab), dtype=torch.float64)
+    want[order] = seen[0] @ hf.lm_head.weight.detach().double().T
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    own = clas_graph.forward(model, None, comp.TEXTS, comp.ROWS)  # the model's logits, in its dtype
+    ties = lambda x: sum(len(row) - len(torch.unique(row)) for row in x)  # noqa: E731
+    assert ties(own) > 0 and ties(got) == 0
 
 
 def test_stacked_conditions_with_a_shared_prefix(setup):

@@ -34,7 +34,7 @@ from .patching import (
     source_signature,
     sources_by_row,
 )
-from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids
+from .readouts import LastLogits, NextToken, Pooled, Readout, TokenNll, gold_ids, label_logits
 
 Parallel = Mapping[str, Sequence[str]] | None
 """A patch's parallel texts: {language: [one text per row]} (default: from the evaluation runner's task data)."""
@@ -269,7 +269,8 @@ def forward_many(model, plans: Mapping[str, Plan | None], texts: Sequence[str], 
                  token_ids: Sequence[int] | None = None, parallel: Parallel = None) -> dict[str, torch.Tensor]:
     """`forward` for every plan (by condition name), sharing each batch's common prefix: {name: [rows, vocab]}
     (or [rows, len(token_ids)])."""
-    readout = LastLogits(None if token_ids is None else tuple(int(t) for t in token_ids))
+    hf = model._module
+    readout = LastLogits() if token_ids is None else label_logits(hf, architecture_for(hf.config), token_ids)
     return read_many(model, plans, texts, languages, readout, batch_size=batch_size, max_length=max_length,
                      parallel=parallel)
 

@@ -92,13 +92,30 @@ class Readout:
 @dataclass(frozen=True)
 class LastLogits(Readout):
     """Next-token logits at the last position (left padding: the last real token); with `token_ids`, only those
-    columns (e.g. XNLI's label tokens), so little travels back from a remote run."""
+    columns (e.g. XNLI's label tokens), so little travels back from a remote run.
+
+    With `token_ids` and `lm_head`, those logits are computed in float32 from the LM head's input (the final norm's
+    output, in the model's dtype): a bfloat16 model's own logits keep 8 significant bits (at 16 the step is 0.125),
+    so two labels can tie and an argmax would take the lower label id."""
 
     label: ClassVar = "last_logits"
     token_ids: tuple[int, ...] | None = None
+    lm_head: str | None = None
+    """Path of the LM head (no bias), for float32 label logits; None: the model's own logits."""
+    softcap: float | None = None
+    """The model's final logit soft-capping (Gemma 2), applied as its own forward does."""
     outputs: ClassVar = ("logits",)
 
     def source(self, base_logprobs: str) -> str:
+        if self.token_ids is not None and self.lm_head is not None:
+            cap = f"\n        logits = {self.softcap!r} * torch.tanh(logits / {self.softcap!r})" if self.softcap else ""
+            return f"""\
+        # the logits of extra["token_ids"] at the last position (left padding: the last real token), in float32
+        # from the LM head's input: the model's own bfloat16 logits could tie
+        last = model.{self.lm_head}.input[:, -1, :]
+        weight = model.{self.lm_head}.weight[extra["token_ids"].to(last.device)]
+        logits = last.float() @ weight.float().T{cap}
+        logits = logits.save()"""
         return """\
         # next-token logits at the last position (left padding: the last real token); with
         # extra["token_ids"], only those columns are kept (e.g. XNLI's label tokens), so little travels back
@@ -258,6 +275,15 @@ class Pooled(Readout):
         for index, value in batches:
             vectors[index] = value.float()
         return vectors
+
+
+def label_logits(hf_model, architecture, token_ids: Sequence[int]) -> LastLogits:
+    """The readout of a few tokens' logits at the last position, in float32 when the LM head has no bias."""
+    head = hf_model.get_output_embeddings()
+    cap = getattr(hf_model.config.get_text_config(), "final_logit_softcapping", None)
+    float32 = head is not None and getattr(head, "bias", None) is None
+    return LastLogits(tuple(int(t) for t in token_ids), lm_head=architecture.lm_head if float32 else None,
+                      softcap=float(cap) if cap else None)
 
 
 def scalar_columns(rows: int, batches: Batches, dtypes: Sequence[torch.dtype]) -> list[torch.Tensor]:
