@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,21 @@ RUN = textwrap.dedent("""
         sys.modules[name] = None  # `import name` raises ImportError; find_spec(name) finds nothing
     sys.argv = ["benchmarks", "gpu", "--tiny", "--device", "cpu", "--out", {out!r}]
     runpy.run_module("benchmarks", run_name="__main__")
+
+    import json
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    used = {{d for name in list(sys.modules) if sys.modules[name] is not None for d in owners.get(name.split(".")[0], [])}}
+    print("IMPORTED", json.dumps(sorted(used)))
 """)
+TORCH_SIDE = {"torch", "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx", "sympy",
+              "typing-extensions", "setuptools", "triton"}
+"""torch and what it requires: present wherever torch is installed."""
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_the_gpu_benchmark_runs_on_a_tiny_model_without_the_demo_packages(tmp_path):
@@ -30,6 +45,11 @@ def test_the_gpu_benchmark_runs_on_a_tiny_model_without_the_demo_packages(tmp_pa
     done = subprocess.run([sys.executable, "-c", RUN.format(absent=ABSENT, out=str(tmp_path))], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    imported = {normalized(d) for d in json.loads(done.stdout.split("IMPORTED ")[-1])}
+    listed = {normalized(line.split("==")[0]) for line in (ROOT / "benchmarks" / "gpu-requirements.txt").read_text()
+              .splitlines() if line and not line.startswith("#")}
+    unlisted = {d for d in imported - listed - TORCH_SIDE - {"clas-graph"} if not d.startswith("nvidia-")}
+    assert not unlisted, f"imported but not in benchmarks/gpu-requirements.txt: {sorted(unlisted)}"
     (report_file,) = tmp_path.glob("gpu-4L-*.json")
     report = json.loads(report_file.read_text())
     assert report_file.with_suffix(".md").read_text().count("| variant |") == 4
