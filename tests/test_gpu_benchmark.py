@@ -27,7 +27,8 @@ RUN = textwrap.dedent("""
     from importlib.metadata import packages_distributions
 
     owners = packages_distributions()
-    used = {{d for name in list(sys.modules) if sys.modules[name] is not None for d in owners.get(name.split(".")[0], [])}}
+    loaded = [name.split(".")[0] for name, module in list(sys.modules.items()) if module is not None]
+    used = {{d for name in loaded for d in owners.get(name, [])}}
     print("IMPORTED", json.dumps(sorted(used)))
 """)
 TORCH_SIDE = {"torch", "filelock", "fsspec", "jinja2", "markupsafe", "mpmath", "networkx", "sympy",
