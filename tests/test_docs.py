@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^(\s*)```(.*)$")
 MARKER = re.compile(r"^\s*<!--\s*(not-run|slow|fragment)\s*(?::\s*(.*?))?\s*-->\s*$")
 CHEAP_COMMANDS = ("validate", "schema", "compile")
+SHELL_OPERATORS = {">", ">>", "|", "&&", "||", ";"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def commands(code: str) -> list[list[str]]:
 
 def cheap(argv: list[str]) -> bool:
     """A clas-graph command that reads no weights and writes nothing (no redirection or pipes)."""
-    return argv[:1] == ["clas-graph"] and argv[1:2] in ([c] for c in CHEAP_COMMANDS) and not {">", "|", "&&", ";"} & set(argv)
+    return len(argv) > 1 and argv[0] == "clas-graph" and argv[1] in CHEAP_COMMANDS and not SHELL_OPERATORS & set(argv)
 
 
 def problem(block: Block) -> str | None:
