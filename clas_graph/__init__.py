@@ -1,5 +1,7 @@
 """clas_graph: declarative, spec-driven activation interventions compiled into nnsight traces.
 
+The calls in order (a complete, tested example: docs/python-api.md):
+
     spec = clas_graph.load_spec("specs/demo.yaml")
     model = clas_graph.load_model(spec.model)
     plan = clas_graph.compile_plan(spec, model, condition="clas")
