@@ -166,6 +166,11 @@ def test_docs_build_in_strict_mode(tmp_path):
     # The API reference is generated from the docstrings, not left empty.
     reference = (tmp_path / "site" / "reference" / "execution" / "index.html").read_text(encoding="utf-8")
     assert "forward_many" in reference and "sharing each batch" in reference
+    # Code examples belong in the pages, where they run; a docstring's would be rendered here unchecked.
+    for page in (tmp_path / "site" / "reference").rglob("*.html"):
+        # (signatures are `doc-signature highlight` blocks, so they do not match)
+        blocks = re.findall(r'<div class="highlight"><pre>.*?</pre>', page.read_text(encoding="utf-8"), re.S)
+        assert not blocks, f"{page.relative_to(tmp_path)}: a docstring holds a code block: {blocks[0][:300]}"
 
 
 README_PAGES_ELSEWHERE = {"docs/guarantees.md", "docs/security.md", "docs/install.md"}
