@@ -37,6 +37,10 @@ class BackendError(ClasGraphError):
     """The model could not be loaded or run (missing weights, no network, remote failure)."""
 
 
+class BusyError(ClasGraphError):
+    """Another process is writing the same run directory or statistics cache."""
+
+
 class DataError(ClasGraphError, ValueError):
     """Input data is missing, misaligned or malformed."""
 
