@@ -7,6 +7,8 @@ exits with status 2; no traceback reaches the user for these.
 
 from __future__ import annotations
 
+import errno
+
 
 class ClasGraphError(Exception):
     """Base class: an error the user can fix. ``str()`` is the whole message."""
@@ -54,3 +56,23 @@ def field_path(loc: tuple | list) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error a user can meet (disk full, permission denied, ...): the path, what
+    happened and the fix."""
+    path = exc.filename or "a file"
+    reason = exc.strerror or str(exc)
+    fixes = {
+        errno.ENOSPC: "free space on that disk (or pass --runs-dir on another disk) and rerun the same command; "
+                      "finished results are kept and reused",
+        errno.EDQUOT: "free space within your quota (or pass --runs-dir elsewhere) and rerun the same command; "
+                      "finished results are kept and reused",
+        errno.EACCES: "make it (and its folder) readable and writable for this user, or pass --runs-dir elsewhere",
+        errno.EPERM: "make it (and its folder) readable and writable for this user, or pass --runs-dir elsewhere",
+        errno.EROFS: "pass --runs-dir on a writable disk (or set CLAS_GRAPH_CACHE for the model cache)",
+        errno.ENOENT: "check the path, then rerun",
+    }
+    fix = fixes.get(exc.errno, "check the path and its disk (and the network, for downloads), then rerun the same "
+                               "command; finished results are kept")
+    return f"{path}: {reason} (errno {exc.errno}). Fix: {fix}" if exc.errno else f"{path}: {reason}. Fix: {fix}"
