@@ -49,7 +49,7 @@ def _wait_limit() -> float | None:
 def runs_folder_lock(runs_root: Path, name: str) -> Path:
     """Where the lock `name` of the runs folder `runs_root` lives (outside it: see the module docstring)."""
     key = hashlib.sha256(str(runs_root.resolve()).encode()).hexdigest()[:16]
-    return cache_root() / "locks" / f"runs-{key}" / f"{name}.lock"
+    return cache_root() / "locks" / f"runs-{key}.{name}.lock"
 
 
 def holder_path(lock_path: Path) -> Path:
