@@ -24,7 +24,7 @@ from ..compile.emit_stats import emit_stats
 from ..data.corpora import load_corpus
 from ..errors import DataError
 from ..execution.context import current
-from ..records import held, read_json, runs_folder_lock
+from ..records import held, read_json, runs_folder_lock, warn_damaged
 from ..report.figures import category_shares_figure
 from ..report.tables import category_table
 from ..sites import architecture_for, dims_of
@@ -205,7 +205,10 @@ def _cached_candidates(spec: RunSpec, runs_root: Path):
     """Artifacts under `runs_root` with the same raw-sum identity (stats.json says so), newest first."""
     key = moments_key(spec)
     for meta_path in sorted(runs_root.glob(f"*/{META_FILE}"), reverse=True):
-        meta = read_json(meta_path)  # unreadable: not a candidate (the tensors' sha256 is checked on load)
+        meta = read_json(meta_path)  # the tensors' sha256 in it is checked on load
+        if not isinstance(meta, dict):
+            warn_damaged(meta_path, "ignoring that artifact (statistics are recomputed if no other fits)")
+            continue
         if isinstance(meta, dict) and meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
             yield meta_path.with_name(TENSOR_FILE)
 
