@@ -80,9 +80,9 @@ def check_finite(runner: TaskRunner, language: str, condition: str, metrics: dic
     value = metrics.get(runner.primary)
     if isinstance(value, float) and not math.isfinite(value):
         raise DataError(
-            f"unit ({runner.key}, {language}, {condition}): {runner.primary} is {value}, so the model produced "
-            "non-finite numbers (damaged weights, or a dtype that overflows, e.g. float16 activations)",
-            where=f"task {runner.key}, language {language}, condition {condition}",
+            f"{runner.primary} is {value}: the model produced non-finite numbers (damaged weights, or a dtype that "
+            "overflows, e.g. float16 activations)", where=f"unit (task {runner.key}, language {language}, "
+                                                          f"condition {condition})",
             fix="check the weights (for the embedded model, delete its converted folder so it is converted again) "
                 "or load the model in float32/bfloat16 (`model: {dtype: float32}`), then rerun; finished units "
                 "are kept")
