@@ -134,7 +134,7 @@ def _file_records(folder: pathlib.Path) -> dict[str, dict]:
 
 def _write_json_atomic(path: pathlib.Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -331,7 +331,7 @@ def _convert(name: str, final: pathlib.Path, console: rich.console.Console) -> N
                 "transformers_version": transformers.__version__,
                 "torch_dtype": "float32",
             }
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2, allow_nan=False) + "\n")
             os.replace(tmp, final)
             progress.update(step, completed=1)
     finally:

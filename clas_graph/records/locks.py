@@ -69,7 +69,7 @@ def _write_holder(lock_path: Path) -> None:
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:500],
               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     tmp = holder_path(lock_path).with_name(f".{holder_path(lock_path).name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(holder, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, holder_path(lock_path))
 
 
