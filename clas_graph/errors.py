@@ -61,8 +61,7 @@ def field_path(loc: tuple | list) -> str:
 def os_error_message(exc: OSError) -> str:
     """One line for an operating-system error a user can meet (disk full, permission denied, ...): the path, what
     happened and the fix."""
-    path = exc.filename or "a file"
-    reason = exc.strerror or str(exc)
+    reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
     fixes = {
         errno.ENOSPC: "free space on that disk (or pass --runs-dir on another disk) and rerun the same command; "
                       "finished results are kept and reused",
@@ -75,4 +74,6 @@ def os_error_message(exc: OSError) -> str:
     }
     fix = fixes.get(exc.errno, "check the path and its disk (and the network, for downloads), then rerun the same "
                                "command; finished results are kept")
-    return f"{path}: {reason} (errno {exc.errno}). Fix: {fix}" if exc.errno else f"{path}: {reason}. Fix: {fix}"
+    where = f"{exc.filename}: " if exc.filename else ""  # none for a network error (a download cut off)
+    code = f" (errno {exc.errno})" if exc.errno else ""
+    return f"{where}{reason}{code}. Fix: {fix}"

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from clas_graph import embedded
 from clas_graph.cli import app
 from clas_graph.errors import BackendError
-from clas_graph.records import atomic_write_json, jsonl_text
+from clas_graph.records import atomic_write_json
 
 LANGS = ["en", "de", "fr"]
 SPEC = spec_yaml("tiny-failures", LANGS, "interventions:\n", BOOST_YAML, """\
@@ -52,6 +52,8 @@ def run(spec_file, runs, *extra, **kwargs):
 
 
 def test_the_json_writer_writes_non_finite_numbers_as_null(tmp_path):
+    from clas_graph.records import jsonl_text
+
     atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.5, float("inf"), -float("inf")],
                                             "c": {"d": float("nan")}})
     assert _strict((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.5, None, None], "c": {"d": None}}
