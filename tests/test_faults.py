@@ -205,3 +205,17 @@ def test_every_file_kind_a_run_writes_is_covered(undamaged):
              for p in run_dir.rglob("*") if p.is_file()}
     covered_kinds = {c.split("/")[0] + ("/" if "/" in c else "") for c in covered}
     assert kinds - covered_kinds == set(), kinds - covered_kinds
+
+
+def test_every_json_file_of_a_run_is_strict_json(undamaged):
+    """No `NaN`/`Infinity` tokens anywhere: any JSON parser reads every file."""
+    _, run_dir, _ = undamaged
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    files = [*run_dir.rglob("*.json"), *run_dir.rglob("*.jsonl")]
+    assert len(files) > 20
+    for path in files:
+        for line in ([path.read_text()] if path.suffix == ".json" else path.read_text().splitlines()):
+            json.loads(line, parse_constant=refuse)
