@@ -124,3 +124,60 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_the_killed_run_record
     assert "did not finish" in result.output and "interrupted" in result.output
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["interrupted_runs"]) == 1
+
+
+def test_two_specs_with_the_same_statistics_compute_them_once(tmp_path, model_dir):
+    """The statistics cache has its own lock: another spec (another run directory) with the same statistics waits
+    for them and reuses them."""
+    first_spec = spec_folder(tmp_path, model_dir, SPEC)
+    (tmp_path / "other").mkdir()
+    second_spec = spec_folder(tmp_path / "other", model_dir, SPEC.replace("limit: 2, offset: 10", "limit: 1, "
+                                                                                                    "offset: 12"))
+    runs = tmp_path / "runs"
+    processes = [subprocess.Popen([sys.executable, "-m", "clas_graph.cli", "stats", str(spec), "--runs-dir",
+                                   str(runs)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env=_env()) for spec in (first_spec, second_spec)]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert len(list(runs.iterdir())) == 2  # two specs, two run directories
+    assert sum("reusing the artifact" in output for output in outputs) == 1, outputs
+
+
+HOLD_BARE = """
+import sys, time
+from pathlib import Path
+from clas_graph.records.locks import acquire
+lock = acquire(Path(sys.argv[1]), "test")  # held while referenced
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_bounded_wait_refuses_after_it_and_an_unreadable_holder_file_is_not_an_error(tmp_path, monkeypatch):
+    from clas_graph.errors import BusyError
+    from clas_graph.records.locks import acquire, holder_path
+
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_BARE, str(lock)], stdout=subprocess.PIPE, text=True,
+                              env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        holder_path(lock).write_bytes(b"\xff garbage")
+        monkeypatch.setenv("CLAS_GRAPH_LOCK_WAIT", "1.5")
+        start = time.monotonic()
+        try:
+            acquire(lock, "the test folder")
+            raise AssertionError("the lock was taken while another process held it")
+        except BusyError as refused:
+            message = str(refused)
+        assert 1.5 <= time.monotonic() - start < 10
+        assert "still in use by another process after 1.5 s" in message and "\n" not in message
+        monkeypatch.setenv("CLAS_GRAPH_LOCK_WAIT", "soon")
+        try:
+            acquire(lock, "the test folder")
+            raise AssertionError("a bad CLAS_GRAPH_LOCK_WAIT was accepted")
+        except BusyError as refused:
+            assert "CLAS_GRAPH_LOCK_WAIT='soon' is not a number" in str(refused)
+    finally:
+        holder.kill()
+        holder.wait()
