@@ -148,7 +148,10 @@ def check_intact(folder: pathlib.Path) -> None:
     files = marker.get("files")
     if not isinstance(files, dict):  # an older conversion: record its files now (hashed once)
         marker["files"] = _file_records(folder)
-        _write_json_atomic(folder / MARKER, marker)
+        try:
+            _write_json_atomic(folder / MARKER, marker)
+        except OSError:  # a read-only cache: hashed again next time, nothing worse
+            return
         _remember_verified(folder, {name: {**record, "mtime_ns": (folder / name).stat().st_mtime_ns}
                                     for name, record in marker["files"].items()})
         return
