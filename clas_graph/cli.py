@@ -19,7 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from .compile.emit import emit_source
-from .errors import ClasGraphError, SpecError
+from .errors import ClasGraphError, SpecError, os_error_message
 from .loading import load_config_for_spec
 from .report.sweep import conditions_table
 from .runners.analyze import run_analysis
@@ -52,14 +52,38 @@ Remote = Annotated[bool, typer.Option("--remote", help="Run on NDIF (needs NDIF_
 NdifHost = Annotated[Optional[str], typer.Option(help="NDIF host URL (implies --remote).")]
 
 
+DEBUG_ENV = "CLAS_GRAPH_DEBUG"
+_debug = {"on": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(
+        False, "--debug", envvar=DEBUG_ENV,
+        help=f"Show the full traceback of user errors too (for bug reports); or set {DEBUG_ENV}=1.")):
+    """Declarative activation interventions (CLAS and friends) compiled into nnsight traces."""
+    _debug["on"] = debug
+
+
+def _say_error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+
+
 def user_errors(command):
-    """Turn ClasGraphError into a one-message exit 2, Ctrl-C into exit 130."""
+    """Turn ClasGraphError and operating-system errors (disk full, permission denied, ...) into a one-message
+    exit 2 (with `--debug`: the traceback), Ctrl-C into exit 130."""
     @wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except ClasGraphError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            if _debug["on"]:
+                raise
+            _say_error(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            if _debug["on"]:
+                raise
+            _say_error(os_error_message(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished results are saved; rerun the same command to continue")

@@ -13,7 +13,10 @@ Layout under :func:`cache_root`::
 
     gguf/gemma-3-270m-q4_k_m.gguf     assembled from the PyPI chunks
     gguf/gemma-3-270m-<sha>.config.json  config parsed from the GGUF (before conversion)
-    models/gemma-3-270m/              the converted folder (complete or absent)
+    models/gemma-3-270m/              the converted folder (complete or absent); its marker records every
+                                      file's size and SHA-256
+    models/gemma-3-270m.verified.json (size, mtime_ns) -> SHA-256 of each file as last verified, so the folder
+                                      is hashed once per change, not on every load
     models/.gemma-3-270m.tmp-<pid>/   a conversion in progress
     gemma-3-270m.lock                 held while converting
 """
@@ -60,6 +63,7 @@ def embedded_model_dir(
     _check_name(name)
     final = _model_dir(name)
     if _is_complete(final):
+        check_intact(final)
         return final
     console = console or rich.console.Console(stderr=True)
     with _locked(cache_root() / f"{name}.lock", console):
@@ -82,6 +86,7 @@ def embedded_config(name: str = "gemma-3-270m"):
     _check_name(name)
     final = _model_dir(name)
     if _is_complete(final):
+        check_intact(final)
         return AutoConfig.from_pretrained(final, local_files_only=True)
     # Keyed by the GGUF's hash, so a different GGUF never reuses a stale config.
     cached = cache_root() / "gguf" / f"{name}-{EXPECTED_SHA256[:12]}.config.json"
@@ -119,6 +124,82 @@ def _is_complete(folder: pathlib.Path) -> bool:
     except (OSError, ValueError):
         return False
     return marker.get("source_sha256") == EXPECTED_SHA256 and marker.get("format") == _FORMAT
+
+
+def _file_records(folder: pathlib.Path) -> dict[str, dict]:
+    """{relative path: {size, sha256}} of every file in a converted folder but the marker."""
+    return {str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": _sha256(path)}
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MARKER}
+
+
+def _write_json_atomic(path: pathlib.Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def check_intact(folder: pathlib.Path) -> None:
+    """Refuse a converted folder whose files are not those its marker records (sizes always; SHA-256 when a file's
+    (size, mtime_ns) changed since it was last verified). A marker from before files were recorded is upgraded
+    by hashing the folder once."""
+    from .errors import BackendError
+
+    marker = json.loads((folder / MARKER).read_text())
+    files = marker.get("files")
+    if not isinstance(files, dict):  # an older conversion: record its files now (hashed once)
+        marker["files"] = _file_records(folder)
+        try:
+            _write_json_atomic(folder / MARKER, marker)
+        except OSError:  # a read-only cache: hashed again next time, nothing worse
+            return
+        _remember_verified(folder, {name: {**record, "mtime_ns": (folder / name).stat().st_mtime_ns}
+                                    for name, record in marker["files"].items()})
+        return
+    problem = _files_problem(folder, files)
+    if problem is not None:
+        raise BackendError(f"the converted embedded model is damaged: {problem}", where=str(folder),
+                           fix=f"delete that folder (rm -r '{folder}'); the next run converts the model again "
+                               "from the GGUF (about 2 minutes)")
+
+
+def _files_problem(folder: pathlib.Path, files: dict) -> str | None:
+    """What is wrong with `folder`'s files against their records, or None; remembers what it hashed."""
+    try:
+        verified = json.loads(_verified_path(folder).read_text())
+    except (OSError, ValueError):
+        verified = {}
+    verified = verified if isinstance(verified, dict) else {}
+    changed = False
+    for name, record in files.items():
+        path = folder / name
+        try:
+            stat = path.stat()
+        except OSError:
+            return f"{name} is missing"
+        if stat.st_size != record.get("size"):
+            return f"{name} has {stat.st_size} bytes, not the {record.get('size')} it had when converted"
+        seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.get("sha256")}
+        if verified.get(name) == seen:
+            continue
+        if _sha256(path) != record.get("sha256"):
+            return f"{name} is not the file written at conversion (its SHA-256 differs)"
+        verified[name] = seen
+        changed = True
+    if changed:
+        _remember_verified(folder, verified)
+    return None
+
+
+def _verified_path(folder: pathlib.Path) -> pathlib.Path:
+    return folder.with_name(f"{folder.name}.verified.json")
+
+
+def _remember_verified(folder: pathlib.Path, verified: dict) -> None:
+    """{file: {size, mtime_ns, sha256}} as just verified; a file with the same size and mtime is not hashed again."""
+    try:
+        _write_json_atomic(_verified_path(folder), verified)
+    except OSError:  # a read-only cache: verified again next time, nothing worse
+        pass
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -242,8 +323,10 @@ def _convert(name: str, final: pathlib.Path, console: rich.console.Console) -> N
                 raise RuntimeError("lm_head is not tied to the input embeddings after conversion")
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            # The marker goes last: its presence means the folder is complete.
+            # The marker goes last: its presence means the folder is complete; it records every file's size and
+            # SHA-256, checked on every load.
             marker = {
+                "files": _file_records(tmp),
                 "format": _FORMAT,
                 "name": name,
                 "source": gguf.name,
@@ -251,7 +334,7 @@ def _convert(name: str, final: pathlib.Path, console: rich.console.Console) -> N
                 "transformers_version": transformers.__version__,
                 "torch_dtype": "float32",
             }
-            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2, allow_nan=False) + "\n")
             os.replace(tmp, final)
             progress.update(step, completed=1)
     finally:

@@ -1,8 +1,7 @@
 """clas_graph as an lm-evaluation-harness model: one condition of a spec applied to every request lm-eval makes.
 
-    from clas_graph.harness import ClasGraphLM
-    lm = ClasGraphLM("specs/clas_llama.yaml", condition="clas", languages={"xnli_de": "de", "xnli_fr": "fr"})
-    lm_eval.simple_evaluate(model=lm, tasks=["xnli_de", "xnli_fr"])
+`ClasGraphLM("specs/clas_llama.yaml", condition="clas", languages={"xnli_de": "de"})` goes wherever lm-eval takes
+a model, e.g. `lm_eval.simple_evaluate(model=lm, tasks=["xnli_de"])` (docs/lm-eval.md).
 
 Requests are encoded as lm-eval's `hf` model encodes them (its `TemplateLM` context/continuation split, its rolling
 windows, its stop-sequence handling, the model's maximum length) and scored through clas_graph's executor, so

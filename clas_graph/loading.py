@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from .embedded import embedded_config, embedded_model_dir
 from .errors import BackendError, SpecError
@@ -83,6 +84,9 @@ def load_hf(ref: ModelRef, base_dir: Path | None = None, console=None):
                 "or download it once and set `model: {path: FOLDER}`",
             ) from None
         raise BackendError(f"cannot load the model from '{source}' ({exc})", where="model") from None
+    except SafetensorError as exc:  # truncated or overwritten weight files
+        raise BackendError(f"the weight files in '{source}' are damaged ({str(exc).splitlines()[0][:160]})",
+                           where="model", fix="restore or download the model folder again") from None
     if ref.device not in ("cpu", "auto"):
         model = model.to(ref.device)
     model.train(False)  # inference mode: dropout and the like are off

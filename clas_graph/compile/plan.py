@@ -228,7 +228,7 @@ class AddVectorKeepNorm(AddVector):
 
 @dataclass(frozen=True)
 class PatchValues(Op):
-    """x[t] <- (1-c)*x[t] + c*mean_k x[source_k][s] on the selected rows: position t of `positions` takes the
+    """`x[t] <- (1-c)*x[t] + c*mean_k x[source_k][s]` on the selected rows: position t of `positions` takes the
     matching position s of `source_positions` (the i-th selected of one side is the i-th of the other) from the
     row's source rows (one per member of `source`), read at the same site before this op writes."""
 

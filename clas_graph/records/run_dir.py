@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -21,9 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from filelock import FileLock
 from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
 
 from ..spec.base import is_new_field_at_default
+from .locks import acquire, held, release, runs_folder_lock
+from .verified import read_json, warn_damaged
 
 if TYPE_CHECKING:
     from ..spec.run_spec import RunSpec
@@ -65,16 +71,23 @@ def without_new_defaults(model, data):
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temp file beside `path`, then rename: `path` holds the old bytes or the new, never a part.
+    An OSError (disk full, permission denied) names `path`, whatever step it came from."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -82,8 +95,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+def strict_json(data) -> object:
+    """`data` with every NaN or infinite float replaced by None: JSON has no such numbers, so a value that is
+    undefined (e.g. a std over one language) is written as `null`."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(value) for value in data]
+    return data
+
+
+def atomic_write_json(path: Path, data, *, indent: int = 2) -> None:
+    """Strict JSON (never `NaN`/`Infinity` tokens: such values become `null`), written atomically."""
+    text = json.dumps(strict_json(data), indent=indent, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def jsonl_text(rows) -> str:
+    """One strict-JSON object per line (non-finite floats as `null`)."""
+    return "".join(json.dumps(strict_json(row), ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
 
 
 def _versions() -> dict:
@@ -107,10 +139,15 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+RUN_LOCK = ".lock"
+
+
 @dataclass
 class RunDir:
     path: Path
     spec_hash: str
+    lock: FileLock | None = None
+    """Held from `for_spec` until `release`: one writer per run directory."""
 
     @staticmethod
     def existing(spec: RunSpec, root: Path) -> Path | None:
@@ -120,26 +157,47 @@ class RunDir:
         return found[-1] if found else None
 
     @classmethod
-    def for_spec(cls, spec: RunSpec, root: Path) -> "RunDir":
-        """Reuse the newest directory of this exact spec (same hash), or create a new one."""
+    def for_spec(cls, spec: RunSpec, root: Path, *, console: Console | None = None) -> "RunDir":
+        """Reuse the newest directory of this exact spec (same hash), or create a new one; either way with its
+        lock held (a second process waits, or refuses, naming the holder). The runs root is locked while the
+        directory is chosen, so two processes never create two directories for one spec."""
         digest = spec_hash(spec)
         suffix = f"_{spec.name}_{digest[:8]}"
-        existing = cls.existing(spec, root)
-        if existing is not None:
-            return cls(existing, digest)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = root / f"{stamp}{suffix}"
-        path.mkdir(parents=True, exist_ok=False)
-        return cls(path, digest)
+        root.mkdir(parents=True, exist_ok=True)
+        with held(runs_folder_lock(root, "choose"), f"runs folder {root}", console=console):
+            existing = cls.existing(spec, root)
+            if existing is None:
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+                path = root / f"{stamp}{suffix}"
+                path.mkdir(parents=True, exist_ok=False)
+                run = cls(path, digest, acquire(path / RUN_LOCK, f"run directory {path}", console=console))
+                run.update_manifest(status="created")  # makes it the one `existing` finds
+                return run
+        # waiting for another process's run happens outside the runs-root lock (other specs go on meanwhile)
+        return cls(existing, digest, acquire(existing / RUN_LOCK, f"run directory {existing}", console=console))
+
+    def release(self) -> None:
+        if self.lock is not None:
+            release(self.lock)
+            self.lock = None
 
     def write_spec(self, spec: RunSpec) -> None:
         if spec.source and Path(spec.source).is_file():
             atomic_write_text(self.path / "spec.yaml", Path(spec.source).read_text(encoding="utf-8"))
         atomic_write_json(self.path / "spec.resolved.json", spec.model_dump(mode="json"))
 
-    def manifest(self) -> dict:
+    def manifest(self, *, report: bool = True) -> dict:
+        """The manifest; {} when there is none, or when it is damaged (said on stderr when `report`: the next
+        update rebuilds it)."""
         path = self.path / "manifest.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        manifest = read_json(path)
+        if not isinstance(manifest, dict):
+            if report:
+                warn_damaged(path, "rebuilding it")
+            return {}
+        return manifest
 
     def update_manifest(self, **fields) -> dict:
         manifest = self.manifest() or {
@@ -152,10 +210,20 @@ class RunDir:
         atomic_write_json(self.path / "manifest.json", manifest)
         return manifest
 
-    def start(self, spec: RunSpec, *, backend: dict, seeds: dict) -> None:
+    def start(self, spec: RunSpec, *, backend: dict, seeds: dict, console: Console | None = None) -> None:
+        previous = self.manifest(report=False)
+        if previous.get("status") == "running":  # we hold the lock, so the process that wrote this is gone
+            (console or Console(stderr=True)).print(
+                f"[yellow]the previous run in {escape(str(self.path))} (started {previous.get('updated', '?')}) "
+                "did not finish (killed?); recorded as interrupted, finished units are reused[/]")
+            interrupted = [*previous.get("interrupted_runs", []),
+                           {"started": previous.get("started"), "last_update": previous.get("updated"),
+                            "found": datetime.now(timezone.utc).isoformat()}]
+            self.update_manifest(status="interrupted", interrupted_runs=interrupted)
         self.write_spec(spec)
         self.update_manifest(
-            status="running", spec_name=spec.name, spec_source=spec.source, model=spec.model.display_name,
-            versions=_versions(), git_commit=_git_commit(), backend=backend, seeds=seeds,
+            status="running", started=datetime.now(timezone.utc).isoformat(), spec_name=spec.name,
+            spec_source=spec.source, model=spec.model.display_name, versions=_versions(), git_commit=_git_commit(),
+            backend=backend, seeds=seeds,
             overrides=list(spec.overrides),  # --set KEY=VALUE on top of spec.yaml; spec.resolved.json has the result
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from ..records import atomic_write_text
+from ..records import atomic_write_text, warn_damaged
 from ..spec.base import BASE_CONDITION
 from .figures import plt, save_figure
 
@@ -258,6 +258,17 @@ def summary_section(document: dict, figures: dict[str, Path | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _summary_text(summary: Path, spec_name: str) -> str:
+    """summary.md as it is, or a fresh heading when there is none or it cannot be read (said on stderr)."""
+    if summary.is_file():
+        try:
+            return summary.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            warn_damaged(summary, "writing the analysis section into a new one (`clas-graph run SPEC` rewrites "
+                                  "the rest)")
+    return f"# {spec_name}\n\n"
+
+
 def write_report(document: dict, run_dir: Path, console: Console) -> dict[str, Path | None]:
     """The four figures, and the analysis section of summary.md (replaced in place on a rerun)."""
     figures = {"alignment": alignment_figure(document, run_dir / FIGURES["alignment"]),
@@ -266,7 +277,7 @@ def write_report(document: dict, run_dir: Path, console: Console) -> dict[str, P
                "tsne": tsne_figure(document, run_dir / FIGURES["tsne"])}
     section = summary_section(document, figures)
     summary = run_dir / "summary.md"
-    text = summary.read_text(encoding="utf-8") if summary.is_file() else f"# {document['spec_name']}\n\n"
+    text = _summary_text(summary, document["spec_name"])
     if START in text and END in text:
         text = text[:text.index(START)] + section + text[text.index(END) + len(END):].lstrip("\n")
     else:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..records import atomic_write_text
+from ..records import atomic_write_json
 from ..spec.base import BASE_CONDITION
 from .figures import plt, save_figure
 
@@ -59,5 +58,5 @@ def token_languages_record(key: str, task: dict, path: Path) -> Path | None:
             record = {**found, "tokens": dict(sorted(tokens.items()))}
     if not record:
         return None
-    atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    atomic_write_json(path, record, indent=1)
     return path

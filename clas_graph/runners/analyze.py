@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
 from ..compile.compiler import compile_plans
@@ -30,14 +30,21 @@ from ..eval import geometry
 from ..eval.metrics import paired_test
 from ..execution.api import pooled_hidden
 from ..loading import load_model_for_spec
-from ..records import RunDir, atomic_write_bytes, atomic_write_json, spec_hash
+from ..records import RunDir, atomic_write_bytes, atomic_write_json, spec_hash, warn_damaged
 from ..report.analysis import write_report
 from ..spec.analysis import config_of
 from ..spec.base import BASE_CONDITION
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
 from ..spec.sweep import expand
-from .analyze_sweep import candidate_conditions, check_recorded, chosen_conditions, recorded_choice, sweep_record
+from .analyze_sweep import (
+    candidate_conditions,
+    check_recorded,
+    chosen_conditions,
+    read_metrics,
+    recorded_choice,
+    sweep_record,
+)
 from .evaluate import METRICS_SCHEMA
 from .lifecycle import executor_for, recorded, start_run
 from .stats import existing_stats
@@ -136,12 +143,9 @@ def representations(spec: RunSpec, model, plan: Plan, layer: int, samples, langu
     ids = [sample.id for sample in samples]
     key = _cache_key(spec, plan, layer, languages, ids)
     path = run_dir / REPRESENTATIONS_DIR / f"{plan.condition}_layer{layer}.safetensors"
-    if path.is_file():
-        with safe_open(str(path), framework="pt") as handle:
-            cached_key = (handle.metadata() or {}).get("key")
-        if cached_key == key:
-            tensors = load(path.read_bytes())
-            return {lang: tensors[lang].double().numpy() for lang in languages}
+    cached = _cached_representations(path, key, languages)
+    if cached is not None:
+        return cached
     texts = [sample.texts[lang] for lang in languages for sample in samples]
     rows = [lang for lang in languages for _ in samples]
     config = config_of(spec)
@@ -149,9 +153,39 @@ def representations(spec: RunSpec, model, plan: Plan, layer: int, samples, langu
                            max_length=spec.max_length)
     per_language = {lang: pooled[i * len(samples):(i + 1) * len(samples)].contiguous()
                     for i, lang in enumerate(languages)}
-    metadata = {"key": key, "condition": plan.condition, "layer": str(layer), "ids": json.dumps(ids)}
+    metadata = {"key": key, "condition": plan.condition, "layer": str(layer), "ids": json.dumps(ids),
+                "tensors_sha256": _tensors_sha256(per_language)}
     atomic_write_bytes(path, save(per_language, metadata=metadata))
     return {lang: value.double().numpy() for lang, value in per_language.items()}
+
+
+def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names and bytes, in name order: what a cache file's tensors must hash to."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + b"\0" + tensors[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cached_representations(path: Path, key: str, languages: list[str]) -> dict[str, np.ndarray] | None:
+    """The cached representations at `path` when the file is intact and made for `key`; None otherwise (a
+    damaged file is said on stderr and recomputed; one for another key is simply recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        blob = path.read_bytes()
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("key") != key:
+            return None
+        tensors = load(blob)
+        intact = metadata.get("tensors_sha256") == _tensors_sha256(tensors) and set(languages) <= set(tensors)
+    except (OSError, ValueError, KeyError, SafetensorError):
+        intact = False
+    if not intact:
+        warn_damaged(path, "recomputing these representations")
+        return None
+    return {lang: tensors[lang].double().numpy() for lang in languages}
 
 
 def _mean(values) -> float | None:
@@ -275,7 +309,7 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
                             where=_where(spec, "relation"),
                             fix="run `clas-graph run SPEC` (or `clas-graph eval SPEC`) first, or set "
                                 "`analysis: {relation: false}`")
-        metrics = json.loads(path.read_text())
+        metrics = read_metrics(path)
     sweep, per_task = None, None
     if spec.sweep is not None:
         choice = recorded_choice(spec, metrics, str(run_dir / "metrics.json"))
@@ -342,7 +376,7 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
         metrics = None
         if spec.sweep is not None:  # only base and the analysed points: the choice is in metrics.json
             path = run_dir.path / "metrics.json"
-            metrics = json.loads(path.read_text())
+            metrics = read_metrics(path)
             names = analysed_conditions(spec, recorded_choice(spec, metrics, str(path)))
             expansion = expand(spec)
             plans = {name: compile_condition(expansion, model, name, stats) for name in [BASE_CONDITION, *names]}

@@ -8,10 +8,10 @@ its own chosen point and the baselines, since those are the conditions its test 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DataError
+from ..records import read_json
 from ..spec.analysis import config_of
 from ..spec.run_spec import RunSpec
 from ..spec.sweep import SelectRule, expand
@@ -69,5 +69,15 @@ def sweep_record(spec: RunSpec, choice: dict[str, dict[str, str]]) -> dict:
 def check_recorded(spec: RunSpec, runs_root: Path, run_path: Path | None) -> None:
     """`clas-graph analyze` on a sweep: the run directory it will use has the choice (before any model work)."""
     path = run_path / "metrics.json" if run_path is not None else None
-    metrics = json.loads(path.read_text()) if path is not None and path.is_file() else None
+    metrics = read_metrics(path) if path is not None and path.is_file() else None
     recorded_choice(spec, metrics, str(path or runs_root))
+
+
+def read_metrics(path: Path) -> dict:
+    """A run's metrics.json, refused in one line when it is damaged (the evaluation rewrites it from its units)."""
+    metrics = read_json(path)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("tasks"), dict):
+        raise DataError(f"'{path}' is damaged (truncated or edited)", where=str(path),
+                        fix="rerun `clas-graph run SPEC`: it rebuilds metrics.json from the finished units "
+                            "without recomputing them")
+    return metrics

@@ -8,7 +8,6 @@ Ctrl-C or a crash loses at most the (task, language) in progress and a rerun ski
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,8 +16,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..compile.plan import Plan
+from ..errors import DataError
 from ..eval.metrics import paired_test
-from ..records import atomic_write_json, atomic_write_text
+from ..records import (
+    atomic_write_bytes,
+    atomic_write_json,
+    file_sha256,
+    jsonl_text,
+    read_json,
+    sha256_hex,
+    warn_damaged,
+)
 from ..spec.base import BASE_CONDITION
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
@@ -47,7 +55,7 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
     metrics: dict[str, dict] = {}
     todo: dict[str, Plan] = {}
     for name, plan in plans.items():
-        finished = _finished_metrics(unit_path(run_dir, runner.key, language, name))
+        finished = _finished_metrics(run_dir, runner, language, name)
         if finished is not None:
             metrics[name] = finished
         else:
@@ -56,27 +64,64 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
         with task_parallel_texts(model, runner, todo, language):  # patches' sources: the task's parallel items
             results = runner.run_many(model, todo, language)
         for name, (rows, unit_metrics) in results.items():
-            atomic_write_text(samples_path(run_dir, runner.key, language, name),
-                              "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            check_finite(runner, language, name, unit_metrics)
+            samples = jsonl_text(rows).encode("utf-8")
+            atomic_write_bytes(samples_path(run_dir, runner.key, language, name), samples)
+            # the unit file marks the unit done and records what its samples file must be
             atomic_write_json(unit_path(run_dir, runner.key, language, name),
-                              {"task": runner.key, "language": language, "condition": name, "metrics": unit_metrics})
+                              {"task": runner.key, "language": language, "condition": name, "metrics": unit_metrics,
+                               "samples": {"sha256": sha256_hex(samples), "rows": len(rows)}})
             metrics[name] = unit_metrics
     return {name: metrics[name] for name in plans}
 
 
-def _finished_metrics(done: Path, *, report: bool = True) -> dict | None:
-    """A finished unit's metrics; a unit file that cannot be read (truncated, edited) counts as unfinished (said on
-    stderr when `report`)."""
+def check_finite(runner: TaskRunner, language: str, condition: str, metrics: dict) -> None:
+    """A unit whose primary metric is NaN or infinite is not finished: the run stops, naming the unit."""
+    value = metrics.get(runner.primary)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(
+            f"{runner.primary} is {value}: the model produced non-finite numbers (damaged weights, or a dtype that "
+            "overflows, e.g. float16 activations)", where=f"unit (task {runner.key}, language {language}, "
+                                                          f"condition {condition})",
+            fix="check the weights (for the embedded model, delete its converted folder so it is converted again) "
+                "or load the model in float32/bfloat16 (`model: {dtype: float32}`), then rerun; finished units "
+                "are kept")
+
+
+def _finished_metrics(run_dir: Path, runner: TaskRunner, language: str, condition: str, *,
+                      report: bool = True) -> dict | None:
+    """A finished unit's metrics, or None when the unit must be (re)computed: no unit file, or one that cannot be
+    trusted (truncated, edited, a non-finite or missing primary metric, another unit's content, or a samples file
+    that is not the one it records). Damage is said on stderr when `report`."""
+    done = unit_path(run_dir, runner.key, language, condition)
     if not done.is_file():
         return None
-    try:
-        metrics = json.loads(done.read_text(encoding="utf-8"))["metrics"]
-        if isinstance(metrics, dict):
-            return metrics
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        pass
+    problem = _unit_problem(read_json(done), run_dir, runner, language, condition)
+    if problem is None:
+        return read_json(done)["metrics"]
     if report:
-        Console(stderr=True).print(f"[yellow]unit file {escape(str(done))} is damaged; recomputing the unit[/]")
+        warn_damaged(done, f"{problem}; recomputing the unit")
+    return None
+
+
+def _unit_problem(unit, run_dir: Path, runner: TaskRunner, language: str, condition: str) -> str | None:
+    """Why a unit file cannot be trusted, or None."""
+    if not isinstance(unit, dict) or not isinstance(unit.get("metrics"), dict):
+        return "not a unit record (truncated or edited)"
+    if (unit.get("task"), unit.get("language"), unit.get("condition")) != (runner.key, language, condition):
+        return "it records another unit"
+    if runner.primary not in unit["metrics"]:
+        return f"its primary metric {runner.primary} is missing"
+    value = unit["metrics"][runner.primary]  # null: undefined (e.g. no items), as written
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                              or not math.isfinite(value)):
+        return f"its primary metric {runner.primary} is not a finite number"
+    recorded = unit.get("samples")
+    if recorded is None:  # written before units recorded their samples: nothing more to check
+        return None
+    samples = samples_path(run_dir, runner.key, language, condition)
+    if not isinstance(recorded, dict) or file_sha256(samples) != recorded.get("sha256"):
+        return f"its samples file {samples.name} is missing or not the one it records (sha256 differs)"
     return None
 
 
@@ -96,7 +141,7 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
     groups = [(runner, language, chosen(runner)) for runner in runners for language in runner.languages()]
     check_unit_inputs(model, [(runner, language, {
         name: plan for name, plan in group.items()
-        if _finished_metrics(unit_path(run_dir, runner.key, language, name), report=False) is None})
+        if _finished_metrics(run_dir, runner, language, name, report=False) is None})
         for runner, language, group in groups])
     results: dict = {runner.key: {} for runner in runners}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -131,4 +176,4 @@ def summarize(runner: TaskRunner, per_condition: dict, anchor: str | None) -> di
 
 def _finite(values: dict) -> dict:
     """JSON has no NaN: undefined statistics (fewer than two languages) become null."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}

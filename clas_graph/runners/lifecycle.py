@@ -52,22 +52,30 @@ def start_run(spec: RunSpec, runs_root: Path, console: Console, executor: Execut
     executor.preflight()  # no key or no host: one sentence before any work
     # every task's data (and the statistics corpus) loads before any model work and before a run directory exists
     check_task_data(spec, runs_root, tasks=tasks, stats_corpus=stats_corpus)
-    run_dir = RunDir.for_spec(spec, runs_root)
-    console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
-    run_dir.start(spec, backend={**executor.describe(), "device": spec.model.device}, seeds=seeds(spec))
+    run_dir = RunDir.for_spec(spec, runs_root, console=console)  # locked until `recorded` ends
+    try:
+        console.print(f"[bold]{spec.name}[/] → {run_dir.path}")
+        run_dir.start(spec, backend={**executor.describe(), "device": spec.model.device}, seeds=seeds(spec),
+                      console=console)
+    except BaseException:
+        run_dir.release()
+        raise
     return run_dir
 
 
 def recorded(run_dir: RunDir, executor: Executor, work: Callable[[], T]) -> T:
     """Run `work()` under `executor`, recording failure or interruption and remote job ids in the manifest
-    (finished units stay on disk)."""
+    (finished units stay on disk), then give the run directory's lock back."""
     try:
-        with use(executor):
-            result = work()
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run_dir.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}"[:2000],
-                                backend=executor.describe())
-        raise
-    run_dir.update_manifest(status="complete", backend=executor.describe())
-    return result
+        try:
+            with use(executor):
+                result = work()
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            run_dir.update_manifest(status=status, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                    backend=executor.describe())
+            raise
+        run_dir.update_manifest(status="complete", backend=executor.describe())
+        return result
+    finally:
+        run_dir.release()

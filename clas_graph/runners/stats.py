@@ -24,6 +24,7 @@ from ..compile.emit_stats import emit_stats
 from ..data.corpora import load_corpus
 from ..errors import DataError
 from ..execution.context import current
+from ..records import held, read_json, runs_folder_lock, warn_damaged
 from ..report.figures import category_shares_figure
 from ..report.tables import category_table
 from ..sites import architecture_for, dims_of
@@ -204,9 +205,9 @@ def _cached_candidates(spec: RunSpec, runs_root: Path):
     """Artifacts under `runs_root` with the same raw-sum identity (stats.json says so), newest first."""
     key = moments_key(spec)
     for meta_path in sorted(runs_root.glob(f"*/{META_FILE}"), reverse=True):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
+        meta = read_json(meta_path)  # the tensors' sha256 in it is checked on load
+        if not isinstance(meta, dict):
+            warn_damaged(meta_path, "ignoring that artifact (statistics are recomputed if no other fits)")
             continue
         if isinstance(meta, dict) and meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
             yield meta_path.with_name(TENSOR_FILE)
@@ -267,6 +268,13 @@ def ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, *,
     the active-token counts would be wrong); whatever is used is saved in `run_dir` (replacing a damaged copy).
     """
     console = console or Console(stderr=True)
+    # one process computes a given set of statistics at a time; another waits and then reuses them
+    lock = runs_folder_lock(runs_root, f"stats-{moments_key(spec)[:16]}")
+    with held(lock, "the statistics cache for this model and corpus", console=console):
+        return _ensure_stats(spec, model, run_dir, runs_root, console)
+
+
+def _ensure_stats(spec: RunSpec, model, run_dir: Path, runs_root: Path, console: Console) -> StatsArtifact:
     artifact = existing_stats(spec, runs_root)
     if artifact is not None:
         console.print(f"statistics: reusing the artifact computed on {artifact.meta.get('created', '?')}")

@@ -111,6 +111,9 @@ class StatsArtifact:
         if not isinstance(meta, dict) or meta.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
             raise DataError(f"'{tensor_path}' does not match its stats.json (sha256 differs)",
                             where="stats.artifact", fix="recompute it with `clas-graph stats SPEC`")
+        if not isinstance(meta.get("languages"), list):
+            raise DataError(f"'{meta_path}' has no `languages` list (edited?)", where="stats.artifact",
+                            fix="recompute it with `clas-graph stats SPEC`")
         return cls(tuple(meta["languages"]), load_tensors(blob), meta)
 
     def for_languages(self, languages) -> "StatsArtifact":
