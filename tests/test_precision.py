@@ -231,6 +231,21 @@ def test_norm_preserving_steering_beyond_the_range_of_float16():
                   "diffmean, norm 1e5", moved_from=last(exact, steer.TEXTS, steer.ROWS, []))
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_specs_dtype_loads_the_model_in_it(tiny_model_dir, dtype):
+    """`model: {path: ..., dtype: bfloat16}`: the saved float32 model is loaded in that dtype and edited in it."""
+    from clas_graph.spec.model_ref import ModelRef
+
+    model = clas_graph.load_model(ModelRef(path=str(tiny_model_dir("llama")), dtype=dtype))
+    hf = model._module
+    assert {p.dtype for p in hf.parameters()} == {getattr(torch, dtype)}
+    exact = copy.deepcopy(hf).to(torch.float64)
+    module, interventions, _, ops = clas_case(*STRONG, alpha=1.5)
+    got = clas_graph.forward(model, compiled(module, interventions, None, model), module.TEXTS, module.ROWS)
+    assert_within(got, last(hf, module.TEXTS, module.ROWS, ops), last(exact, module.TEXTS, module.ROWS, ops),
+                  dtype, moved_from=last(exact, module.TEXTS, module.ROWS, []))
+
+
 # --- every readout kind, under CLAS ----------------------------------------------------------------------------
 
 
