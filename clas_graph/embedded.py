@@ -33,6 +33,8 @@ from typing import Iterator
 import rich.console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from .extras import EMBEDDED_MODEL, require
+
 EMBEDDED_MODELS: tuple[str, ...] = ("gemma-3-270m",)
 
 MARKER = "clas_graph_embedded.json"
@@ -104,6 +106,7 @@ def _check_name(name: str) -> None:
         raise ValueError(
             f"unknown embedded model {name!r}; supported: {', '.join(EMBEDDED_MODELS)}"
         )
+    require(EMBEDDED_MODEL)  # the weights and the GGUF reader come with the `demo` extra
 
 
 def _model_dir(name: str) -> pathlib.Path:
