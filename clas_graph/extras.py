@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from .errors import ClasGraphError
 
 
-class MissingExtraError(ClasGraphError, ValueError):
-    """An optional dependency group is not installed. Also a ValueError, so spec validators report it at the
-    spec field that needs it."""
+class MissingExtraError(ClasGraphError):
+    """An optional dependency group (pip extra) that a feature needs is not installed."""
 
 
 @dataclass(frozen=True)
