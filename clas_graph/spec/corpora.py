@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
+from ..extras import BIBLE, Need
 from .base import LanguageCode, StrictModel
 
 
@@ -25,6 +26,9 @@ class BibleCorpus(_Selection):
     """
 
     kind: Literal["bible"] = "bible"
+
+    def needed_extras(self) -> tuple[Need, ...]:
+        return (BIBLE,)
 
 
 class XQuADCorpus(_Selection):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
+from ..extras import EMBEDDED_MODEL, Need
 from .base import StrictModel
 
 EmbeddedName = Literal["gemma-3-270m"]
@@ -41,6 +42,9 @@ class ModelRef(StrictModel):
         if self.revision is not None and self.id is None:
             raise ValueError("`revision` only applies to a hub `id`")
         return self
+
+    def needed_extras(self) -> tuple[Need, ...]:
+        return (EMBEDDED_MODEL,) if self.embedded is not None else ()
 
     @property
     def display_name(self) -> str:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
+from ..extras import LANGUAGE_IDENTIFIER, Need
 from .base import LanguageCode, StrictModel
 
 
@@ -39,6 +40,9 @@ class DetectedAnchor(FixedAnchor):
     unknown: Literal["anchor", "label"] = "anchor"
     """Rows whose detected language is not among the spec's languages: `anchor` treats them as the anchor (left
     untouched: never steer text we cannot place; our default), `label` uses the data's label instead."""
+
+    def needed_extras(self) -> tuple[Need, ...]:
+        return (LANGUAGE_IDENTIFIER,)
 
 
 AnchorRule = Annotated[Union[FixedAnchor, DetectedAnchor, NoAnchor], Field(discriminator="kind")]

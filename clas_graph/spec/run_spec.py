@@ -13,6 +13,7 @@ from .backend import Backend, LocalBackend
 from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
 from .languages import all_languages, check_languages, task_languages
 from .model_ref import ModelRef
+from .needs import check_extras
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
 from .sweep import SelectRule, Sweep, check_sweep
@@ -130,6 +131,7 @@ class RunSpec(StrictModel):
             _check_analysis(self)
         for index, task in enumerate(self.tasks):
             task.check_references(self, index)
+        check_extras(self)  # last: a spec's own mistakes come first
         return self
 
     @property

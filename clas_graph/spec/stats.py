@@ -76,6 +76,9 @@ class StatsConfig(StrictModel):
     `{lape: {top_rate: 0.05}, experts: {top_k: 100}}`.
     Specs use them as `{from_stats: lape}` / `{from_stats: experts}`."""
 
+    def unused_fields(self) -> tuple[str, ...]:
+        return ("corpus",) if self.artifact is not None else ()
+
     @field_validator("selections", mode="after")
     @classmethod
     def _selections_short_form(cls, value):

@@ -14,6 +14,7 @@ from ..data.tasks import render
 from ..errors import DataError
 from ..eval.langid import detect, primary
 from ..execution.api import generate, token_nll
+from ..extras import LANGUAGE_IDENTIFIER, Need
 from ..report.steering import steering_matrix_figure
 from ..spec.base import FieldError, LanguageCode
 from ..spec.corpora import BibleCorpus, Corpus
@@ -99,6 +100,8 @@ class LanguageSteeringTask(CorpusTask):
     """Condition -> target language; default: the `target` of the condition's `diffmean` intervention or the
     `language` of its `set` intervention (one target per condition)."""
 
+    def needed_extras(self) -> tuple[Need, ...]:
+        return (LANGUAGE_IDENTIFIER,)
 
     def check_references(self, spec, index):
         """Sources and targets are spec languages, targets name existing conditions, and every other condition
