@@ -189,5 +189,5 @@ def test_every_install_in_the_makefile_uses_the_constraints():
     for line in installs:
         assert "-c constraints/cpu.txt" in line, line
     assert re.search(r"^install:.*\n\t\$\(PIP_INSTALL\) -e '\.\[demo\]'", makefile, re.M)
-    assert re.search(r"^install-test:.*\n\t\$\(PIP_INSTALL\) -e '\.\[demo,test\]'", makefile, re.M)
+    assert re.search(r"^install-test:.*\n\t\$\(PIP_INSTALL\) -e '\.\[demo,test,docs\]'", makefile, re.M)
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
