@@ -114,7 +114,8 @@ def test_a_damaged_unit_file_is_recomputed_and_said_so(spec_file, tmp_path):
     unit.write_text(unit.read_text()[:25])  # truncated, as by a full disk
     again = cli("run", spec_file, "--runs-dir", runs)
     assert again.exit_code == 0, again.output
-    assert "lm_loss_de_clas.json is damaged; recomputing the unit" in again.output.replace("\n", "")
+    said = again.stderr.replace("\n", "")
+    assert "lm_loss_de_clas.json is damaged;" in said and "recomputing the unit" in said
     assert json.loads(unit.read_text())["metrics"] == before["tasks"]["lm_loss"]["per_language"]["clas"]["de"]
     assert json.loads((run_dir / "metrics.json").read_text()) == before
 
