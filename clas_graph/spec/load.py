@@ -14,11 +14,13 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, field_path
 from .base import FieldError
+from .limits import MAX_INCLUDED_FILES, MAX_SPEC_BYTES, BoundedComposer, SpecLimitExceeded, check_json_depth, check_size
 from .run_spec import RunSpec
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+class _StrictLoader(BoundedComposer, yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and documents beyond the
+    size and depth limits (spec/limits.py)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -39,31 +41,67 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
-    """File -> (plain data, YAML node tree for line lookup). Raises SpecError on syntax errors."""
+    """File -> (plain data, YAML node tree for line lookup). Raises SpecError on syntax errors and on files
+    beyond the limits of spec/limits.py (checked before anything is expanded)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path)
     except FileNotFoundError:
         raise SpecError("file not found", where=str(path), fix="check the path") from None
+    except SpecLimitExceeded as exc:
+        raise SpecError(exc.what, where=f"{path}:{exc.line}" if exc.line else str(path), fix=exc.fix) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file ({exc})", where=str(path)) from None
+        raise SpecError(f"cannot read the file ({exc})", where=str(path),
+                        fix="check that it is a readable UTF-8 text file") from None
     if not text.strip():
         raise SpecError("the file is empty", where=str(path),
                         fix="write a spec (see specs/demo.yaml, or `clas-graph schema`)")
     if path.suffix.lower() == ".json":
         try:
+            check_json_depth(text)
             return json.loads(text), None
+        except SpecLimitExceeded as exc:
+            raise SpecError(exc.what, where=f"{path}:{exc.line}", fix=exc.fix) from None
         except json.JSONDecodeError as exc:
-            raise SpecError(f"JSON syntax error: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
+            raise SpecError(f"JSON syntax error: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}",
+                            fix="correct the JSON at that place (or write the spec as YAML)") from None
+        except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+            raise SpecError(f"JSON value error: {exc}", where=str(path), fix="correct that value") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # safe: _StrictLoader is a SafeLoader subclass
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = _load_yaml(text)
+    except SpecLimitExceeded as exc:
+        raise SpecError(exc.what, where=f"{path}:{exc.line}", fix=exc.fix) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise SpecError(f"YAML syntax error: {problem}", where=where) from None
+        raise SpecError(f"YAML syntax error: {problem}", where=where,
+                        fix="correct the YAML at that place") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML error: {exc}", where=str(path)) from None
+        raise SpecError(f"YAML error: {exc}", where=str(path), fix="correct the YAML") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise SpecError(f"YAML value error: {exc}", where=str(path), fix="correct that value") from None
+    return data, node
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text, refusing one beyond MAX_SPEC_BYTES before reading it (and anything that is not a file)."""
+    if path.exists() and not path.is_file():
+        raise OSError(f"'{path}' is not a regular file")
+    check_size(path.stat().st_size)
+    with path.open("rb") as handle:  # a file that grew since stat is still read only up to the limit
+        raw = handle.read(MAX_SPEC_BYTES + 1)
+    check_size(len(raw))
+    return raw.decode("utf-8")
+
+
+def _load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """(data, node tree) from one bounded composition: the data is constructed from the same checked nodes."""
+    loader = _StrictLoader(text)  # safe: a SafeLoader subclass
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
     return data, node
 
 
@@ -78,7 +116,7 @@ def load_spec(path: str | Path, overrides: Overrides = ()) -> RunSpec:
     """Load and validate a spec file (following `include:`), then apply `--set KEY=VALUE` overrides before
     validation. Raises `clas_graph.SpecError` naming file, field and line (or the override)."""
     path = Path(path)
-    data, origins = _load_tree(path, chain=(path.resolve(),))
+    data, origins = _load_tree(path, chain=(path.resolve(),), files_read=[0])
     data, origins = apply_overrides_traced(data, overrides, origins)
     spec = validate_data(data, where=str(path), origins=origins)
     spec._source = str(path.resolve())
@@ -129,11 +167,17 @@ def _parse_override(raw: str) -> tuple[tuple, Any]:
         raise SpecError(f"--set {raw}: an override is KEY=VALUE",
                         fix="write e.g. `--set tasks.0.limit=200` or `--set 'languages=[en, de]'`")
     loc = _parse_key(key, raw)
+    label = raw if len(raw) <= 80 else f"{raw[:60]}..."
     try:
-        value = yaml.load(text, Loader=_StrictLoader) if text.strip() else ""  # safe: a SafeLoader subclass
+        check_size(len(text.encode("utf-8")))
+        value = _load_yaml(text)[0] if text.strip() else ""
+    except SpecLimitExceeded as exc:
+        raise SpecError(f"--set {label}: {exc.what}", fix=exc.fix) from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise SpecError(f"--set {label}: {exc}", fix="correct the value") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"--set {raw}: the value is not valid YAML ({problem})",
+        raise SpecError(f"--set {label}: the value is not valid YAML ({problem})",
                         fix="quote the whole override in the shell, e.g. --set 'languages=[en, de]'") from None
     return loc, value
 
@@ -195,9 +239,11 @@ def _paths(value: Any, loc: tuple):
             yield from _paths(item, loc + (index,))
 
 
-def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:
-    """One file with its includes merged underneath it: (data, origins)."""
+def _load_tree(path: Path, chain: tuple, files_read: list[int]) -> tuple[dict, Origins]:
+    """One file with its includes merged underneath it: (data, origins). `files_read` counts the files read so
+    far for the whole spec (an include tree that repeats files could otherwise read one file exponentially often)."""
     data, node = parse_file(path)
+    files_read[0] += 1
     if not isinstance(data, dict):
         raise SpecError(
             f"the top level must be a mapping of fields, not {type(data).__name__}",
@@ -220,7 +266,10 @@ def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:
         if not target.is_file():
             raise SpecError(f"{field}: included file '{target}' does not exist", where=where,
                             fix="check the path (relative to the including file)")
-        base, base_origins = _load_tree(target, chain + (target.resolve(),))
+        if files_read[0] >= MAX_INCLUDED_FILES + 1:
+            raise SpecError(f"{field}: this spec reads more than {MAX_INCLUDED_FILES} files through `include:`",
+                            where=where, fix="include each base file once, from fewer levels")
+        base, base_origins = _load_tree(target, chain + (target.resolve(),), files_read)
         merged, origins = _merge(merged, origins, base, base_origins, ())
     own = {loc: origin for loc, origin in own.items() if loc[:1] != ("include",)}
     return _merge(merged, origins, data, own, ())
