@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -16,6 +17,7 @@ from ..errors import SpecError, field_path
 from .base import FieldError
 from .limits import MAX_INCLUDED_FILES, MAX_SPEC_BYTES, BoundedComposer, SpecLimitExceeded, check_json_depth, check_size
 from .run_spec import RunSpec
+from .union_errors import choose_union_branches
 
 
 class _StrictLoader(BoundedComposer, yaml.SafeLoader):
@@ -336,7 +338,7 @@ def validate_data(data: dict, *, where: str = "<spec>", origins: Origins | None 
 
 def _to_spec_error(exc: ValidationError, data: Any, where: str, origins: Origins) -> SpecError:
     lines = []
-    for error in exc.errors():
+    for error in choose_union_branches(data, exc.errors()):
         loc = _data_path(data, tuple(error["loc"]))
         cause = (error.get("ctx") or {}).get("error")
         message = error["msg"]
@@ -345,16 +347,47 @@ def _to_spec_error(exc: ValidationError, data: Any, where: str, origins: Origins
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
         if error["type"] == "extra_forbidden":
-            message = _unknown_key_message(loc[-1])
+            message, fix = _unknown_key_message(loc[-1])
         elif error["type"] == "missing":
-            message = "required field is missing"
-        lines.append(f"{_place(origins, loc, where)}: {field_path(loc)}: {message}")
+            message, fix = "required field is missing", f"add `{loc[-1]}:` here (`clas-graph schema` shows its type)"
+        else:
+            message, fix = _split_fix(message, error["type"], field_path(loc))
+        message = message.rstrip(".") + ("" if message.endswith(("?", "!")) else ".")
+        lines.append(f"{_place(origins, loc, where)}: {field_path(loc)}: {message} Fix: {fix}")
     head = lines[0]
     if len(lines) > 1:
         head += f"\n  ({len(lines) - 1} more problem(s):)\n  " + "\n  ".join(lines[1:])
     error = SpecError(head)
     error.where = where
     return error
+
+
+# Our validators end a message with what to do ("...; use `last` or ..."): that part becomes the fix.
+_ADVICE = re.compile(r"^(.*?)[;:] ((?:use|add|choose|remove|write|set|list|give|name|select|put|drop|move|pick|"
+                     r"point|rename|make|keep|run|include|split|correct|check|fix) .*)$", re.DOTALL)
+
+_GENERIC_FIXES = {
+    "literal_error": "use one of the values listed",
+    "enum": "use one of the values listed",
+    "union_tag_invalid": "use one of the kinds listed",
+    "union_tag_not_found": "add a `kind:` naming one of the kinds (`clas-graph schema` lists them)",
+    "greater_than": "use a value within that bound", "greater_than_equal": "use a value within that bound",
+    "less_than": "use a value within that bound", "less_than_equal": "use a value within that bound",
+    "too_short": "give more items", "too_long": "give fewer items",
+    "string_pattern_mismatch": "write a value of that form", "finite_number": "write a finite number",
+}
+
+
+def _split_fix(message: str, kind: str, field: str) -> tuple[str, str]:
+    """(what was wrong, how to fix it) for a validation message."""
+    advice = _ADVICE.match(message)
+    if advice:
+        return advice.group(1), advice.group(2)
+    if kind in _GENERIC_FIXES:
+        return message, _GENERIC_FIXES[kind]
+    if kind.endswith(("_type", "_parsing")):
+        return message, f"write {field} as that type (`clas-graph schema` shows each field's type)"
+    return message, f"correct {field} (`clas-graph schema` shows what each field accepts)"
 
 
 def _place(origins: Origins, loc: tuple, default: str) -> str:
@@ -418,7 +451,10 @@ def _model_types(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
-def _unknown_key_message(key: Any) -> str:
-    guess = difflib.get_close_matches(str(key), sorted(_all_field_names()), n=1)
-    hint = f"; did you mean '{guess[0]}'?" if guess else "; see `clas-graph schema` for the allowed fields"
-    return f"unknown key '{key}'{hint}"
+def _unknown_key_message(key: Any) -> tuple[str, str]:
+    """(what, fix) for an unknown key; the suggestion is never the key itself."""
+    names = sorted(_all_field_names() - {str(key)})
+    guess = difflib.get_close_matches(str(key), names, n=1)
+    if guess:
+        return f"unknown key '{key}'; did you mean '{guess[0]}'?", f"rename it to '{guess[0]}', or remove it"
+    return f"unknown key '{key}'", "remove it (`clas-graph schema` lists the allowed fields)"
