@@ -123,6 +123,7 @@ def load_spec(path: str | Path, overrides: Overrides = ()) -> RunSpec:
     spec = validate_data(data, where=str(path), origins=origins)
     spec._source = str(path.resolve())
     spec._overrides = tuple(label for label, _, _ in _parsed(overrides))
+    spec._places = {field_path(loc): _place(origins, loc, str(path)) for loc in origins}
     return spec
 
 

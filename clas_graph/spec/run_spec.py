@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
@@ -75,6 +76,8 @@ class RunSpec(StrictModel):
     _source: str | None = PrivateAttr(default=None)
     # `--set KEY=VALUE` overrides applied before validation (recorded in the run's manifest).
     _overrides: tuple[str, ...] = PrivateAttr(default=())
+    # Field path (`interventions[0].layers[2]`) -> where its value was written (`file:line`, `--set KEY=VALUE`).
+    _places: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_references(self) -> "RunSpec":
@@ -161,10 +164,23 @@ class RunSpec(StrictModel):
         """Path of the file this spec was loaded from, if any."""
         return self._source
 
+    def place(self, field: str) -> str:
+        """Where `field` (`interventions[0].layers[2]`) or its nearest enclosing field was written: `file:line`,
+        or `--set KEY=VALUE`; the spec file when unknown. Errors found after loading point there."""
+        path = field
+        while path:
+            if path in self._places:
+                return self._places[path]
+            path = _FIELD_PARENT.sub("", path)
+        return self.source or "<spec>"
+
     @property
     def overrides(self) -> tuple[str, ...]:
         """The `--set KEY=VALUE` overrides applied on top of the file, in order."""
         return self._overrides
+
+
+_FIELD_PARENT = re.compile(r"(\.[^.\[]*|\[[^\]]*\])$")  # the last `.name` or `[index]` of a field path
 
 
 def _check_analysis(spec: "RunSpec") -> None:
