@@ -12,11 +12,12 @@ plan selects positions (patches), each task's texts are checked against them wit
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from ..compile.plan import Plan
 from ..data.corpora import load_corpus
-from ..errors import DataError
+from ..errors import ClasGraphError
 from ..execution.patching import selects_positions
 from ..interventions.base import CompileContext
 from ..loading import load_config_for_spec, load_meta_model_for_spec, load_tokenizer_for_spec
@@ -89,13 +90,17 @@ def _check_positions(spec: RunSpec, plans: dict[str, Plan]) -> None:
                               for language in runner.languages()])
 
 
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # a task's own field at the start of an error's `where`
+
+
 def _named(load, field: str, spec: RunSpec | None = None, task: int | None = None) -> None:
-    """Run `load`; a DataError gets `field` (and, for a task's own field such as `position`, its file:line)."""
+    """Run `load`; a user error gets `field` (and, for a task's own field such as `position`, its file:line)."""
     try:
         load()
-    except DataError as error:
+    except ClasGraphError as error:
         if spec is not None and task is not None:
-            own = error.where.split(" ")[0].split(":")[0] if error.where else ""
+            own = _FIELD.match(error.where or "")
+            own = own.group() if own else ""
             place = spec.place(f"tasks[{task}].{own}" if own else f"tasks[{task}]")
             field = f"{place}: {field}"
         error.where = f"{field}: {error.where}" if error.where else field
