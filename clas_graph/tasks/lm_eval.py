@@ -24,12 +24,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from ..data.files import local_file
+from ..data.files import local_file, read_columns
 from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
 from ..spec.base import FieldError, LanguageCode, NewField, StrictModel
 from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
 from .lm_eval_code import tasks_code
+from .lm_eval_columns import missing_columns
 
 SCORABLE = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
 """lm-eval output types whose requests clas_graph scores (greedy generation only)."""
@@ -375,9 +376,30 @@ class LmEvalTask(TaskSpec):
             if metric not in directions:
                 raise SpecError(f"lm-eval task {self.task_name(language)!r} reports no metric '{metric}'",
                                 where="metric", fix=f"use one of {', '.join(directions)}")
+            self.check_columns(language, base_dir)
             return self.item_ids(languages, language, TEST, base_dir)
 
         return [(language, functools.partial(load, language)) for language in languages]
+
+    def check_columns(self, language: str, base_dir) -> None:
+        """Local files hold every column the task's config reads (a missing one would silently become literal
+        text, e.g. the target "label"): DataError naming the file, the config field and the column."""
+        files = (self.data_files or {}).get(language)
+        if files is None:
+            return
+        config = self.raw_config(language, base_dir)
+        where = f"data_files.{language}"
+        paths = local_dataset(files, self.evaluated_split(language, TEST, base_dir), base_dir,
+                              where)["dataset_kwargs"]["data_files"]
+        for split, path in paths.items():
+            columns = read_columns(Path(path), typed=True, name=f"{where} ({split})")
+            missing = missing_columns(config, columns)
+            if missing:
+                field, column = missing[0]
+                raise DataError(f"lm-eval task {self.task_name(language)!r} reads column '{column}' ({field}), which "
+                                f"{path} lacks (its columns: {', '.join(map(str, columns)) or 'none'})", where=where,
+                                fix=f"add the column '{column}' to the file, or point {field} at one of its columns "
+                                    f"with `config: {{{field}: COLUMN}}`")
 
     def metric_directions(self, base_dir=None, languages=()) -> dict[str, bool]:
         """From the first language's task `metric_list`: each metric under each filter, with its
