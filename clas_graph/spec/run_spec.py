@@ -171,7 +171,8 @@ class RunSpec(StrictModel):
         while path:
             if path in self._places:
                 return self._places[path]
-            path = _FIELD_PARENT.sub("", path)
+            parent = _FIELD_PARENT.sub("", path)
+            path = "" if parent == path else parent
         return self.source or "<spec>"
 
     @property
