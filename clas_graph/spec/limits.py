@@ -95,12 +95,17 @@ class BoundedComposer(yaml.composer.Composer):
 
 
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# YAML adds single-quoted strings and comments. A quote inside a plain word (`don't`) may hide brackets from this
+# scan; the composer's own depth check still catches what it misses.
+_YAML_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\']|\'\')*\'|(?<!\S)#[^\n]*|[\[\]{}]', re.DOTALL)
 
 
-def check_json_depth(text: str) -> None:
-    """Refuse JSON nested deeper than the limit, before `json.loads` recurses into it."""
+def check_bracket_depth(text: str, *, json_text: bool) -> None:
+    """Refuse `[`/`{` nesting deeper than the limit by a scan of the text, before a parser recurses into it
+    (`json.loads`) or looks ahead through it (PyYAML's scanner tries each `[` as a possible key, quadratically in
+    its 1024-character window)."""
     depth = 0
-    for match in _JSON_TOKENS.finditer(text):
+    for match in (_JSON_TOKENS if json_text else _YAML_TOKENS).finditer(text):
         token = match.group()
         if token in ("[", "{"):
             depth += 1
@@ -108,4 +113,4 @@ def check_json_depth(text: str) -> None:
                 raise SpecLimitExceeded(f"values nest deeper than {MAX_SPEC_DEPTH} levels", _FIX_DEPTH,
                                         text.count("\n", 0, match.start()) + 1)
         elif token in ("]", "}"):
-            depth -= 1
+            depth = max(depth - 1, 0)

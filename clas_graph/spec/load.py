@@ -15,7 +15,14 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, field_path
 from .base import FieldError
-from .limits import MAX_INCLUDED_FILES, MAX_SPEC_BYTES, BoundedComposer, SpecLimitExceeded, check_json_depth, check_size
+from .limits import (
+    MAX_INCLUDED_FILES,
+    MAX_SPEC_BYTES,
+    BoundedComposer,
+    SpecLimitExceeded,
+    check_bracket_depth,
+    check_size,
+)
 from .run_spec import RunSpec
 from .union_errors import choose_union_branches
 
@@ -59,7 +66,7 @@ def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
                         fix="write a spec (see specs/demo.yaml, or `clas-graph schema`)")
     if path.suffix.lower() == ".json":
         try:
-            check_json_depth(text)
+            check_bracket_depth(text, json_text=True)
             return json.loads(text), None
         except SpecLimitExceeded as exc:
             raise SpecError(exc.what, where=f"{path}:{exc.line}", fix=exc.fix) from None
@@ -98,6 +105,7 @@ def _read_bounded(path: Path) -> str:
 
 def _load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     """(data, node tree) from one bounded composition: the data is constructed from the same checked nodes."""
+    check_bracket_depth(text, json_text=False)
     loader = _StrictLoader(text)  # safe: a SafeLoader subclass
     try:
         node = loader.get_single_node()

@@ -92,6 +92,7 @@ class RunSpec(StrictModel):
             )
         if self.stats is not None and len(langs) < 2:
             raise FieldError(("languages",), "neuron categories compare languages: give at least two")
+        check_languages(self)  # each task's own languages first: interventions' checks read them
         seen: dict[str, int] = {}
         for index, intervention in enumerate(self.interventions):
             if intervention.id in seen:
@@ -127,7 +128,6 @@ class RunSpec(StrictModel):
                         ("conditions", name, j),
                         f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
                     )
-        check_languages(self)
         check_sweep(self)
         if self.analysis is not None:
             _check_analysis(self)
