@@ -302,3 +302,13 @@ def test_the_command_exits_2_without_a_traceback(folder, args):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr + done.stdout
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 3, done.stderr
+
+
+def test_a_prompt_template_reads_fields_not_their_attributes():
+    """`str.format` would reach `{premise.__class__.__mro__}`; a prompt may only name fields."""
+    from clas_graph.data.tasks import render
+    from clas_graph.errors import DataError
+
+    with pytest.raises(DataError, match=r"placeholder \{premise.__class__\} reads an attribute.*Fix: write the plain"):
+        render("{premise.__class__}", premise="x", hypothesis="y")
+    assert render("{premise:>3}|{hypothesis}", premise="x", hypothesis="y") == "  x|y"
