@@ -128,7 +128,7 @@ def load_config(ref: ModelRef, base_dir: Path | None = None):
 
 def _in_spec(spec, error: BackendError) -> BackendError:
     if spec.source and error.where and not error.where.startswith(spec.source):
-        error.where = f"{spec.source}: {error.where}"
+        error.where = f"{spec.place(error.where.split(' ')[0])}: {error.where}"
         error.args = (error.message,)
     return error
 
@@ -167,7 +167,7 @@ def check_remote_model(spec) -> None:
     """Before any remote work: the server must know the model by a hub id. nnsight names a remote model by
     its hub id (canonicalised with `HfApi().model_info`), which a local folder is not, unless a client (a test
     server) registered the folder as a served id in nnsight's id cache."""
-    ref, where = spec.model, spec.source or "<spec>"
+    ref, where = spec.model, spec.place("model")
     if ref.embedded is not None:
         raise SpecError("the embedded model is not served remotely", where=f"{where}: model.embedded",
                         fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
