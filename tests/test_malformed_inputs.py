@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -312,3 +313,22 @@ def test_a_prompt_template_reads_fields_not_their_attributes():
     with pytest.raises(DataError, match=r"placeholder \{premise.__class__\} reads an attribute.*Fix: write the plain"):
         render("{premise.__class__}", premise="x", hypothesis="y")
     assert render("{premise:>3}|{hypothesis}", premise="x", hypothesis="y") == "  x|y"
+
+
+@pytest.mark.parametrize("override", ["interventions.1.positions=[60]", "tasks.1.position=-500",
+                                      "interventions.1.layers=[9]"])
+def test_refusals_need_no_weights_file(tmp_path, tiny_model_dir, folder, override):
+    """A model folder without its weights: the checks read only the config and tokenizer (and build a weightless
+    model), so the refusal is the same one line."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for file in tiny_model_dir("llama", layers=4).iterdir():
+        if file.suffix != ".safetensors":
+            shutil.copy(file, model / file.name)
+    assert not list(model.glob("*.safetensors"))
+    for name in ("spec.yaml", "parallel.jsonl"):
+        shutil.copy(folder / name, tmp_path / name)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "spec.yaml"), "--runs-dir", str(tmp_path / "runs"),
+                                      "--set", override])
+    assert_refused(result, override.split("=")[0].split(".")[0], [override])
+    assert len(result.output.strip().splitlines()) == 1, result.output
