@@ -169,3 +169,29 @@ def test_a_data_file_linked_out_of_the_spec_folder_is_refused(folder, tmp_path_f
     (folder / "spec2.yaml").write_text((folder / "spec.yaml").read_text().replace("de.jsonl", str(secret)))
     result = run(folder, str(folder / "spec2.yaml"))  # the absolute path, written out, is allowed
     assert "the weights were loaded" in str(result.exception), result.output
+
+
+def test_a_template_that_reaches_python_is_refused_before_any_work(folder, no_weights):
+    (folder / "de.jsonl").write_text(xnli_rows())
+    payload = "{{ cycler.__init__.__globals__.os.popen('touch " + str(folder / "ran") + "').read() }}"
+    spec = write_spec(folder, {"tasks": {"de": "xnli_de"}, "data_files": {"de": "de.jsonl"},
+                               "config": {"doc_to_text": payload}})
+    result = run(folder, spec)
+    assert result.exit_code == 2, (result.output, result.exception)
+    line = result.output.strip()
+    assert "spec.yaml:" in line and "config" in line and "doc_to_text" in line and "Fix:" in line, line
+    assert not (folder / "ran").exists()
+
+
+def test_lm_eval_templates_render_in_the_sandbox(tmp_path):
+    """What the static check cannot see (a name built at render time) the sandbox refuses when rendering."""
+    from jinja2.exceptions import SecurityError
+    from lm_eval import utils
+
+    from clas_graph.tasks.lm_eval import task_manager_for
+
+    task_manager_for(None)
+    assert utils.apply_template("{{premise}}, richtig? {{hypothesis|upper}}", {"premise": "a", "hypothesis": "b"}) \
+        == "a, richtig? B"
+    with pytest.raises(SecurityError):
+        utils.apply_template("{{ (premise|attr('_' * 2 + 'class' + '_' * 2)).__mro__ }}", {"premise": "a"})

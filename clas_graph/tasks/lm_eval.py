@@ -29,7 +29,7 @@ from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
 from ..spec.base import FieldError, LanguageCode, NewField, StrictModel
 from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
-from .lm_eval_code import tasks_code
+from .lm_eval_code import sandbox_templates, tasks_code, unsafe_template
 from .lm_eval_columns import missing_columns
 
 SCORABLE = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
@@ -50,9 +50,11 @@ def lm_eval_installed() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def task_manager_for(include_path: str | Path | None = None):
-    """lm-eval's task index (indexing its ~15k task files takes seconds: one per include path and process)."""
+    """lm-eval's task index (indexing its ~15k task files takes seconds: one per include path and process), with
+    its templates rendered in Jinja's sandbox from then on."""
     from lm_eval.tasks import TaskManager
 
+    sandbox_templates()
     return TaskManager(include_path=str(include_path) if include_path else None)
 
 
@@ -282,10 +284,15 @@ class LmEvalTask(TaskSpec):
         if entry.kind.name != "TASK":
             raise SpecError(f"lm-eval's '{name}' is a {entry.kind.name.lower()}, not one task", where=where,
                             fix="name one lm-eval task per language (e.g. xnli_de, not xnli)")
+        config = {**(entry.cfg or {}), **self.config}
         if not self.trust_remote_code:
             check_no_code([name], manager, where="trust_remote_code",
                           fix="set `trust_remote_code: true` on this task if you trust that code")
-        config = {**(entry.cfg or {}), **self.config}
+        unsafe = unsafe_template(config)  # templates render in Jinja's sandbox, trusted or not
+        if unsafe is not None:
+            raise SpecError(f"lm-eval task '{name}': the template of {unsafe[0]} reads a private attribute "
+                            f"(`_...` or the `attr` filter), which templates may not: {unsafe[1][:80]!r}",
+                            where="config", fix="read document fields only, e.g. {{premise}}")
         check_scorable(name, config, where)
         return config
 

@@ -105,3 +105,53 @@ def tasks_code(task_manager, names) -> list[CodeReference]:
         if entry.kind.name == "TAG":
             pending.extend(other for other, item in index.items() if name in (item.tags or ()))
     return list(dict.fromkeys(found))
+
+
+def sandbox_templates() -> None:
+    """Render lm-eval's Jinja templates (`doc_to_text: "{{premise}}"`) in Jinja's sandbox. lm-eval renders them in
+    a plain Environment, where a template (one a spec's `config:` sets, or a task file's) can reach Python through
+    attributes such as `cycler.__init__.__globals__`; the sandbox refuses those attributes and keeps everything a
+    prompt template does (fields, expressions, filters, loops). Same options and filters as lm-eval's own."""
+    import lm_eval.utils
+    from jinja2 import BaseLoader, StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    if isinstance(lm_eval.utils.env, SandboxedEnvironment):
+        return
+    environment = SandboxedEnvironment(loader=BaseLoader, undefined=StrictUndefined, keep_trailing_newline=True)
+    environment.filters.update(lm_eval.utils.env.filters)
+    lm_eval.utils.env = environment
+
+
+def unsafe_template(config: dict) -> tuple[str, str] | None:
+    """(field, template) of the first Jinja template in a task config that reads an attribute or item named with
+    a leading underscore, or uses the `attr` filter: a prompt template reads document fields, and these are how a
+    template reaches Python (the sandbox refuses them when rendering; this says so before any work)."""
+    from jinja2 import Environment, TemplateSyntaxError, nodes
+
+    environment = Environment()
+    for field, template in _templates(config, ()):
+        try:
+            tree = environment.parse(template)
+        except TemplateSyntaxError:
+            continue  # lm-eval reports its own template errors
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+            if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+                return field, template
+            if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and \
+                    str(node.arg.value).startswith("_"):
+                return field, template
+            if isinstance(node, nodes.Filter) and node.name == "attr":
+                return field, template
+    return None
+
+
+def _templates(value, loc: tuple):
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        yield ".".join(map(str, loc)), value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _templates(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _templates(item, (*loc, index))
