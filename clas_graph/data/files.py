@@ -167,14 +167,18 @@ def read_columns(
         raise
     except _Unreadable as err:
         if name is None:
-            raise DataError(str(err), where=where) from None
-        raise DataError(f"{name} could not be read as {fmt}: {err}", where=where) from None
+            raise DataError(str(err), where=where, fix=_FIX_UNREADABLE) from None
+        raise DataError(f"{name} could not be read as {fmt}: {err}", where=where, fix=_FIX_UNREADABLE) from None
     except Exception as err:  # parser, arrow, decoding errors come in many types; all mean "bad file"
         if not typed and not isinstance(err, (ValueError, OSError)):
             raise
         if name is None:
-            raise DataError(f"cannot read {suffix[1:]} file ({err})", where=where) from None
-        raise DataError(f"{name} could not be read as {fmt}: {reason(err)}", where=where) from None
+            raise DataError(f"cannot read {suffix[1:]} file ({err})", where=where, fix=_FIX_UNREADABLE) from None
+        raise DataError(f"{name} could not be read as {fmt}: {reason(err)}", where=where,
+                        fix=_FIX_UNREADABLE) from None
+
+
+_FIX_UNREADABLE = "correct the file, or give it the extension of its format (.jsonl, .json, .csv, .tsv, .parquet)"
 
 
 def _read_typed(file: Path, fmt: str) -> Columns:
