@@ -32,8 +32,9 @@ from .sweep import compile_condition
 
 def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool = True,
                     stats_corpus: bool = True) -> None:
-    """Load what each task (`tasks`) and the statistics (`stats_corpus`, unless cached) will read; raise
-    DataError naming the task and language."""
+    """Load what each task (`tasks`) and the statistics (`stats_corpus`, unless cached) will read, and with `tasks`
+    check every condition against the model (`check_conditions_fit`); raise the user error naming the spec's
+    file:line, the task and language."""
     base_dir = Path(spec.source).parent if spec.source else None
     if stats_corpus and spec.stats is not None and spec.stats.artifact is None and (
             runs_root is None or find_cached(spec, runs_root) is None):
@@ -46,7 +47,9 @@ def check_task_data(spec: RunSpec, runs_root: Path | None = None, *, tasks: bool
             _named(load, where if language is None else f"{where}, language '{language}'", spec, index)
     checked = [(index, runner) for index, runner in enumerate(runners) if runner.needs_model_check()]
     if checked:
-        config, tokenizer = load_config_for_spec(spec), load_tokenizer_for_spec(spec)
+        config = load_config_for_spec(spec)
+        needs_tokenizer = any(runner.check_needs_tokenizer() for _, runner in checked)
+        tokenizer = load_tokenizer_for_spec(spec) if needs_tokenizer else None
         for index, runner in checked:
             _named(functools.partial(runner.check_model, config, tokenizer),
                    f"tasks[{index}] ({runner.task.kind})", spec, index)

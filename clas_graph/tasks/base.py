@@ -172,6 +172,10 @@ class TaskRunner:
         tokenizer)`, which a runner defines when its input can only be checked against them."""
         return callable(getattr(self, "check_model", None))
 
+    def check_needs_tokenizer(self) -> bool:
+        """Whether `check_model` reads the tokenizer (loading a large one takes seconds); if not it gets None."""
+        return True
+
     def prompt(self, model, text: str) -> str:
         """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
         return self.templated(model.tokenizer, text)

@@ -43,6 +43,9 @@ class RetrievalRunner(CorpusRunner, SharedRunner):
         """Before any model work: the layer read exists."""
         self.layer_of(config)
 
+    def check_needs_tokenizer(self) -> bool:
+        return False
+
     def pooled(self, model, plans, language):
         """{condition: [samples, hidden]} for `language`, computed once per (condition, language) for all at once."""
         missing = {name: plan for name, plan in plans.items() if (name, language) not in self._cache}
