@@ -332,3 +332,13 @@ def test_refusals_need_no_weights_file(tmp_path, tiny_model_dir, folder, overrid
                                       "--set", override])
     assert_refused(result, override.split("=")[0].split(".")[0], [override])
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_loaded_spec_knows_where_each_field_was_written(folder):
+    from clas_graph.spec.load import load_spec
+
+    spec = load_spec(folder / "spec.yaml", ["tasks.2.layer=1"])
+    assert spec.place("interventions[1].layers[0]") == f"{folder / 'spec.yaml'}:14"
+    assert spec.place("interventions[1].positions") == f"{folder / 'spec.yaml'}:12"  # a default: its item's line
+    assert spec.place("tasks[2].layer") == "--set tasks.2.layer=1"
+    assert spec.place("stats") == spec.source and spec.place("nothing.at[3]") == spec.source
