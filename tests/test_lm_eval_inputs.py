@@ -195,3 +195,13 @@ def test_lm_eval_templates_render_in_the_sandbox(tmp_path):
         == "a, richtig? B"
     with pytest.raises(SecurityError):
         utils.apply_template("{{ (premise|attr('_' * 2 + 'class' + '_' * 2)).__mro__ }}", {"premise": "a"})
+
+
+def test_dev_files_are_checked_for_the_columns_too(folder, no_weights):
+    (folder / "de.jsonl").write_text(xnli_rows())
+    (folder / "de_dev.jsonl").write_text(xnli_rows("lbl"))
+    spec = write_spec(folder, {"tasks": {"de": "xnli_de"}, "data_files": {"de": "de.jsonl"},
+                               "dev": {"data_files": {"de": "de_dev.jsonl"}, "limit": 2}})
+    result = run(folder, spec)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "dev.data_files.de" in result.output and "reads column 'label'" in result.output, result.output

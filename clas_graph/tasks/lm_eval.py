@@ -389,24 +389,28 @@ class LmEvalTask(TaskSpec):
         return [(language, functools.partial(load, language)) for language in languages]
 
     def check_columns(self, language: str, base_dir) -> None:
-        """Local files hold every column the task's config reads (a missing one would silently become literal
-        text, e.g. the target "label"): DataError naming the file, the config field and the column."""
-        files = (self.data_files or {}).get(language)
-        if files is None:
+        """Local files (the task's and the dev items') hold every column the task's config reads (a missing one
+        would silently become literal text, e.g. the target "label"): DataError naming the file, the config field
+        and the column."""
+        dev = (self.dev.data_files or {}).get(language) if self.dev is not None else None
+        sources = [(files, split, field) for files, split, field in (
+            ((self.data_files or {}).get(language), TEST, f"data_files.{language}"),
+            (dev, DEV, f"dev.data_files.{language}")) if files is not None]
+        if not sources:
             return
         config = self.raw_config(language, base_dir)
-        where = f"data_files.{language}"
-        paths = local_dataset(files, self.evaluated_split(language, TEST, base_dir), base_dir,
-                              where)["dataset_kwargs"]["data_files"]
-        for split, path in paths.items():
-            columns = read_columns(Path(path), typed=True, name=f"{where} ({split})")
-            missing = missing_columns(config, columns)
-            if missing:
-                field, column = missing[0]
-                raise DataError(f"lm-eval task {self.task_name(language)!r} reads column '{column}' ({field}), which "
-                                f"{path} lacks (its columns: {', '.join(map(str, columns)) or 'none'})", where=where,
-                                fix=f"add the column '{column}' to the file, or point {field} at one of its columns "
-                                    f"with `config: {{{field}: COLUMN}}`")
+        for files, split, where in sources:
+            paths = local_dataset(files, self.evaluated_split(language, split, base_dir), base_dir,
+                                  where)["dataset_kwargs"]["data_files"]
+            for name, path in paths.items():
+                columns = read_columns(Path(path), typed=True, name=f"{where} ({name})")
+                missing = missing_columns(config, columns)
+                if missing:
+                    field, column = missing[0]
+                    raise DataError(f"lm-eval task {self.task_name(language)!r} reads column '{column}' ({field}), "
+                                    f"which {path} lacks (its columns: {', '.join(map(str, columns)) or 'none'})",
+                                    where=where, fix=f"add the column '{column}' to the file, or point {field} at "
+                                                     f"one of its columns with `config: {{{field}: COLUMN}}`")
 
     def metric_directions(self, base_dir=None, languages=()) -> dict[str, bool]:
         """From the first language's task `metric_list`: each metric under each filter, with its
