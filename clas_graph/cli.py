@@ -224,6 +224,9 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
              fewshot_as_multiturn: Optional[bool] = typer.Option(
                  None, "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
                  help="Few-shot examples as chat turns; default: on with --apply-chat-template (lm-eval's rule)."),
+             trust_remote_code: bool = typer.Option(
+                 False, "--trust-remote-code",
+                 help="Let task files from --include-path run their Python (`!function`), as lm-eval's option."),
              runs_dir: RunsDir = Path("runs"),
              overrides: Overrides = None):
     """lm-evaluation-harness tasks under one condition of a spec; lm-eval's metrics and results file."""
@@ -243,7 +246,8 @@ def lm_eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
     results = run_harness(spec, condition, [name.strip() for name in tasks.split(",") if name.strip()],
                           languages=pairs, limit=limit, num_fewshot=num_fewshot, include_path=include_path,
                           output_path=output_path, runs_root=runs_dir, apply_chat_template=apply_chat_template,
-                          system_instruction=system_instruction, fewshot_as_multiturn=fewshot_as_multiturn)
+                          system_instruction=system_instruction, fewshot_as_multiturn=fewshot_as_multiturn,
+                          trust_remote_code=trust_remote_code)
     sys.stdout.write(make_table(results) + "\n")
 
 

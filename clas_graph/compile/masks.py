@@ -24,10 +24,11 @@ def resolve_mask(source, *, layers: list[int], dims: ModelDims, where: str, base
         if source.from_stats in selections.SELECTION_NAMES:
             return _selection(source, layers=layers, where=where, stats=stats)
         if source.per_row:
-            raise CompileError("`per_row` only applies to `from_stats: lape` or `experts`", where=f"{where}.per_row")
+            raise CompileError("`per_row` only applies to `from_stats: lape` or `experts`", where=f"{where}.per_row",
+                               fix="drop `per_row`, or select `from_stats: lape` / `experts`")
         if source.languages is not None and source.from_stats != "language_specific":
             raise CompileError("`languages` only applies to `from_stats: language_specific`, `lape` or `experts`",
-                               where=f"{where}.languages")
+                               where=f"{where}.languages", fix="drop `languages`, or select one of those")
         return stats.mask(source.from_stats, layers, source.languages)
     if isinstance(source, InlineMask):
         return _inline(source, layers=layers, dims=dims, where=where, masks=empty)
@@ -97,13 +98,14 @@ def read_tensor(source, *, where: str, base_dir: Path) -> torch.Tensor:
                 raise CompileError(
                     f"tensor '{source.key}' is not in '{path}' "
                     f"(it holds: {', '.join(sorted(handle.keys())) or 'nothing'})",
-                    where=f"{where}.key",
+                    where=f"{where}.key", fix="use one of the tensor names it holds",
                 )
             return handle.get_tensor(source.key)
     except CompileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise CompileError(f"cannot read '{path}' as safetensors ({exc})", where=f"{where}.file") from None
+        raise CompileError(f"cannot read '{path}' as safetensors ({exc})", where=f"{where}.file",
+                           fix="point `file` at a .safetensors file (safetensors.torch.save_file)") from None
 
 
 def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_dir: Path) -> dict[int, torch.Tensor]:
@@ -113,8 +115,9 @@ def _from_file(source: FileMask, *, layers, dims: ModelDims, where: str, base_di
         raise CompileError(
             f"mask '{source.key}' has shape {list(tensor.shape)}, but the model needs "
             f"[num_layers, intermediate_size] = {list(expected)}",
-            where=f"{where}.key",
+            where=f"{where}.key", fix="save a mask of that shape for this model",
         )
     if not torch.isin(tensor.to(torch.float32), torch.tensor([0.0, 1.0])).all():
-        raise CompileError(f"mask '{source.key}' must hold only 0 and 1 (or booleans)", where=f"{where}.key")
+        raise CompileError(f"mask '{source.key}' must hold only 0 and 1 (or booleans)", where=f"{where}.key",
+                           fix="save the mask as booleans (or 0/1) of shape [num_layers, intermediate_size]")
     return {layer: tensor[layer].to(torch.bool) for layer in layers}

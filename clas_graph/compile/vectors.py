@@ -31,7 +31,7 @@ def resolve_vector(source, *, layers: list[int], dims: ModelDims, where: str, ba
         raise CompileError(
             f"vector '{source.key}' has shape {list(tensor.shape)}, but the model needs [hidden_size] = "
             f"[{dims.hidden_size}] or [num_layers, hidden_size] = [{dims.num_layers}, {dims.hidden_size}]",
-            where=f"{where}.key",
+            where=f"{where}.key", fix="save a vector of one of those shapes for this model",
         )
     if isinstance(source, StatsVector):
         if anchor is None:

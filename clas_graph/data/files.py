@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -97,6 +98,7 @@ def local_file(
     file = Path(path).expanduser()
     if not file.is_absolute() and base_dir is not None:
         file = Path(base_dir) / file
+        _refuse_link_outside(file, Path(base_dir), path)
     if not file.is_file():
         if name is None:
             raise DataError(
@@ -114,6 +116,18 @@ def local_file(
             what = f"{name} has an unsupported extension {file.suffix or '(none)'!r}"
         raise DataError(what, where=str(file), fix=f"use one of {', '.join(extensions)}")
     return file
+
+
+def _refuse_link_outside(file: Path, base_dir: Path, written: str | Path) -> None:
+    """A relative path whose symbolic links lead out of the spec's folder is refused: a folder of specs someone
+    shared could otherwise make a run read any file of yours (a path written with `..` or absolute is explicit,
+    and allowed)."""
+    real = file.resolve()
+    lexical = Path(os.path.abspath(file))
+    if real == lexical or base_dir.resolve() in real.parents:
+        return
+    raise DataError(f"'{written}' is a symbolic link to {real}, outside the spec's folder {base_dir.resolve()}",
+                    where=str(file), fix=f"write the absolute path {real} in the spec if you mean to read that file")
 
 
 # --- reading it -------------------------------------------------------------------------------------------
@@ -153,14 +167,18 @@ def read_columns(
         raise
     except _Unreadable as err:
         if name is None:
-            raise DataError(str(err), where=where) from None
-        raise DataError(f"{name} could not be read as {fmt}: {err}", where=where) from None
+            raise DataError(str(err), where=where, fix=_FIX_UNREADABLE) from None
+        raise DataError(f"{name} could not be read as {fmt}: {err}", where=where, fix=_FIX_UNREADABLE) from None
     except Exception as err:  # parser, arrow, decoding errors come in many types; all mean "bad file"
         if not typed and not isinstance(err, (ValueError, OSError)):
             raise
         if name is None:
-            raise DataError(f"cannot read {suffix[1:]} file ({err})", where=where) from None
-        raise DataError(f"{name} could not be read as {fmt}: {reason(err)}", where=where) from None
+            raise DataError(f"cannot read {suffix[1:]} file ({err})", where=where, fix=_FIX_UNREADABLE) from None
+        raise DataError(f"{name} could not be read as {fmt}: {reason(err)}", where=where,
+                        fix=_FIX_UNREADABLE) from None
+
+
+_FIX_UNREADABLE = "correct the file, or give it the extension of its format (.jsonl, .json, .csv, .tsv, .parquet)"
 
 
 def _read_typed(file: Path, fmt: str) -> Columns:

@@ -126,6 +126,9 @@ def template_fields(template: str) -> list[str]:
                 f"prompt template has a positional placeholder {{{field}}}",
                 fix="name every placeholder, e.g. {premise}",
             )
+        if name != field:  # `{premise.__class__}`: a prompt reads fields, never their attributes or items
+            raise DataError(f"prompt template placeholder {{{field}}} reads an attribute or item of a field",
+                            fix=f"write the plain field, {{{name}}}")
         names.append(name)
         if spec and "{" in spec:
             names.extend(template_fields(spec))

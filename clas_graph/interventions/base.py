@@ -117,8 +117,8 @@ def check_source_languages(spec: RunSpec, index: int, name: str, source) -> None
 
 
 def spec_where(spec: RunSpec, field: str) -> str:
-    """`FILE: field` for compile errors."""
-    return f"{spec.source or '<spec>'}: {field}"
+    """`FILE:LINE: field` for compile errors (the line where the field, or its nearest parent, was written)."""
+    return f"{spec.place(field)}: {field}"
 
 
 def row_select(spec: RunSpec, rule) -> RowSelect:

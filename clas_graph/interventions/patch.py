@@ -125,7 +125,7 @@ class PatchIntervention(Targeted):
             where = field if isinstance(self.source, LanguageSource) else (*field, "languages", j)
             if code not in spec.all_languages:
                 raise FieldError(where, f"language '{code}' is neither in `languages` {spec.languages} nor in any "
-                                        "task's languages")
+                                        f"task's languages; add '{code}' to `languages`, or use one of them")
         if not any(self.id in ids for ids in spec.resolved_conditions.values()):
             return
         for t, task in enumerate(spec.tasks):

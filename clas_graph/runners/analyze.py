@@ -55,7 +55,7 @@ REPRESENTATIONS_DIR = "analysis"
 
 
 def _where(spec: RunSpec, field: str) -> str:
-    return f"{spec.source or '<spec>'}: analysis.{field}"
+    return f"{spec.place(f'analysis.{field}')}: analysis.{field}"
 
 
 def _num_layers(model) -> int:
@@ -106,7 +106,7 @@ def check_analysis(spec: RunSpec, model, plans: dict[str, Plan], conditions: lis
     `analysed_conditions` gives before a sweep's choice)."""
     if not isinstance(spec.anchor, FixedAnchor):
         raise DataError("alignment is cosine similarity to the anchor language's parallel text, but the spec has "
-                        "no fixed anchor", where=f"{spec.source or '<spec>'}: anchor",
+                        "no fixed anchor", where=f"{spec.place('anchor')}: anchor",
                         fix="set `anchor: {kind: fixed, language: en}`")
     conditions = analysed_conditions(spec) if conditions is None else conditions
     num_layers = _num_layers(model)
@@ -371,7 +371,7 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
         model = load_model_for_spec(spec, console=console, remote=executor.weights_on_server)
         stats = existing_stats(spec, runs_root) if spec.stats is not None else None
         if stats is None and spec.needs_stats:
-            raise CompileError("no statistics for this spec yet", where=f"{spec.source}: stats",
+            raise CompileError("no statistics for this spec yet", where=f"{spec.place('stats')}: stats",
                                fix="run `clas-graph run SPEC` first")
         metrics = None
         if spec.sweep is not None:  # only base and the analysed points: the choice is in metrics.json

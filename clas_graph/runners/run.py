@@ -53,7 +53,7 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
             else:
                 stats = existing_stats(spec, runs_root)
                 if stats is None and spec.needs_stats:
-                    raise CompileError("no statistics for this spec yet", where=f"{spec.source}: stats",
+                    raise CompileError("no statistics for this spec yet", where=f"{spec.place('stats')}: stats",
                                        fix="run `clas-graph stats SPEC` first, or `clas-graph run SPEC`")
             if stats is not None:
                 report_stats(stats, run_dir.path, console, title=f"{spec.name}: neuron categories per layer")

@@ -239,7 +239,7 @@ def existing_stats(spec: RunSpec, runs_root: Path) -> StatsArtifact | None:
     if stats.artifact is not None:
         base = Path(spec.source).parent if spec.source else Path.cwd()
         path = Path(stats.artifact) if Path(stats.artifact).is_absolute() else base / stats.artifact
-        where = f"{spec.source or '<spec>'}: stats.artifact"
+        where = f"{spec.place('stats.artifact')}: stats.artifact"
         try:
             artifact = StatsArtifact.load(path)
         except DataError as exc:

@@ -40,7 +40,7 @@ def compile_condition(expansion: Expansion, model, name: str, stats=None) -> Pla
         if name not in {point.condition for point in expansion.points}:
             raise
         raise CompileError(f"sweep grid point '{name}' does not fit the model: {exc.what}",
-                           where=f"{spec.source or '<spec>'}: sweep", fix=exc.fix) from None
+                           where=f"{spec.place('sweep')}: sweep", fix=exc.fix) from None
 
 
 def compile_sweep_plans(expansion: Expansion, model, stats=None) -> dict[str, Plan]:
@@ -77,8 +77,8 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
         example = next(iter(base.values()))
         if metric not in example:
             known = ", ".join(k for k, v in example.items() if isinstance(v, (int, float)))
-            raise DataError(f"task {runner.key} has no metric '{metric}'", where=f"{spec.source}: select.metric",
-                            fix=f"use one of {known}")
+            raise DataError(f"task {runner.key} has no metric '{metric}'",
+                            where=f"{spec.place('select.metric')}: select.metric", fix=f"use one of {known}")
         direction = runner.task.higher_is_better(metric, runner.base_dir, runner.languages())
         higher = (task["higher_is_better"] if metric == task["primary"] else direction is not False) \
             if rule.goal == "auto" else rule.goal == "max"
@@ -117,7 +117,8 @@ def run_sweep(spec: RunSpec, model, stats, run_dir: Path, *, console: Console | 
     for runner in task_runners(expansion.spec):  # before any model time: no dev item may be a test item
         known = list(runner.task.metric_directions(runner.base_dir, runner.languages()))
         if rule.metric is not None and rule.metric not in known:
-            raise DataError(f"task {runner.key} has no metric '{rule.metric}'", where=f"{spec.source}: select.metric",
+            raise DataError(f"task {runner.key} has no metric '{rule.metric}'",
+                            where=f"{spec.place('select.metric')}: select.metric",
                             fix=f"use one of {', '.join(known)}, or leave it out for each task's primary metric")
         check_disjoint(runner.task, list(spec.languages), base_dir)
     plans = compile_sweep_plans(expansion, model, stats)

@@ -71,8 +71,9 @@ class SafetensorsRef(StrictModel):
 def distinct(noun: str) -> AfterValidator:
     """A list field's check that no item repeats ("list each <noun> once")."""
     def check(items: list) -> list:
-        if len(set(items)) != len(items):
-            raise ValueError(f"list each {noun} once")
+        repeated = next((item for index, item in enumerate(items) if item in items[:index]), None)
+        if repeated is not None:
+            raise ValueError(f"{noun} {repeated!r} is listed more than once; list each {noun} once")
         return items
 
     return AfterValidator(check)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -14,11 +15,21 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, field_path
 from .base import FieldError
+from .limits import (
+    MAX_INCLUDED_FILES,
+    MAX_SPEC_BYTES,
+    BoundedComposer,
+    SpecLimitExceeded,
+    check_bracket_depth,
+    check_size,
+)
 from .run_spec import RunSpec
+from .union_errors import choose_union_branches
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+class _StrictLoader(BoundedComposer, yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and documents beyond the
+    size and depth limits (spec/limits.py)."""
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -39,31 +50,68 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def parse_file(path: Path) -> tuple[Any, yaml.Node | None]:
-    """File -> (plain data, YAML node tree for line lookup). Raises SpecError on syntax errors."""
+    """File -> (plain data, YAML node tree for line lookup). Raises SpecError on syntax errors and on files
+    beyond the limits of spec/limits.py (checked before anything is expanded)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_bounded(path)
     except FileNotFoundError:
         raise SpecError("file not found", where=str(path), fix="check the path") from None
+    except SpecLimitExceeded as exc:
+        raise SpecError(exc.what, where=f"{path}:{exc.line}" if exc.line else str(path), fix=exc.fix) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the file ({exc})", where=str(path)) from None
+        raise SpecError(f"cannot read the file ({exc})", where=str(path),
+                        fix="check that it is a readable UTF-8 text file") from None
     if not text.strip():
         raise SpecError("the file is empty", where=str(path),
                         fix="write a spec (see specs/demo.yaml, or `clas-graph schema`)")
     if path.suffix.lower() == ".json":
         try:
+            check_bracket_depth(text, json_text=True)
             return json.loads(text), None
+        except SpecLimitExceeded as exc:
+            raise SpecError(exc.what, where=f"{path}:{exc.line}", fix=exc.fix) from None
         except json.JSONDecodeError as exc:
-            raise SpecError(f"JSON syntax error: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
+            raise SpecError(f"JSON syntax error: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}",
+                            fix="correct the JSON at that place (or write the spec as YAML)") from None
+        except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+            raise SpecError(f"JSON value error: {exc}", where=str(path), fix="correct that value") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # safe: _StrictLoader is a SafeLoader subclass
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = _load_yaml(text)
+    except SpecLimitExceeded as exc:
+        raise SpecError(exc.what, where=f"{path}:{exc.line}", fix=exc.fix) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise SpecError(f"YAML syntax error: {problem}", where=where) from None
+        raise SpecError(f"YAML syntax error: {problem}", where=where,
+                        fix="correct the YAML at that place") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML error: {exc}", where=str(path)) from None
+        raise SpecError(f"YAML error: {exc}", where=str(path), fix="correct the YAML") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise SpecError(f"YAML value error: {exc}", where=str(path), fix="correct that value") from None
+    return data, node
+
+
+def _read_bounded(path: Path) -> str:
+    """The file's text, refusing one beyond MAX_SPEC_BYTES before reading it (and anything that is not a file)."""
+    if path.exists() and not path.is_file():
+        raise OSError(f"'{path}' is not a regular file")
+    check_size(path.stat().st_size)
+    with path.open("rb") as handle:  # a file that grew since stat is still read only up to the limit
+        raw = handle.read(MAX_SPEC_BYTES + 1)
+    check_size(len(raw))
+    return raw.decode("utf-8")
+
+
+def _load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """(data, node tree) from one bounded composition: the data is constructed from the same checked nodes."""
+    check_bracket_depth(text, json_text=False)
+    loader = _StrictLoader(text)  # safe: a SafeLoader subclass
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
     return data, node
 
 
@@ -78,11 +126,12 @@ def load_spec(path: str | Path, overrides: Overrides = ()) -> RunSpec:
     """Load and validate a spec file (following `include:`), then apply `--set KEY=VALUE` overrides before
     validation. Raises `clas_graph.SpecError` naming file, field and line (or the override)."""
     path = Path(path)
-    data, origins = _load_tree(path, chain=(path.resolve(),))
+    data, origins = _load_tree(path, chain=(path.resolve(),), files_read=[0])
     data, origins = apply_overrides_traced(data, overrides, origins)
     spec = validate_data(data, where=str(path), origins=origins)
     spec._source = str(path.resolve())
     spec._overrides = tuple(label for label, _, _ in _parsed(overrides))
+    spec._places = {field_path(loc): _place(origins, loc, str(path)) for loc in origins}
     return spec
 
 
@@ -129,11 +178,17 @@ def _parse_override(raw: str) -> tuple[tuple, Any]:
         raise SpecError(f"--set {raw}: an override is KEY=VALUE",
                         fix="write e.g. `--set tasks.0.limit=200` or `--set 'languages=[en, de]'`")
     loc = _parse_key(key, raw)
+    label = raw if len(raw) <= 80 else f"{raw[:60]}..."
     try:
-        value = yaml.load(text, Loader=_StrictLoader) if text.strip() else ""  # safe: a SafeLoader subclass
+        check_size(len(text.encode("utf-8")))
+        value = _load_yaml(text)[0] if text.strip() else ""
+    except SpecLimitExceeded as exc:
+        raise SpecError(f"--set {label}: {exc.what}", fix=exc.fix) from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise SpecError(f"--set {label}: {exc}", fix="correct the value") from None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"--set {raw}: the value is not valid YAML ({problem})",
+        raise SpecError(f"--set {label}: the value is not valid YAML ({problem})",
                         fix="quote the whole override in the shell, e.g. --set 'languages=[en, de]'") from None
     return loc, value
 
@@ -195,9 +250,11 @@ def _paths(value: Any, loc: tuple):
             yield from _paths(item, loc + (index,))
 
 
-def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:
-    """One file with its includes merged underneath it: (data, origins)."""
+def _load_tree(path: Path, chain: tuple, files_read: list[int]) -> tuple[dict, Origins]:
+    """One file with its includes merged underneath it: (data, origins). `files_read` counts the files read so
+    far for the whole spec (an include tree that repeats files could otherwise read one file exponentially often)."""
     data, node = parse_file(path)
+    files_read[0] += 1
     if not isinstance(data, dict):
         raise SpecError(
             f"the top level must be a mapping of fields, not {type(data).__name__}",
@@ -220,7 +277,10 @@ def _load_tree(path: Path, chain: tuple) -> tuple[dict, Origins]:
         if not target.is_file():
             raise SpecError(f"{field}: included file '{target}' does not exist", where=where,
                             fix="check the path (relative to the including file)")
-        base, base_origins = _load_tree(target, chain + (target.resolve(),))
+        if files_read[0] >= MAX_INCLUDED_FILES + 1:
+            raise SpecError(f"{field}: this spec reads more than {MAX_INCLUDED_FILES} files through `include:`",
+                            where=where, fix="include each base file once, from fewer levels")
+        base, base_origins = _load_tree(target, chain + (target.resolve(),), files_read)
         merged, origins = _merge(merged, origins, base, base_origins, ())
     own = {loc: origin for loc, origin in own.items() if loc[:1] != ("include",)}
     return _merge(merged, origins, data, own, ())
@@ -287,7 +347,7 @@ def validate_data(data: dict, *, where: str = "<spec>", origins: Origins | None 
 
 def _to_spec_error(exc: ValidationError, data: Any, where: str, origins: Origins) -> SpecError:
     lines = []
-    for error in exc.errors():
+    for error in choose_union_branches(data, exc.errors()):
         loc = _data_path(data, tuple(error["loc"]))
         cause = (error.get("ctx") or {}).get("error")
         message = error["msg"]
@@ -296,16 +356,47 @@ def _to_spec_error(exc: ValidationError, data: Any, where: str, origins: Origins
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
         if error["type"] == "extra_forbidden":
-            message = _unknown_key_message(loc[-1])
+            message, fix = _unknown_key_message(loc[-1])
         elif error["type"] == "missing":
-            message = "required field is missing"
-        lines.append(f"{_place(origins, loc, where)}: {field_path(loc)}: {message}")
+            message, fix = "required field is missing", f"add `{loc[-1]}:` here (`clas-graph schema` shows its type)"
+        else:
+            message, fix = _split_fix(message, error["type"], field_path(loc))
+        message = message.rstrip(".") + ("" if message.endswith(("?", "!")) else ".")
+        lines.append(f"{_place(origins, loc, where)}: {field_path(loc)}: {message} Fix: {fix}")
     head = lines[0]
     if len(lines) > 1:
         head += f"\n  ({len(lines) - 1} more problem(s):)\n  " + "\n  ".join(lines[1:])
     error = SpecError(head)
     error.where = where
     return error
+
+
+# Our validators end a message with what to do ("...; use `last` or ..."): that part becomes the fix.
+_ADVICE = re.compile(r"^(.*?)[;:] ((?:use|add|choose|remove|write|set|list|give|name|select|put|drop|move|pick|"
+                     r"point|rename|make|keep|run|include|split|correct|check|fix) .*)$", re.DOTALL)
+
+_GENERIC_FIXES = {
+    "literal_error": "use one of the values listed",
+    "enum": "use one of the values listed",
+    "union_tag_invalid": "use one of the kinds listed",
+    "union_tag_not_found": "add a `kind:` naming one of the kinds (`clas-graph schema` lists them)",
+    "greater_than": "use a value within that bound", "greater_than_equal": "use a value within that bound",
+    "less_than": "use a value within that bound", "less_than_equal": "use a value within that bound",
+    "too_short": "give more items", "too_long": "give fewer items",
+    "string_pattern_mismatch": "write a value of that form", "finite_number": "write a finite number",
+}
+
+
+def _split_fix(message: str, kind: str, field: str) -> tuple[str, str]:
+    """(what was wrong, how to fix it) for a validation message."""
+    advice = _ADVICE.match(message)
+    if advice:
+        return advice.group(1), advice.group(2)
+    if kind in _GENERIC_FIXES:
+        return message, _GENERIC_FIXES[kind]
+    if kind.endswith(("_type", "_parsing")):
+        return message, f"write {field} as that type (`clas-graph schema` shows each field's type)"
+    return message, f"correct {field} (`clas-graph schema` shows what each field accepts)"
 
 
 def _place(origins: Origins, loc: tuple, default: str) -> str:
@@ -369,7 +460,10 @@ def _model_types(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
-def _unknown_key_message(key: Any) -> str:
-    guess = difflib.get_close_matches(str(key), sorted(_all_field_names()), n=1)
-    hint = f"; did you mean '{guess[0]}'?" if guess else "; see `clas-graph schema` for the allowed fields"
-    return f"unknown key '{key}'{hint}"
+def _unknown_key_message(key: Any) -> tuple[str, str]:
+    """(what, fix) for an unknown key; the suggestion is never the key itself."""
+    names = sorted(_all_field_names() - {str(key)})
+    guess = difflib.get_close_matches(str(key), names, n=1)
+    if guess:
+        return f"unknown key '{key}'; did you mean '{guess[0]}'?", f"rename it to '{guess[0]}', or remove it"
+    return f"unknown key '{key}'", "remove it (`clas-graph schema` lists the allowed fields)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
@@ -76,6 +77,8 @@ class RunSpec(StrictModel):
     _source: str | None = PrivateAttr(default=None)
     # `--set KEY=VALUE` overrides applied before validation (recorded in the run's manifest).
     _overrides: tuple[str, ...] = PrivateAttr(default=())
+    # Field path (`interventions[0].layers[2]`) -> where its value was written (`file:line`, `--set KEY=VALUE`).
+    _places: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_references(self) -> "RunSpec":
@@ -90,6 +93,7 @@ class RunSpec(StrictModel):
             )
         if self.stats is not None and len(langs) < 2:
             raise FieldError(("languages",), "neuron categories compare languages: give at least two")
+        check_languages(self)  # each task's own languages first: interventions' checks read them
         seen: dict[str, int] = {}
         for index, intervention in enumerate(self.interventions):
             if intervention.id in seen:
@@ -125,7 +129,6 @@ class RunSpec(StrictModel):
                         ("conditions", name, j),
                         f"unknown intervention id '{ident}'; defined ids: {sorted(seen) or 'none'}",
                     )
-        check_languages(self)
         check_sweep(self)
         if self.analysis is not None:
             _check_analysis(self)
@@ -163,10 +166,24 @@ class RunSpec(StrictModel):
         """Path of the file this spec was loaded from, if any."""
         return self._source
 
+    def place(self, field: str) -> str:
+        """Where `field` (`interventions[0].layers[2]`) or its nearest enclosing field was written: `file:line`,
+        or `--set KEY=VALUE`; the spec file when unknown. Errors found after loading point there."""
+        path = field
+        while path:
+            if path in self._places:
+                return self._places[path]
+            parent = _FIELD_PARENT.sub("", path)
+            path = "" if parent == path else parent
+        return self.source or "<spec>"
+
     @property
     def overrides(self) -> tuple[str, ...]:
         """The `--set KEY=VALUE` overrides applied on top of the file, in order."""
         return self._overrides
+
+
+_FIELD_PARENT = re.compile(r"(\.[^.\[]*|\[[^\]]*\])$")  # the last `.name` or `[index]` of a field path
 
 
 def _check_analysis(spec: "RunSpec") -> None:

@@ -172,9 +172,16 @@ class TaskRunner:
         tokenizer)`, which a runner defines when its input can only be checked against them."""
         return callable(getattr(self, "check_model", None))
 
+    def check_needs_tokenizer(self) -> bool:
+        """Whether `check_model` reads the tokenizer (loading a large one takes seconds); if not it gets None."""
+        return True
+
     def prompt(self, model, text: str) -> str:
         """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
-        tokenizer = model.tokenizer
+        return self.templated(model.tokenizer, text)
+
+    def templated(self, tokenizer, text: str) -> str:
+        """`prompt` with the tokenizer alone (checks before the model loads)."""
         if self.spec.model.chat_template == "none" or not getattr(tokenizer, "chat_template", None):
             return text
         templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,

@@ -243,9 +243,20 @@ class LensRunner(SharedRunner):
         """Before any model work: the sites table knows the final norm, the layers exist, and every answer word
         has tokens. DataError names the field."""
         lens_readout(config, architecture_for(config), self.layers(config), sets=[[0]])
-        if isinstance(self.task.prompts, WordPrompts):
-            for language in self.languages():
-                self.word_groups(tokenizer, language)
+        for language in self.languages():
+            units = self.word_groups(tokenizer, language)[0] if isinstance(self.task.prompts, WordPrompts) \
+                else self.items(language)
+            self._check_position(tokenizer, units, language)
+
+    def _check_position(self, tokenizer, units: list[LensItem], language: str) -> None:
+        """Every prompt has the token the lens reads (`position` counts from its end)."""
+        need = -self.task.position
+        for item in units:
+            count = len(tokenizer(self.templated(tokenizer, item.prompt))["input_ids"])
+            if count < need:
+                raise DataError(f"position {self.task.position} reads token {need} from the end, but prompt "
+                                f"'{item.id}' ({language}) has {count} tokens",
+                                where="position", fix=f"use a position between -{count} and -1 (-1: the last token)")
 
     def layers(self, config) -> list[int]:
         count = config.get_text_config().num_hidden_layers

@@ -24,11 +24,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from ..data.files import local_file
+from ..data.files import local_file, read_columns
 from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
 from ..spec.base import FieldError, LanguageCode, NewField, StrictModel
 from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
+from .lm_eval_code import sandbox_templates, tasks_code, unsafe_template
+from .lm_eval_columns import missing_columns
 
 SCORABLE = ("loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until")
 """lm-eval output types whose requests clas_graph scores (greedy generation only)."""
@@ -48,9 +50,11 @@ def lm_eval_installed() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def task_manager_for(include_path: str | Path | None = None):
-    """lm-eval's task index (indexing its ~15k task files takes seconds: one per include path and process)."""
+    """lm-eval's task index (indexing its ~15k task files takes seconds: one per include path and process), with
+    its templates rendered in Jinja's sandbox from then on."""
     from lm_eval.tasks import TaskManager
 
+    sandbox_templates()
     return TaskManager(include_path=str(include_path) if include_path else None)
 
 
@@ -109,7 +113,7 @@ class LmEvalRunner(SharedRunner):
         return bool(self.task.apply_chat_template)
 
     def check_model(self, config, tokenizer) -> None:
-        check_chat_template(tokenizer, where=f"tasks ({self.key}).apply_chat_template")
+        check_chat_template(tokenizer, where="apply_chat_template")
 
     def run_many(self, model, plans, language):
         from lm_eval import __version__ as lm_eval_version
@@ -210,6 +214,10 @@ class LmEvalTask(TaskSpec):
     fewshot_as_multiturn: Annotated[bool | None, NewField()] = None
     """lm-eval's `--fewshot_as_multiturn`: few-shot examples as alternating chat turns; null: on exactly when
     `apply_chat_template` is (lm-eval's CLI rule)."""
+    trust_remote_code: Annotated[bool, NewField()] = False
+    """Allow the task's files from `include_path` to run their Python (`!function module.name` imports
+    `module.py` next to the file), as lm-eval's `trust_remote_code`. Off: such a task is refused before any work.
+    lm-eval's own tasks (installed with it) need no opt-in."""
 
     @model_validator(mode="after")
     def _check(self) -> "LmEvalTask":
@@ -270,13 +278,21 @@ class LmEvalTask(TaskSpec):
         for an unknown task, a group, or requests clas_graph cannot score."""
         name = self.task_name(language)
         manager = task_manager_for(self.include_dir(base_dir))
-        where = f"tasks ({self.kind}).tasks, language '{language}'"
+        where = f"tasks (language '{language}')"
         check_task_names([name], manager, where=where)
         entry = manager.task_index[name]
         if entry.kind.name != "TASK":
             raise SpecError(f"lm-eval's '{name}' is a {entry.kind.name.lower()}, not one task", where=where,
                             fix="name one lm-eval task per language (e.g. xnli_de, not xnli)")
         config = {**(entry.cfg or {}), **self.config}
+        if not self.trust_remote_code:
+            check_no_code([name], manager, where="trust_remote_code",
+                          fix="set `trust_remote_code: true` on this task if you trust that code")
+        unsafe = unsafe_template(config)  # templates render in Jinja's sandbox, trusted or not
+        if unsafe is not None:
+            raise SpecError(f"lm-eval task '{name}': the template of {unsafe[0]} reads a private attribute "
+                            f"(`_...` or the `attr` filter), which templates may not: {unsafe[1][:80]!r}",
+                            where="config", fix="read document fields only, e.g. {{premise}}")
         check_scorable(name, config, where)
         return config
 
@@ -309,7 +325,7 @@ class LmEvalTask(TaskSpec):
         files = (dev.data_files or {}).get(language) if split == DEV and dev.data_files else None
         files = files or (self.data_files or {}).get(language)
         if files is not None:
-            overrides.update(local_dataset(files, evaluated, base_dir, f"tasks ({self.kind}).data_files.{language}"))
+            overrides.update(local_dataset(files, evaluated, base_dir, f"data_files.{language}"))
             provided = overrides["dataset_kwargs"]["data_files"]
             config = self.raw_config(language, base_dir)
             # a split the files do not give is not read (lm-eval's few-shot sampler falls back to the others)
@@ -322,7 +338,7 @@ class LmEvalTask(TaskSpec):
         source = task_manager_for(self.include_dir(base_dir)).task_index[name].yaml_path
         if source is None:
             raise SpecError(f"lm-eval task '{name}' is defined in Python, so its config cannot be overridden",
-                            where=f"tasks ({self.kind})", fix="drop `config`, `data_files` and `dev` for this task")
+                            where="config", fix="drop `config`, `data_files` and `dev` for this task")
         return derived_task_file({"include": str(source), "task": name, **overrides})
 
     def selection(self, language: str, split: str, base_dir) -> dict:
@@ -352,7 +368,7 @@ class LmEvalTask(TaskSpec):
             if self.limit is None or not indices:
                 raise DataError(f"lm-eval task {self.task_name(language)!r} has no documents left for dev items "
                                 f"after the test subset ({total} in its split)",
-                                where=f"tasks ({self.kind}).dev, language '{language}'",
+                                where=f"dev (language '{language}')",
                                 fix="set `limit` below the split's size, or give dev.split / dev.data_files")
         else:
             limit = selection["limit"]
@@ -366,10 +382,35 @@ class LmEvalTask(TaskSpec):
             metric = self.primary_metric(base_dir, [language])
             if metric not in directions:
                 raise SpecError(f"lm-eval task {self.task_name(language)!r} reports no metric '{metric}'",
-                                where=f"tasks ({self.kind}).metric", fix=f"use one of {', '.join(directions)}")
+                                where="metric", fix=f"use one of {', '.join(directions)}")
+            self.check_columns(language, base_dir)
             return self.item_ids(languages, language, TEST, base_dir)
 
         return [(language, functools.partial(load, language)) for language in languages]
+
+    def check_columns(self, language: str, base_dir) -> None:
+        """Local files (the task's and the dev items') hold every column the task's config reads (a missing one
+        would silently become literal text, e.g. the target "label"): DataError naming the file, the config field
+        and the column."""
+        dev = (self.dev.data_files or {}).get(language) if self.dev is not None else None
+        sources = [(files, split, field) for files, split, field in (
+            ((self.data_files or {}).get(language), TEST, f"data_files.{language}"),
+            (dev, DEV, f"dev.data_files.{language}")) if files is not None]
+        if not sources:
+            return
+        config = self.raw_config(language, base_dir)
+        for files, split, where in sources:
+            paths = local_dataset(files, self.evaluated_split(language, split, base_dir), base_dir,
+                                  where)["dataset_kwargs"]["data_files"]
+            for name, path in paths.items():
+                columns = read_columns(Path(path), typed=True, name=f"{where} ({name})")
+                missing = missing_columns(config, columns)
+                if missing:
+                    field, column = missing[0]
+                    raise DataError(f"lm-eval task {self.task_name(language)!r} reads column '{column}' ({field}), "
+                                    f"which {path} lacks (its columns: {', '.join(map(str, columns)) or 'none'})",
+                                    where=where, fix=f"add the column '{column}' to the file, or point {field} at "
+                                                     f"one of its columns with `config: {{{field}: COLUMN}}`")
 
     def metric_directions(self, base_dir=None, languages=()) -> dict[str, bool]:
         """From the first language's task `metric_list`: each metric under each filter, with its
@@ -377,7 +418,7 @@ class LmEvalTask(TaskSpec):
         first = (list(languages) or self.own_languages() or [None])[0]
         if first is None:
             raise SpecError("an lm_eval task with a name pattern needs its languages to know its metrics",
-                            where=f"tasks ({self.kind}).languages", fix="list the languages it evaluates")
+                            where="languages", fix="list the languages it evaluates")
         return _directions(json.dumps(self.raw_config(first, base_dir), sort_keys=True, default=str))
 
     def primary_metric(self, base_dir=None, languages=()) -> str:
@@ -392,6 +433,15 @@ class LmEvalTask(TaskSpec):
         source = f"split `{dev.split}`" if dev.split else "the validation split (or the test split's documents " \
                                                           "after the test subset)"
         return f"lm-eval {pattern}: {dev.limit} documents per language from {source}"
+
+
+def check_no_code(names, task_manager, *, where: str, fix: str) -> None:
+    """Refuse tasks whose files (outside the installed lm-eval) would run Python (`!function`) when loaded."""
+    found = tasks_code(task_manager, names)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise SpecError(f"lm-eval task '{names[0]}' would run Python from your files: {found[0].describe()}{more}",
+                        where=where, fix=fix)
 
 
 def check_scorable(name: str, config: dict, where: str) -> None:
@@ -448,7 +498,7 @@ def _document_count(task: str, include_path: str | None, name: str) -> int:
         raise
     except Exception as error:  # the hub unreachable, a dataset or split that does not exist, bad columns
         raise DataError(f"lm-eval could not load task '{name}' or its data: {type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else ''}", where="lm_eval",
+                        f"{str(error).splitlines()[0] if str(error) else ''}", where="tasks",
                         fix="give local files in the hub dataset's columns with `data_files: {LANG: PATH}`, "
                             "or check the network and the task's dataset") from None
 
@@ -469,5 +519,5 @@ def _directions(config_json: str) -> dict[str, bool]:
             out[metric_key(metric, filter_name)] = direction is not False
     if not out:
         raise SpecError(f"lm-eval task '{config.get('task')}' lists no metrics clas_graph can read",
-                        where="lm_eval", fix="choose a task with a `metric_list`")
+                        where="tasks", fix="choose a task with a `metric_list`")
     return out

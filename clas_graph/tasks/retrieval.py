@@ -29,12 +29,22 @@ class RetrievalRunner(CorpusRunner, SharedRunner):
         return [*self.languages(), self.anchor]  # queries and the anchor's candidates
 
     def layer(self, model) -> int:
-        layers = model._module.config.get_text_config().num_hidden_layers
+        return self.layer_of(model._module.config)
+
+    def layer_of(self, config) -> int:
+        layers = config.get_text_config().num_hidden_layers
         layer = self.task.layer if self.task.layer is not None else layers // 2
         if layer >= layers:
             raise DataError(f"layer {layer} is out of range: the model has {layers} layers",
-                            where=f"tasks ({self.key}).layer", fix=f"use 0-{layers - 1}")
+                            where="layer", fix=f"use 0-{layers - 1}")
         return layer
+
+    def check_model(self, config, tokenizer) -> None:
+        """Before any model work: the layer read exists."""
+        self.layer_of(config)
+
+    def check_needs_tokenizer(self) -> bool:
+        return False
 
     def pooled(self, model, plans, language):
         """{condition: [samples, hidden]} for `language`, computed once per (condition, language) for all at once."""
