@@ -25,6 +25,7 @@ Typical use::
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import random
 import re
@@ -267,11 +268,19 @@ def load_bible(
     if min_chars > max_chars:
         raise DataError(f"min_chars ({min_chars}) > max_chars ({max_chars})")
     _check_verse_limits(langs, offset, limit)
+    selected = _select_verses(bible_db_path(), tuple(langs), limit, offset, seed, min_chars, max_chars)
+    return [ParallelSample(id=ident, texts=dict(texts)) for ident, texts in selected]
 
+
+# Checks before model work build every unit's texts, then the run builds them again: the same selection is read
+# from the database once per process. Fresh samples (and dicts) each call, so no caller shares mutable state.
+@functools.lru_cache(maxsize=64)
+def _select_verses(db: Path, langs: tuple[str, ...], limit: int, offset: int, seed: int | None, min_chars: int,
+                   max_chars: int) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     letters = [BIBLE_TRANSLATIONS[lang] for lang in langs]
-    samples: list[ParallelSample] = []
+    samples: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     seen = 0  # qualifying verses so far, in order
-    conn = sqlite3.connect(f"file:{bible_db_path()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         books = dict(conn.execute("SELECT bNumber, bsName FROM bibleRef WHERE bbName = 'k'"))
         order = _verse_grid(conn)
@@ -295,13 +304,13 @@ def load_bible(
                 seen += 1
                 if seen > offset:
                     b, c, v = key
-                    samples.append(ParallelSample(id=f"{books[b]}.{c}.{v}", texts=texts))
+                    samples.append((f"{books[b]}.{c}.{v}", tuple(texts.items())))
                     if len(samples) == limit:
-                        return samples
+                        return tuple(samples)
     finally:
         conn.close()
     raise DataError(
-        f"Only {seen} verses qualify for languages {langs} with "
+        f"Only {seen} verses qualify for languages {list(langs)} with "
         f"{min_chars} <= chars <= {max_chars}; asked for offset + limit = {offset + limit}. "
         "Fix: lower offset/limit or widen min_chars/max_chars."
     )
