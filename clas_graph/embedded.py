@@ -23,7 +23,6 @@ Layout under :func:`cache_root`::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import rich.console
+from filelock import FileLock, Timeout
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from .extras import EMBEDDED_MODEL, require
@@ -243,16 +243,16 @@ def _normalize_config(config) -> None:
 @contextmanager
 def _locked(lock_path: pathlib.Path, console: rich.console.Console) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            console.print(f"Waiting for another process to finish converting (lock: {lock_path})")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    lock = FileLock(str(lock_path))  # an flock: the kernel frees it when its holder dies, however it dies
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        console.print(f"Waiting for another process to finish converting (lock: {lock_path})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager

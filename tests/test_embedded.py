@@ -86,3 +86,34 @@ def test_batched_statistics_equal_one_sample_at_a_time_on_gemma3_270m(demo):
     for got, want in zip(batched.as_tuple(), alone.as_tuple()):
         assert ((got - want).abs().max() / want.abs().max()).item() < 1e-5
     torch.testing.assert_close(t_b, t_a, rtol=1e-5, atol=0)
+
+
+def test_a_second_conversion_waits_for_the_first_and_says_so(tmp_path):
+    """The conversion lock is an flock: a second holder waits (saying so) until the first lets go."""
+    import io
+    import threading
+
+    from filelock import FileLock
+    from rich.console import Console
+
+    from clas_graph import embedded
+
+    path = tmp_path / "gemma-3-270m.lock"
+    first = FileLock(str(path))
+    first.acquire()
+    said = io.StringIO()
+    entered = threading.Event()
+
+    def second():
+        with embedded._locked(path, Console(file=said)):
+            entered.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        assert not entered.wait(0.5)
+        assert "Waiting for another process to finish converting" in said.getvalue()
+    finally:
+        first.release()
+    assert entered.wait(10)
+    thread.join()
