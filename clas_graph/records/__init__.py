@@ -1,8 +1,17 @@
 """Run directories: identity (spec hash), atomic strict-JSON writes, locks, manifest, verified reads."""
 
 from .locks import held, runs_folder_lock
-from .run_dir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, jsonl_text, spec_hash
+from .run_dir import (
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    jsonl_text,
+    spec_hash,
+    strict_json,
+)
 from .verified import file_sha256, read_json, sha256_hex, warn_damaged
 
 __all__ = ["RunDir", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_sha256", "held",
-           "jsonl_text", "read_json", "runs_folder_lock", "sha256_hex", "spec_hash", "warn_damaged"]
+           "jsonl_text", "read_json", "runs_folder_lock", "sha256_hex", "spec_hash", "strict_json",
+           "warn_damaged"]

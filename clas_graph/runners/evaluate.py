@@ -25,6 +25,7 @@ from ..records import (
     jsonl_text,
     read_json,
     sha256_hex,
+    strict_json,
     warn_damaged,
 )
 from ..spec.base import BASE_CONDITION
@@ -96,9 +97,10 @@ def _finished_metrics(run_dir: Path, runner: TaskRunner, language: str, conditio
     done = unit_path(run_dir, runner.key, language, condition)
     if not done.is_file():
         return None
-    problem = _unit_problem(read_json(done), run_dir, runner, language, condition)
+    unit = read_json(done)
+    problem = _unit_problem(unit, run_dir, runner, language, condition)
     if problem is None:
-        return read_json(done)["metrics"]
+        return unit["metrics"]
     if report:
         warn_damaged(done, f"{problem}; recomputing the unit")
     return None
@@ -169,11 +171,7 @@ def summarize(runner: TaskRunner, per_condition: dict, anchor: str | None) -> di
     for name, by_language in per_condition.items():
         scores = {lang: m[primary] for lang, m in by_language.items()}
         deltas[name] = {lang: scores[lang] - base[lang] for lang in scores}
-        summary[name] = _finite(paired_test(base, scores, anchor))
+        summary[name] = strict_json(paired_test(base, scores, anchor))  # undefined statistics: null
     return {"kind": runner.task.kind, "primary": primary, "higher_is_better": runner.higher_is_better,
             "languages": runner.languages(), "per_language": per_condition, "delta": deltas, "summary": summary}
 
-
-def _finite(values: dict) -> dict:
-    """JSON has no NaN: undefined statistics (fewer than two languages) become null."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}

@@ -209,7 +209,7 @@ def _cached_candidates(spec: RunSpec, runs_root: Path):
         if not isinstance(meta, dict):
             warn_damaged(meta_path, "ignoring that artifact (statistics are recomputed if no other fits)")
             continue
-        if isinstance(meta, dict) and meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
+        if meta.get("moments_key") == key and (meta_path.parent / TENSOR_FILE).is_file():
             yield meta_path.with_name(TENSOR_FILE)
 
 
