@@ -209,16 +209,6 @@ def load_config_for_spec(spec):
         raise _in_spec(spec, error) from None
 
 
-def load_meta_model_for_spec(spec):
-    """The spec's model without weights (meta device) and its tokenizer: enough to build and check a task's
-    inputs before the weights load."""
-    try:
-        source, kwargs = resolve_model_source(spec.model, Path(spec.source).parent if spec.source else None)
-        return _meta_model(source, kwargs, remote=False)
-    except BackendError as error:
-        raise _in_spec(spec, error) from None
-
-
 def load_tokenizer_for_spec(spec):
     """The tokenizer of the spec's model (no weights; the embedded model's converted folder holds it)."""
     from transformers import AutoTokenizer

@@ -245,22 +245,23 @@ def test_rerun_computes_only_the_missing_conditions_together(spec_file, tmp_path
 def test_interrupted_run_resumes_to_the_same_metrics(spec_file, tmp_path, monkeypatch, finished):
     _, uninterrupted = finished
     runs = tmp_path / "runs"
-    original = XquadRunner.run
+    original = XquadRunner.run_many
     count = []
 
-    def crash_on_fourth(self, *args, **kwargs):
+    def crash_on_second_unit(self, *args, **kwargs):  # each call runs one language's conditions
         count.append(1)
-        if len(count) == 4:
+        if len(count) == 2:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(XquadRunner, "run", crash_on_fourth)
+    monkeypatch.setattr(XquadRunner, "run_many", crash_on_second_unit)
     first = run(spec_file, runs)
     assert first.exit_code == 130
     (run_dir,) = runs.iterdir()
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "interrupted"
     assert not (run_dir / "metrics.json").exists()
-    monkeypatch.setattr(XquadRunner, "run", original)
+    assert len(list((run_dir / "units").glob("xquad_*.json"))) >= 1  # the first language's units were kept
+    monkeypatch.setattr(XquadRunner, "run_many", original)
     second = run(spec_file, runs)
     assert second.exit_code == 0, second.output
     resumed = json.loads((run_dir / "metrics.json").read_text())

@@ -11,9 +11,11 @@ from tiny import spec_data
 
 import clas_graph
 from clas_graph.errors import DataError
-from clas_graph.execution.context import InputsChecked, checking_inputs
+from clas_graph.execution.readouts import ContinuationLogprob, LastLogits
+from clas_graph.execution.requests import Request, check_requests
 from clas_graph.runners.evaluate import evaluate, unit_path
 from clas_graph.spec.load import validate_data
+from clas_graph.tasks.xnli import XnliRunner
 
 LABELS = ["0", "1", "2"]
 
@@ -67,30 +69,44 @@ def test_fitting_selectors_run_every_unit_and_finished_units_are_not_rechecked(s
     assert set(document["tasks"]["xnli"]["per_language"]["boost"]) == {"en", "de", "fr"}
     assert unit_path(tmp_path, "xnli", "fr", "boost").is_file()
     checked = []
-    monkeypatch.setattr("clas_graph.runners.input_checks.checking_inputs",
-                        lambda: checked.append(1) or checking_inputs())
+    original = XnliRunner.check
+    monkeypatch.setattr(XnliRunner, "check", lambda self, unit: checked.append(unit.language) or original(self, unit))
     evaluate(spec, model, plans, tmp_path)
     assert checked == []  # every unit finished: nothing to check, nothing rerun
+    unit_path(tmp_path, "xnli", "fr", "boost").unlink()
+    evaluate(spec, model, plans, tmp_path)
+    assert checked == ["fr"]  # only the unfinished unit is checked (and rerun)
 
 
-def test_checking_inputs_stops_the_first_model_call_after_its_checks(setup):
+def test_requests_are_checked_without_running_the_model(setup, monkeypatch):
+    """The check is a function of the requests, the tokenizer and the plans: no trace runs."""
     model, make, lengths = setup
     plan = clas_graph.compile_plan(make(lengths["fr"] + 1), model, "boost")
-    with checking_inputs(), pytest.raises(DataError, match="outside"):
-        clas_graph.forward(model, plan, ["un"], ["fr"])
-    with checking_inputs(), pytest.raises(InputsChecked):
-        clas_graph.forward(model, plan, ["word " * 200], ["en"])
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a check ran the model")
+
+    monkeypatch.setattr("clas_graph.execution.local.LocalExecutor.call", no_model)
+    monkeypatch.setattr("clas_graph.execution.local.LocalExecutor.readouts", no_model)
+    short = Request("prompts", ("a",), ("fr",), texts=("un",), readout=LastLogits())
+    with pytest.raises(DataError, match="outside"):
+        check_requests(model.tokenizer, {"boost": plan}, [short])
+    check_requests(model.tokenizer, {"boost": plan}, [Request("prompts", ("a",), ("en",), texts=("word " * 200,),
+                                                              readout=LastLogits())])
+    monkeypatch.undo()
     assert clas_graph.forward(model, plan, ["word " * 200], ["en"]).shape[0] == 1
 
 
 def test_token_rows_are_checked_too(setup):
     """lm-evaluation-harness requests arrive as token ids: their selectors are checked on the rows' lengths."""
     from clas_graph.execution.api import read_tokens_many
-    from clas_graph.execution.readouts import ContinuationLogprob
 
     model, make, _ = setup
     plans = {"boost": clas_graph.compile_plan(make(5), model, "boost")}
     with pytest.raises(DataError, match=r"interventions\[0\]\.positions: token index 5 .* outside a text of 4 tokens"):
         read_tokens_many(model, plans, [[5, 6, 7, 8]], ["de"], ContinuationLogprob(((1,),)))
-    with checking_inputs(), pytest.raises(InputsChecked):
-        read_tokens_many(model, plans, [list(range(5, 15))], ["de"], ContinuationLogprob(((1,),)))
+    tokens = Request("ll", ("0",), ("de",), tokens=((5, 6, 7, 8),), readout=ContinuationLogprob(((1,),)))
+    with pytest.raises(DataError, match=r"token index 5 .* outside a text of 4 tokens"):
+        check_requests(model.tokenizer, plans, [tokens])
+    check_requests(model.tokenizer, plans, [Request("ll", ("0",), ("de",), tokens=(tuple(range(5, 15)),),
+                                                    readout=ContinuationLogprob(((1,),)))])

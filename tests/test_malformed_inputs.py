@@ -230,6 +230,31 @@ def test_run_refuses_before_the_weights_load(folder, no_weights, tmp_path, overr
     assert not (tmp_path / "runs").exists(), "no run directory before the checks pass"
 
 
+@pytest.mark.parametrize("overrides, field", [
+    (["interventions.1.positions=[60]"], "interventions[1].positions"),
+    (["tasks.1.position=-500"], "tasks[1]"),
+], ids=["patch-position", "lens-position"])
+def test_positions_are_refused_with_the_weights_file_absent(folder, tmp_path, overrides, field):
+    """The position checks read the tokenizer and the config only: a model folder without its weights file is
+    enough to refuse a bad patch or lens position, in one line."""
+    weightless = tmp_path / "spec"
+    weightless.mkdir()
+    model = weightless / "model"
+    shutil.copytree(folder / "model", model, symlinks=False)
+    for weights in model.glob("*.safetensors"):
+        weights.unlink()
+    assert not list(model.glob("*.safetensors")) and (model / "config.json").is_file()
+    for name in ("spec.yaml", "parallel.jsonl"):
+        shutil.copy(folder / name, weightless / name)
+    args = ["run", str(weightless / "spec.yaml"), "--runs-dir", str(tmp_path / "runs")]
+    for item in overrides:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert_refused(result, field, overrides)
+    assert result.output.strip().count("\n") <= 1, result.output  # the error and its fix, no traceback
+    assert not (tmp_path / "runs").exists()
+
+
 def test_union_errors_name_the_alternative_meant_first(folder):
     """`reduce: median` on a `{languages: ...}` source is about `reduce`, not a missing `language` key."""
     result = CliRunner().invoke(app, ["validate", str(folder / "spec.yaml"), "--set",

@@ -363,6 +363,41 @@ def test_xnli_and_xquad_units_patch_from_the_same_items_in_the_source_language(t
     assert [row["output"] for row in rows(xquad_runner, "p")] == want
 
 
+def test_two_items_with_identical_text_each_get_their_own_source(tiny_lm, tmp_path, write):
+    """Sources are found by item id, not by text: two German items with the same text are patched from their own,
+    different English items (matching by text would give both the first one's source)."""
+    from clas_graph.data.tasks import XNLI_PROMPT, render
+    from clas_graph.runners.evaluate import run_units, samples_path
+    from clas_graph.tasks.base import task_runners
+
+    model = tiny_lm("llama")
+    en = [{"premise": f"en pair {i} is {'here ' * (i + 1)}", "hypothesis": f"en {i}", "label": i % 3} for i in range(3)]
+    de = [{"premise": "de gleich", "hypothesis": "de gleich", "label": i % 3} for i in range(2)]
+    de.append({"premise": "de anders", "hypothesis": "de 2", "label": 2})
+    files = {lang: str(write(f"same_{lang}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)))
+             for lang, rows in (("en", en), ("de", de))}
+    the_spec = validate_data(spec_data(["en", "de"], interventions=[
+        {"kind": "patch", "id": "p", "layers": [1], "source": {"language": "en"}}],
+        tasks=[{"kind": "xnli", "data_files": files, "limit": None, "labels": ["0", "1", "2"]}]))
+    plans = clas_graph.compile_plans(the_spec, model)
+    (runner,) = task_runners(the_spec)
+    run_units(model, runner, plans, "de", tmp_path)
+    path = samples_path(tmp_path, runner.key, "de", "p")
+    got = torch.tensor([json.loads(line)["probs"] for line in path.read_text(encoding="utf-8").splitlines()],
+                       dtype=torch.float64)
+    items = runner.task.items("de", "test")
+    by_id = {e.id: e for e in runner.task.items("en", "test")}
+    prompts = [render(XNLI_PROMPT, premise=e.premise, hypothesis=e.hypothesis) for e in items]
+    assert prompts[0] == prompts[1]
+    sources = [render(XNLI_PROMPT, premise=by_id[e.id].premise, hypothesis=by_id[e.id].hypothesis) for e in items]
+    assert sources[0] != sources[1]
+    labels = [model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in ("0", "1", "2")]
+    direct = clas_graph.forward(model, plans["p"], prompts, ["de"] * 3, token_ids=labels, parallel={"en": sources})
+    want = torch.softmax(direct.double(), -1)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert (want[0] - want[1]).abs().max() > 1e-4  # the two identical rows differ only by their sources
+
+
 def test_a_unit_whose_languages_have_different_items_is_refused(tiny_lm, tmp_path, write):
     from clas_graph.runners.evaluate import run_units
     from clas_graph.tasks.base import task_runners

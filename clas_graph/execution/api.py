@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -22,9 +23,10 @@ from ..compile.plan import Plan, label_language
 from ..errors import DataError
 from ..sites import architecture_for, dims_of
 from .batching import longest_first, token_lengths
-from .context import current, inputs_checked
+from .context import current
 from .lens import lens_readout
 from .patching import (
+    Layout,
     SourceRowsReadout,
     caller_rows,
     check_positions,
@@ -88,15 +90,20 @@ def read_tokens_many(model, plans: Mapping[str, Plan | None], rows: Sequence[Seq
     """`read_many` on token ids given per row (already encoded, e.g. as lm-evaluation-harness encodes its requests),
     left-padded into batches, longest first. Patches may read a `{condition: ...}` source (a copy of the row);
     a language source needs the rows' parallel texts, which token rows do not have."""
+    refuse_language_sources(plans)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    return read_rows(model, plans, rows, languages, readout, batch_size=batch_size,
+                     lengths_of=lambda items: [len(row) for row in items],
+                     encode_rows=lambda items: encode_ids(items, pad), parallel_of=lambda group: {})
+
+
+def refuse_language_sources(plans: Mapping[str, Plan | None]) -> None:
+    """Token rows have no parallel texts: a plan that patches from another language cannot run on them."""
     for plan in plans.values():
         if any(source.languages for source in (plan.sources() if plan is not None else {}).values()):
             raise DataError(f"condition '{plan.condition}' patches from another language's text, which token rows "
                             "do not have", where="patch source",
                             fix="use read_many with texts, or patch from a condition (`source: {condition: base}`)")
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    return read_rows(model, plans, rows, languages, readout, batch_size=batch_size,
-                     lengths_of=lambda items: [len(row) for row in items],
-                     encode_rows=lambda items: encode_ids(items, pad), parallel_of=lambda group: {})
 
 
 def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages: Sequence[str], readout: Readout, *,
@@ -105,11 +112,49 @@ def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages
     """`read_many` over rows of any kind (texts or token ids): `lengths_of(rows)` counts their tokens,
     `encode_rows(rows)` makes a batch's model inputs, `parallel_of(plans)` gives the parallel texts they patch from.
     Every group's inputs are checked before the first trace."""
-    for plan in plans.values():
-        check_rows(plan, rows, languages)
     config = model._module.config
     if not rows:
+        for plan in plans.values():
+            check_rows(plan, rows, languages)
         return {name: readout.assemble(0, [], config) for name in plans}
+    laid_out = lay_out_rows(plans, rows, languages, batch_size=batch_size, lengths_of=lengths_of,
+                            parallel_of=parallel_of)
+    out: dict = {}
+    for signature, group in laid_out.groups.items():
+        if not signature:
+            parts = current().readouts(
+                model, group, base_plan(model, languages), longest_first(laid_out.lengths, batch_size),
+                lambda index: encode_rows([rows[i] for i in index]), languages, readout, batch_size=batch_size)
+            out.update({name: readout.assemble(len(rows), value, config) for name, value in parts.items()})
+            continue
+        laid = laid_out.layouts[signature]
+        parts = current().readouts(
+            model, group, base_plan(model, [label_language(label) for label in laid.labels]), laid.batches,
+            lambda index, laid=laid: encode_rows([laid.texts[i] for i in index]), laid.labels,
+            SourceRowsReadout(readout, laid.target_of), batch_size=batch_size)
+        out.update({name: readout.assemble(len(rows), caller_rows(value, laid.n), config)
+                    for name, value in parts.items()})
+    return {name: out[name] for name in plans}
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """How a call's rows run: plans grouped by the sources they read, each row's token count, and for each group
+    that reads sources its rows with their source rows."""
+
+    groups: dict[tuple, dict]
+    lengths: list[int]
+    layouts: dict[tuple, Layout]
+
+
+def lay_out_rows(plans: Mapping[str, Plan | None], rows: Sequence, languages: Sequence[str], *, batch_size: int,
+                 lengths_of: Callable[[Sequence], list[int]],
+                 parallel_of: Callable[[list[Plan]], Mapping]) -> RowLayout:
+    """Check a call's rows against its plans and lay them out, without a model: one language per row and every
+    language one the plans know, the patches' parallel texts, and every position selector on every row (source
+    rows included). What the input checks before any weights load run, and what `read_rows` runs on."""
+    for plan in plans.values():
+        check_rows(plan, rows, languages)
     groups: dict[tuple, dict] = {}
     for name, plan in plans.items():
         groups.setdefault(source_signature(plan), {})[name] = plan
@@ -119,23 +164,7 @@ def read_rows(model, plans: Mapping[str, Plan | None], rows: Sequence, languages
                for signature, group in groups.items() if signature}
     if () in groups:
         check_positions_in(list(groups[()].values()), lengths, languages)
-    inputs_checked(rows)
-    out: dict = {}
-    for signature, group in groups.items():
-        if not signature:
-            parts = current().readouts(
-                model, group, base_plan(model, languages), longest_first(lengths, batch_size),
-                lambda index: encode_rows([rows[i] for i in index]), languages, readout, batch_size=batch_size)
-            out.update({name: readout.assemble(len(rows), value, config) for name, value in parts.items()})
-            continue
-        laid = layouts[signature]
-        parts = current().readouts(
-            model, group, base_plan(model, [label_language(label) for label in laid.labels]), laid.batches,
-            lambda index, laid=laid: encode_rows([laid.texts[i] for i in index]), laid.labels,
-            SourceRowsReadout(readout, laid.target_of), batch_size=batch_size)
-        out.update({name: readout.assemble(len(rows), caller_rows(value, laid.n), config)
-                    for name, value in parts.items()})
-    return {name: out[name] for name in plans}
+    return RowLayout(groups, lengths, layouts)
 
 
 def source_layout(plans: list[Plan], rows: Sequence, languages: Sequence[str], lengths: list[int],
@@ -175,7 +204,6 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
     check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
     check_positions(model.tokenizer, [plan], texts, languages, max_length)
-    inputs_checked(texts)
     trace = emit(plan)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for index in batches(model.tokenizer, texts, batch_size, max_length):
@@ -187,6 +215,21 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
         for row, i in enumerate(index):
             out[i] = logits[row].float().cpu()
     return torch.stack(out) if out else torch.empty(0)
+
+
+def generation_rows(tokenizer, plan: Plan, texts: Sequence[str], languages: Sequence[str], *, batch_size: int,
+                    max_length: int, parallel: Parallel = None) -> tuple[list, list, list[list[int]]]:
+    """Check a generation's rows against its plan and lay them out, without a model: (every row's text, source
+    rows after the caller's, their labels, the batches). A patching plan decodes its source rows in the same
+    batches."""
+    check_rows(plan, texts, languages)
+    if source_signature(plan):
+        count = functools.partial(token_lengths, tokenizer, max_length=max_length)
+        rows = source_layout([plan], texts, languages, count(texts), count,
+                             parallel_for([plan], texts, languages, parallel), batch_size)
+        return rows.texts, rows.labels, rows.batches
+    check_positions(tokenizer, [plan], texts, languages, max_length)
+    return list(texts), list(languages), batches(tokenizer, texts, batch_size, max_length)
 
 
 def eos_ids(model) -> set[int]:
@@ -202,18 +245,9 @@ def generate_ids(model, plan: Plan | None, texts: Sequence[str], languages: Sequ
     A patching plan decodes its source rows in the same batches (their tokens are dropped)."""
     from transformers import GenerationConfig
 
-    check_rows(plan, texts, languages)
     plan = plan or base_plan(model, languages)
-    if source_signature(plan):
-        count = functools.partial(token_lengths, model.tokenizer, max_length=max_length)
-        rows = source_layout([plan], texts, languages, count(texts), count,
-                             parallel_for([plan], texts, languages, parallel), batch_size)
-        all_texts, labels, groups = rows.texts, rows.labels, rows.batches
-    else:
-        check_positions(model.tokenizer, [plan], texts, languages, max_length)
-        all_texts, labels = texts, languages
-        groups = batches(model.tokenizer, texts, batch_size, max_length)
-    inputs_checked(texts)
+    all_texts, labels, groups = generation_rows(model.tokenizer, plan, texts, languages, batch_size=batch_size,
+                                                max_length=max_length, parallel=parallel)
     trace = emit(plan)
     tokenizer = model.tokenizer
     eos = eos_ids(model)

@@ -25,7 +25,6 @@ from ..compile.plan import Plan, SourceRow, label_language
 from ..compile.positions import PositionSelect
 from ..errors import DataError
 from .batching import longest_first, token_lengths
-from .context import parallel_provider
 from .readouts import Readout
 
 
@@ -50,21 +49,18 @@ class Layout:
 
 def parallel_for(plans: Sequence[Plan], texts: Sequence[str], languages: Sequence[str],
                  parallel: Mapping[str, Sequence[str | None]] | None) -> dict[str, Sequence[str | None]]:
-    """The rows' parallel texts in every language the plans patch from: as given, else from the current
-    provider (the evaluation runner's task data)."""
+    """The rows' parallel texts in every language the plans patch from, as given (one per row, None for a row
+    with no parallel text)."""
     wanted = tuple(sorted({code for plan in plans for source in plan.sources().values() for code in source.languages}))
     if not wanted:
         return {}
     given = dict(parallel or {})
     missing = tuple(code for code in wanted if code not in given)
     if missing:
-        provider = parallel_provider()
-        if provider is None:
-            raise DataError(f"a plan patches from {', '.join(missing)}, but no parallel texts in it were given",
-                            where="patch source",
-                            fix="pass parallel={language: [one text per row]} (the evaluation runner gives the "
-                                "task's own parallel items)")
-        given.update(provider(list(texts), list(languages), missing))
+        raise DataError(f"a plan patches from {', '.join(missing)}, but no parallel texts in it were given",
+                        where="patch source",
+                        fix="pass parallel={language: [one text per row]} (the evaluation runner gives the task's "
+                            "own parallel items)")
     for code in wanted:
         if len(given[code]) != len(texts):
             raise DataError(f"got {len(given[code])} parallel texts in {code} for {len(texts)} rows",

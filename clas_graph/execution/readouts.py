@@ -88,6 +88,10 @@ class Readout:
         """One condition's batches as the caller's result over all `rows` texts."""
         raise NotImplementedError
 
+    def for_model(self, hf_model, architecture) -> "Readout":
+        """The readout as it runs on this model (a request describes it before the model is known)."""
+        return self
+
 
 @dataclass(frozen=True)
 class LastLogits(Readout):
@@ -275,6 +279,17 @@ class Pooled(Readout):
         for index, value in batches:
             vectors[index] = value.float()
         return vectors
+
+
+@dataclass(frozen=True)
+class LabelLogits(LastLogits):
+    """A few tokens' logits at the last position, as a request describes them before the model loads; on the
+    model they are `label_logits` (float32 from the LM head's input when the head has no bias)."""
+
+    label: ClassVar = "label_logits"
+
+    def for_model(self, hf_model, architecture) -> LastLogits:
+        return label_logits(hf_model, architecture, self.token_ids)
 
 
 def label_logits(hf_model, architecture, token_ids: Sequence[int]) -> LastLogits:

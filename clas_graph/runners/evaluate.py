@@ -33,7 +33,6 @@ from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
 from ..tasks.base import TaskRunner, task_runners
 from .input_checks import check_unit_inputs
-from .patching import task_parallel_texts
 
 METRICS_SCHEMA = 1
 
@@ -44,11 +43,6 @@ def unit_path(run_dir: Path, task_key: str, language: str, condition: str) -> Pa
 
 def samples_path(run_dir: Path, task_key: str, language: str, condition: str) -> Path:
     return run_dir / "samples" / f"{task_key}_{language}_{condition}.jsonl"
-
-
-def run_unit(model, runner: TaskRunner, plan: Plan, language: str, run_dir: Path) -> dict:
-    """Evaluate one unit (or load it when already finished); returns its metrics."""
-    return run_units(model, runner, {plan.condition: plan}, language, run_dir)[plan.condition]
 
 
 def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, run_dir: Path) -> dict[str, dict]:
@@ -62,8 +56,7 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
         else:
             todo[name] = plan
     if todo:
-        with task_parallel_texts(model, runner, todo, language):  # patches' sources: the task's parallel items
-            results = runner.run_many(model, todo, language)
+        results = runner.run_many(model, todo, language)
         for name, (rows, unit_metrics) in results.items():
             check_finite(runner, language, name, unit_metrics)
             samples = jsonl_text(rows).encode("utf-8")
@@ -141,7 +134,7 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
                 if only is None or name == BASE_CONDITION or name in only.get(runner.key, ())}
 
     groups = [(runner, language, chosen(runner)) for runner in runners for language in runner.languages()]
-    check_unit_inputs(model, [(runner, language, {
+    check_unit_inputs(model.tokenizer, model._module.config, [(runner, language, {
         name: plan for name, plan in group.items()
         if _finished_metrics(run_dir, runner, language, name, report=False) is None})
         for runner, language, group in groups])

@@ -6,7 +6,7 @@ loaded (minutes for an 8B model) and before a run directory is made. A task runn
 or tokenizer to check its input (the lens: a final norm the sites table knows, layers, a read position every prompt
 has, answers that tokenize) defines `check_model(config, tokenizer)`; both are read here, without weights, only
 when some runner has it. Every condition is compiled against the config (layers, sites, mask sizes), and when a
-plan selects positions (patches), each task's texts are checked against them with a weightless model.
+plan selects positions (patches), each task's requests are checked against them with the tokenizer and config.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..data.corpora import load_corpus
 from ..errors import ClasGraphError
 from ..execution.patching import selects_positions
 from ..interventions.base import CompileContext
-from ..loading import load_config_for_spec, load_meta_model_for_spec, load_tokenizer_for_spec
+from ..loading import load_config_for_spec, load_tokenizer_for_spec
 from ..sites import architecture_for, dims_of
 from ..spec.run_spec import RunSpec
 from ..spec.sweep import expand
@@ -69,7 +69,7 @@ def check_conditions_fit(spec: RunSpec, runs_root: Path | None = None) -> None:
         return
     plans = {name: compile_condition(expansion, config, name, stats) for name in expansion.spec.resolved_conditions}
     if selects_positions(list(plans.values())):
-        _check_positions(expansion.spec, plans)
+        _check_positions(expansion.spec, config, plans)
 
 
 def _check_layers_and_sites(spec: RunSpec, config) -> None:
@@ -85,12 +85,12 @@ def _check_layers_and_sites(spec: RunSpec, config) -> None:
             context.check_site(intervention.site)
 
 
-def _check_positions(spec: RunSpec, plans: dict[str, Plan]) -> None:
-    """Each task's texts, built as the run builds them, against every plan's position selectors; the weightless
-    model stops each unit at its first model call."""
-    model = load_meta_model_for_spec(spec)
-    check_unit_inputs(model, [(runner, language, plans) for runner in task_runners(spec)
-                              for language in runner.languages()])
+def _check_positions(spec: RunSpec, config, plans: dict[str, Plan]) -> None:
+    """Each task's requests, built as the run builds them, against every plan's position selectors and sources:
+    the tokenizer and the config are all they need."""
+    tokenizer = load_tokenizer_for_spec(spec)
+    check_unit_inputs(tokenizer, config, [(runner, language, plans) for runner in task_runners(spec)
+                                          for language in runner.languages()])
 
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")  # a task's own field at the start of an error's `where`

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pydantic import Field
 
 from ..compile.plan import Plan
 from ..errors import DataError
 from ..eval.langid import detect, primary
+from ..execution.requests import Answers, Request, answer_requests, check_requests, source_languages
 from ..spec.base import LanguageCode, StrictModel
 from ..spec.rows import DetectedAnchor, FixedAnchor
 
@@ -34,6 +35,17 @@ SPLITS = (TEST, DEV)
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (task, language) unit as its requests see it: the conditions' plans, the tokenizer and the model's
+    config (no weights)."""
+
+    language: str
+    plans: dict[str, Plan]
+    tokenizer: Any
+    config: Any
 
 
 class TaskSpec(StrictModel):
@@ -176,12 +188,8 @@ class TaskRunner:
         """Whether `check_model` reads the tokenizer (loading a large one takes seconds); if not it gets None."""
         return True
 
-    def prompt(self, model, text: str) -> str:
-        """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
-        return self.templated(model.tokenizer, text)
-
     def templated(self, tokenizer, text: str) -> str:
-        """`prompt` with the tokenizer alone (checks before the model loads)."""
+        """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
         if self.spec.model.chat_template == "none" or not getattr(tokenizer, "chat_template", None):
             return text
         templated = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
@@ -189,13 +197,66 @@ class TaskRunner:
         bos = tokenizer.bos_token or ""
         return templated[len(bos):] if bos and templated.startswith(bos) else templated  # the tokenizer adds BOS
 
-    def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
+    # A unit, as requests: what it needs from the model (`requests`, then `more_requests` that depend on their
+    # answers), and its rows and metrics from the answers (`score`). No model is needed to build requests.
+
+    def requests(self, unit: Unit) -> list[Request]:
+        """What the unit needs from the model, built from the task's data, the tokenizer and the config."""
         raise NotImplementedError
 
+    def more_requests(self, unit: Unit, requests: dict[str, Request], answers: Answers) -> list[Request]:
+        """Requests built from earlier answers (e.g. a score of the generated text); default: none."""
+        return []
+
+    def score(self, unit: Unit, requests: dict[str, Request], answers: Answers) -> dict[str, tuple[list[dict], dict]]:
+        """{condition: (sample rows, metrics)} from every request (by name) and its answers."""
+        raise NotImplementedError
+
+    def new_request(self, name: str, ids, languages, **fields) -> Request:
+        """A request with the spec's batch size and maximum length."""
+        return Request(name, tuple(ids), tuple(languages), batch_size=self.spec.batch_size,
+                       max_length=self.spec.max_length, **fields)
+
+    def source_texts(self, language: str, tokenizer, config) -> dict[str, str]:
+        """Each item's text in `language` as the task feeds it to the model (its prompt, cut or template
+        included), by item id: what a patch from `language` reads. Default: the rows of the unit's first request."""
+        first = self.requests(Unit(language, {}, tokenizer, config))[0]
+        return dict(zip(first.ids, first.rows))
+
+    def sources(self, unit: Unit) -> dict[str, dict[str, str]]:
+        """The source texts of every language the unit's plans patch from (none without such patches); the
+        task's items must be the same in both languages."""
+        wanted = source_languages(unit.plans)
+        if not wanted:
+            return {}
+        languages = self.data_languages()
+        own = item_ids(self.task, languages, unit.language, self.split, self.base_dir)
+        for code in wanted:
+            if code != unit.language and item_ids(self.task, languages, code, self.split, self.base_dir) != own:
+                raise DataError(f"{self.key}'s items in {unit.language} and {code} differ, so they are not parallel",
+                                where=f"tasks ({self.key})", fix="patch from a language with the same items")
+        return {code: self.source_texts(code, unit.tokenizer, unit.config) for code in wanted}
+
+    def check(self, unit: Unit) -> None:
+        """The unit's inputs against its plans, before any model work (see `check_requests`)."""
+        check_requests(unit.tokenizer, unit.plans, self.requests(unit), self.sources(unit))
+
     def run_many(self, model, plans: dict[str, Plan], language: str) -> dict[str, tuple[list[dict], dict]]:
-        """Every condition of `plans` on this language: {condition: (rows, metrics)}. The default runs them one
-        by one; runners that can share work across conditions (a batch's common prefix) override it."""
-        return {name: self.run(model, plan, language) for name, plan in plans.items()}
+        """Every condition of `plans` on this language: {condition: (rows, metrics)}. The requests are answered
+        for all conditions at once, so they share each batch's common prefix."""
+        unit = Unit(language, dict(plans), model.tokenizer, model._module.config)
+        cache = self._cache.setdefault("answers", {})
+        sources = self.sources(unit)
+        requests = {request.name: request for request in self.requests(unit)}
+        answers = answer_requests(model, unit.plans, list(requests.values()), sources, cache)
+        more = {request.name: request for request in self.more_requests(unit, requests, answers)}
+        if more:
+            answers.update(answer_requests(model, unit.plans, list(more.values()), sources, cache))
+        return self.score(unit, {**requests, **more}, answers)
+
+    def run(self, model, plan: Plan, language: str) -> tuple[list[dict], dict]:
+        """One condition's unit."""
+        return self.run_many(model, {plan.condition: plan}, language)[plan.condition]
 
     # Row languages: the data's label, or detected from the text (`anchor: {kind: detected}`).
 
@@ -241,13 +302,6 @@ def row_languages_of(spec: "RunSpec", texts, labels: list[str], cache: dict) -> 
     if not isinstance(spec.anchor, DetectedAnchor):
         return list(labels)
     return [used_language(spec, code, label) for code, label in zip(detected_languages(texts, cache), labels)]
-
-
-class SharedRunner(TaskRunner):
-    """A runner whose work is done for all conditions at once (`run_many`); `run` is the one-condition case."""
-
-    def run(self, model, plan, language):
-        return self.run_many(model, {plan.condition: plan}, language)[plan.condition]
 
 
 def task_runners(spec: "RunSpec", split: str = TEST) -> list[TaskRunner]:

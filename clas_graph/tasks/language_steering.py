@@ -13,7 +13,8 @@ from pydantic import PositiveInt
 from ..data.tasks import render
 from ..errors import DataError
 from ..eval.langid import detect, primary
-from ..execution.api import generate, token_nll
+from ..execution.readouts import TokenNll
+from ..execution.requests import decoded
 from ..extras import LANGUAGE_IDENTIFIER, Need
 from ..report.steering import steering_matrix_figure
 from ..spec.base import FieldError, LanguageCode
@@ -45,22 +46,40 @@ class LanguageSteeringRunner(CorpusRunner):
                             fix=f"set `targets: {{{plan.condition}: LANG}}` in the task")
         return found[0]
 
-    def run(self, model, plan, language):
+    def requests(self, unit):
+        for plan in unit.plans.values():
+            self.target(plan, unit.language)  # a condition without one target is refused before model work
         samples = self.samples()
+        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, text=s.texts[unit.language]))
+                   for s in samples]
+        ids, rows_of = [s.id for s in samples], self.row_languages(prompts, unit.language)
+        # the unmodified model's NLL of the prompts: the same for every condition
+        return [self.new_request("outputs", ids, rows_of, texts=tuple(prompts),
+                                 max_new_tokens=self.task.max_new_tokens),
+                self.new_request("prompt_nll", ids, rows_of, texts=tuple(prompts), readout=TokenNll(),
+                                 unmodified=True)]
+
+    def more_requests(self, unit, requests, answers):
+        # fluency: NLL of each output given its prompt under the unmodified model (prompt+output minus prompt)
+        prompts = requests["outputs"]
+        return [self.new_request(f"continued:{name}", prompts.ids, prompts.languages, readout=TokenNll(),
+                                 texts=tuple(p + o for p, o in zip(prompts.texts, decoded(unit.tokenizer, ids))),
+                                 unmodified=True)
+                for name, ids in answers["outputs"].items()]
+
+    def score(self, unit, requests, answers):
+        prompts = requests["outputs"].texts
+        return {name: self.scored(plan, unit.language, prompts, decoded(unit.tokenizer, answers["outputs"][name]),
+                                  answers[f"continued:{name}"][name], answers["prompt_nll"][name])
+                for name, plan in unit.plans.items()}
+
+    def scored(self, plan, language, prompts, outputs, continued, prompt_nll):
         target = self.target(plan, language)
-        prompts = [self.prompt(model, render(self.task.prompt, text=s.texts[language])) for s in samples]
-        rows_of = self.row_languages(prompts, language)
-        outputs = generate(model, plan, prompts, rows_of, self.task.max_new_tokens, **self.options())
         detected = detect(outputs)
-        # Fluency: NLL of the output given the prompt under the unmodified model (prompt+output minus prompt).
-        full, full_n = token_nll(model, None, [p + o for p, o in zip(prompts, outputs)], rows_of, **self.options())
-        key = ("prompt_nll", language)  # the unmodified model's NLL of the prompts: the same for every condition
-        if key not in self._cache:
-            self._cache[key] = token_nll(model, None, prompts, rows_of, **self.options())
-        alone, alone_n = self._cache[key]
+        (full, full_n), (alone, alone_n) = continued, prompt_nll
         rows, forced, fluent = [], [], []
-        for s, prompt, output, code, a, an, b, bn in zip(samples, prompts, outputs, detected, full, full_n, alone,
-                                                          alone_n):
+        for s, prompt, output, code, a, an, b, bn in zip(self.samples(), prompts, outputs, detected, full, full_n,
+                                                          alone, alone_n):
             tokens = float(an - bn)
             fluency = 100 * float(torch.exp(-(a - b) / tokens)) if tokens > 0 and output.strip() else 0.0
             hit = code == primary(target)

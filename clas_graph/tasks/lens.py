@@ -29,7 +29,6 @@ from ..data.corpora import load_corpus
 from ..data.files import local_file, read_columns, require_columns
 from ..data.languages import check_corpus
 from ..errors import DataError
-from ..execution.api import lens_many
 from ..execution.lens import lens_readout
 from ..report.lens import lens_figure, token_languages_record
 from ..sites import architecture_for
@@ -37,7 +36,7 @@ from ..spec.base import FieldError, LanguageCode, StrictModel
 from ..spec.corpora import BibleCorpus, Corpus
 from ..spec.rows import FixedAnchor
 from ..stats.token_languages import TokenLanguages, token_languages
-from .base import TEST, LanguagesField, SharedRunner, TaskSpec, check_split
+from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
 from .next_token import cut_text
 
 WORD_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -230,7 +229,7 @@ def answer_tokens(tokenizer, word: str) -> list[int]:
 # --- runner ------------------------------------------------------------------------------------------------------
 
 
-class LensRunner(SharedRunner):
+class LensRunner(TaskRunner):
     def languages(self):
         anchor = self.lens_anchor
         return [lang for lang in self.spec.task_languages(self.task) if lang != anchor]
@@ -302,7 +301,7 @@ class LensRunner(SharedRunner):
         self._cache[key] = (kept, groups, dropped)
         return self._cache[key]
 
-    def token_map(self, model) -> TokenLanguages | None:
+    def token_map(self, tokenizer, config) -> TokenLanguages | None:
         spec = self.task.token_languages
         if spec is None:
             return None
@@ -310,39 +309,48 @@ class LensRunner(SharedRunner):
             languages = self.task.map_languages(self.spec)
             samples = load_corpus(self.task.map_corpus(self.spec), languages, self.base_dir)
             texts = {lang: [s.texts[lang] for s in samples] for lang in languages}
-            vocab = model._module.config.get_text_config().vocab_size
-            self._cache["token_map"] = token_languages(model.tokenizer, texts, vocab, min_share=spec.min_share,
+            vocab = config.get_text_config().vocab_size
+            self._cache["token_map"] = token_languages(tokenizer, texts, vocab, min_share=spec.min_share,
                                                        min_count=spec.min_count)
         return self._cache["token_map"]
 
-    def run_many(self, model, plans, language):
-        anchor, tokenizer = self.lens_anchor, model.tokenizer
-        token_map = self.token_map(model)
+    def reading(self, unit):
+        """(the items read, their answer token groups, items dropped, curve names, token-set names, token sets)."""
         if isinstance(self.task.prompts, WordPrompts):
-            units, groups, dropped = self.word_groups(tokenizer, language)
+            units, groups, dropped = self.word_groups(unit.tokenizer, unit.language)
             curve_names = ("answer", "anchor_answer")
         else:
-            units, groups, dropped = self.items(language), [], 0
+            units, groups, dropped = self.items(unit.language), [], 0
             curve_names = ()
-        sets, set_names = [], []
-        if token_map is not None:
-            set_names = list(token_map.languages)
-            sets = [token_map.tokens[lang] or (0,) for lang in set_names]  # an empty set: token 0, masked below
-        layers = self.layers(model._module.config)
+        token_map = self.token_map(unit.tokenizer, unit.config)
+        set_names = list(token_map.languages) if token_map is not None else []
+        sets = [token_map.tokens[lang] or (0,) for lang in set_names]  # an empty set: token 0, masked in scoring
+        return units, groups, dropped, curve_names, set_names, sets
+
+    def requests(self, unit):
+        units, groups, _, _, _, sets = self.reading(unit)
         texts = [item.prompt for item in units]  # plain text: Wendler et al.'s prompts are continuations
-        values = lens_many(model, plans, texts, self.row_languages(texts, language), layers,
-                           position=self.task.position, row_groups=groups, sets=sets, **self.options())
+        config = unit.config
+        readout = lens_readout(config, architecture_for(config), self.layers(config), position=self.task.position,
+                               row_groups=groups, sets=sets)
+        return [self.new_request("prompts", [item.id for item in units], self.row_languages(texts, unit.language),
+                                 texts=tuple(texts), readout=readout)]
+
+    def score(self, unit, requests, answers):
+        units, _, dropped, curve_names, set_names, _ = self.reading(unit)
+        token_map = self.token_map(unit.tokenizer, unit.config)
+        layers = self.layers(unit.config)
         empty = [k for k, lang in enumerate(set_names) if not token_map.tokens[lang]]
         out = {}
-        for name, value in values.items():
+        for name, value in answers["prompts"].items():
             lens = value["lens"].clone()
             for k in empty:
                 lens[:, :, len(curve_names) + k] = float("nan")
-            out[name] = self.score(tokenizer, units, lens, value["top1"], layers, curve_names, set_names,
-                                   language, anchor, dropped, token_map)
+            out[name] = self.scored(unit.tokenizer, units, lens, value["top1"], layers, curve_names, set_names,
+                                    unit.language, self.lens_anchor, dropped, token_map)
         return out
 
-    def score(self, tokenizer, units, lens, top1, layers, curve_names, set_names, language, anchor, dropped,
+    def scored(self, tokenizer, units, lens, top1, layers, curve_names, set_names, language, anchor, dropped,
               token_map):
         names = [*curve_names, *(f"mass:{lang}" for lang in set_names)]
         floor = self.task.crossover_floor

@@ -28,7 +28,7 @@ from ..data.files import local_file, read_columns
 from ..data.languages import FLORES_CODES, check_dataset
 from ..errors import DataError, SpecError
 from ..spec.base import FieldError, LanguageCode, NewField, StrictModel
-from .base import DEV, TEST, SharedRunner, TaskSpec, check_split
+from .base import DEV, TEST, TaskRunner, TaskSpec, check_split
 from .lm_eval_code import sandbox_templates, tasks_code, unsafe_template
 from .lm_eval_columns import missing_columns
 
@@ -108,36 +108,61 @@ class LmEvalDev(StrictModel):
     """Documents per language (the paper tunes on 200 samples per language)."""
 
 
-class LmEvalRunner(SharedRunner):
+class LmEvalRunner(TaskRunner):
     def needs_model_check(self) -> bool:
         return bool(self.task.apply_chat_template)
 
     def check_model(self, config, tokenizer) -> None:
         check_chat_template(tokenizer, where="apply_chat_template")
 
-    def run_many(self, model, plans, language):
-        from lm_eval import __version__ as lm_eval_version
+    def evaluate(self, lm, language: str, bootstrap_iters: int | None = None) -> dict:
+        """lm-eval's evaluation of the unit's task with `lm` as the model (its results dict)."""
         from lm_eval.evaluator import simple_evaluate
 
-        from .lm_eval_scoring import PlansLM, request_text
+        task = self.task
+        return simple_evaluate(
+            model=lm, tasks=[task.config_for(language, self.split, self.base_dir)],
+            task_manager=task_manager_for(task.include_dir(self.base_dir)), num_fewshot=task.num_fewshot,
+            bootstrap_iters=task.bootstrap_iters if bootstrap_iters is None else bootstrap_iters,
+            fewshot_random_seed=task.fewshot_seed, log_samples=True, verbosity="ERROR", **task.chat_options(),
+            **task.selection(language, self.split, self.base_dir))
+
+    def request_languages(self, language: str):
+        from .lm_eval_scoring import request_text
+
+        def row_languages(requests):
+            return self.row_languages([request_text(request) for request in requests], language)
+        return row_languages
+
+    def requests(self, unit):
+        """lm-eval's requests of the unit, built and encoded by lm-eval itself (no model; the placeholder answers'
+        metrics are dropped, and no bootstrap runs on them)."""
+        from .lm_eval_scoring import RequestsOf
+
+        lm = RequestsOf(unit.tokenizer, unit.config, unit.plans or {"": None},
+                        self.request_languages(unit.language), batch_size=self.spec.batch_size,
+                        max_length=self.task.max_length)
+        self.evaluate(lm, unit.language, bootstrap_iters=0)
+        return lm.recorded
+
+    def sources(self, unit):
+        return {}  # token rows carry no parallel texts: the requests' check refuses a patch from a language
+
+    def run_many(self, model, plans, language):
+        """lm-eval drives the unit: it asks `PlansLM` for its requests' answers, and scores them itself."""
+        from lm_eval import __version__ as lm_eval_version
+
+        from .lm_eval_scoring import PlansLM
 
         task = self.task
         name = task.task_name(language)
-        def row_languages(requests):
-            return self.row_languages([request_text(request) for request in requests], language)
-
-        lm = PlansLM(model, plans, row_languages, batch_size=self.spec.batch_size, max_length=task.max_length)
-        config = task.config_for(language, self.split, self.base_dir)
-        selection = task.selection(language, self.split, self.base_dir)
+        lm = PlansLM(model, plans, self.request_languages(language), batch_size=self.spec.batch_size,
+                     max_length=task.max_length)
         split = task.evaluated_split(language, self.split, self.base_dir)
-        manager = task_manager_for(task.include_dir(self.base_dir))
         out = {}
         for condition in plans:
             lm.condition = condition  # the first condition scores loglikelihood requests for all of them
-            results = simple_evaluate(
-                model=lm, tasks=[config], task_manager=manager, num_fewshot=task.num_fewshot,
-                bootstrap_iters=task.bootstrap_iters, fewshot_random_seed=task.fewshot_seed, log_samples=True,
-                verbosity="ERROR", **task.chat_options(), **selection)
+            results = self.evaluate(lm, language)
             metrics = unit_metrics(results, name)
             metrics["lm_eval"] = {"version": lm_eval_version, "task": name,
                                   "task_version": results["versions"].get(name),

@@ -23,8 +23,8 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from ..compile.plan import Plan
 from ..errors import DataError
-from ..execution.api import generate_ids, read_tokens_many
 from ..execution.readouts import ContinuationLogprob
+from ..execution.requests import Request, answer_requests
 
 MAX_GEN_TOKS = 256
 """lm-eval's default generation budget when a task gives none (its `hf` model's `max_gen_toks`)."""
@@ -45,11 +45,12 @@ class PlansLM(TemplateLM):
     it); `max_length`: lm-eval's context window (default: as lm-eval's `hf` model derives it from the config)."""
 
     def __init__(self, model, plans: Mapping[str, Plan], row_languages: RowLanguages, *, batch_size: int = 8,
-                 max_length: int | None = None, condition: str | None = None):
+                 max_length: int | None = None, condition: str | None = None, tokenizer=None, config=None):
         super().__init__()
         self.model = model
         self.plans = dict(plans)
-        self.tokenizer = model.tokenizer
+        self.tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+        self.config = config if config is not None else model._module.config
         self.row_languages = row_languages
         self.batch_size = batch_size
         self._max_length = max_length
@@ -88,7 +89,7 @@ class PlansLM(TemplateLM):
 
     @property
     def max_length(self) -> int:
-        return self._max_length or resolve_max_length(self.model._module.config, self.tokenizer)
+        return self._max_length or resolve_max_length(self.config, self.tokenizer)
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len=None,
                    **kwargs) -> list[int]:
@@ -109,9 +110,15 @@ class PlansLM(TemplateLM):
             rows.append(whole[:-1])
             targets.append(tuple(continuation_enc[-(len(whole) - 1):]))
         row_languages = languages or self._pending_languages
-        scored = read_tokens_many(self.model, self.plans, rows, row_languages, ContinuationLogprob(tuple(targets)),
-                                  batch_size=self.batch_size)
+        request = Request("loglikelihood", tuple(map(str, range(len(rows)))), tuple(row_languages),
+                          tokens=tuple(map(tuple, rows)), readout=ContinuationLogprob(tuple(targets)),
+                          batch_size=self.batch_size)
+        scored = self.answer(self.plans, request)
         return {name: [(float(value), bool(flag)) for value, flag in zip(*pair)] for name, pair in scored.items()}
+
+    def answer(self, plans: Mapping[str, Plan], request: Request) -> dict:
+        """{condition: answer} of one request, through clas_graph's executor."""
+        return answer_requests(self.model, plans, [request])[request.name]
 
     # --- the three request types ---------------------------------------------------------------------------
 
@@ -181,10 +188,27 @@ class PlansLM(TemplateLM):
             until = tuple(handle_stop_sequences(kwargs.pop("until", None), eos=eos))
             groups.setdefault((until, kwargs.pop("max_gen_toks")), []).append(number)
         for (until, max_gen_toks), numbers in groups.items():
-            ids = generate_ids(self.model, plan, [requests[i].args[0] for i in numbers],
-                               [languages[i] for i in numbers], max_gen_toks, batch_size=self.batch_size,
-                               max_length=self.max_length - max_gen_toks)
+            request = Request("generate_until", tuple(str(i) for i in numbers), tuple(languages[i] for i in numbers),
+                              texts=tuple(requests[i].args[0] for i in numbers), max_new_tokens=max_gen_toks,
+                              batch_size=self.batch_size, max_length=self.max_length - max_gen_toks)
+            ids = self.answer({name: plan}, request)[name]
             for i, tokens in zip(numbers, ids):
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
                 out[i] = postprocess_generated_text(generation=text, stop=list(until), think_end_token=None)
         return {name: out}
+
+
+class RequestsOf(PlansLM):
+    """lm-eval's requests of a task, as clas_graph requests, without a model: lm-eval builds and encodes them as it
+    would for `PlansLM`, and every answer is a placeholder (so the metrics lm-eval computes from them mean
+    nothing). What the input checks before any weights load read."""
+
+    def __init__(self, tokenizer, config, plans: Mapping[str, Plan], row_languages: RowLanguages, **options):
+        super().__init__(None, plans, row_languages, tokenizer=tokenizer, config=config, **options)
+        self.recorded: list[Request] = []
+
+    def answer(self, plans: Mapping[str, Plan], request: Request) -> dict:
+        self.recorded.append(request)
+        count = len(request.ids)
+        placeholder = [[] for _ in range(count)] if request.generates else ([0.0] * count, [False] * count)
+        return {name: placeholder for name in plans}

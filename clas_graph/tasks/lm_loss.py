@@ -6,20 +6,25 @@ from typing import Literal
 
 import torch
 
-from ..execution.api import token_nll_many
+from ..execution.readouts import TokenNll
 from ..spec.corpora import BibleCorpus, Corpus
-from .base import LanguagesField, SharedRunner
+from .base import LanguagesField
 from .corpus import CorpusDev, CorpusRunner, CorpusTask
 
 
-class LmLossRunner(CorpusRunner, SharedRunner):
-    def run_many(self, model, plans, language):
+class LmLossRunner(CorpusRunner):
+    def requests(self, unit):
         samples = self.samples()
-        texts = [s.texts[language] for s in samples]
-        sums = token_nll_many(model, plans, texts, self.row_languages(texts, language), **self.options())
-        return {name: self.score(samples, nll, counts, texts, language) for name, (nll, counts) in sums.items()}
+        texts = [s.texts[unit.language] for s in samples]
+        return [self.new_request("texts", [s.id for s in samples], self.row_languages(texts, unit.language),
+                                 texts=tuple(texts), readout=TokenNll())]
 
-    def score(self, samples, nll, counts, texts, language):
+    def score(self, unit, requests, answers):
+        texts = requests["texts"].texts
+        return {name: self.scored(self.samples(), nll, counts, texts, unit.language)
+                for name, (nll, counts) in answers["texts"].items()}
+
+    def scored(self, samples, nll, counts, texts, language):
         rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
                 for s, a, b in zip(samples, nll, counts)]
         total = float(nll.sum() / counts.sum().clamp(min=1))

@@ -14,9 +14,9 @@ from typing import Literal
 from pydantic import Field
 
 from ..data.corpora import load_corpus
-from ..execution.api import next_token_many
+from ..execution.readouts import NextToken, gold_ids
 from ..spec.corpora import BibleCorpus, Corpus
-from .base import LanguagesField, SharedRunner
+from .base import LanguagesField
 from .corpus import CorpusDev, CorpusRunner, CorpusTask
 
 
@@ -49,20 +49,30 @@ def build_rows(task: "NextTokenTask", languages: list[str], tokenizer, base_dir=
     return rows
 
 
-class NextTokenRunner(CorpusRunner, SharedRunner):
-    def run_many(self, model, plans, language):
-        rows = build_rows(self.split_task, [language], model.tokenizer, self.base_dir)
+class NextTokenRunner(CorpusRunner):
+    def rows(self, language: str, tokenizer) -> list[ProbeRow]:
+        key = ("rows", language)
+        if key not in self._cache:
+            self._cache[key] = build_rows(self.split_task, [language], tokenizer, self.base_dir)
+        return self._cache[key]
+
+    def requests(self, unit):
+        rows = self.rows(unit.language, unit.tokenizer)
         prompts = [r.prompt for r in rows]
         # the unmodified model runs in the same batches (the base trace of the shared prefix) and every
         # condition is compared with it inside the trace: four numbers per row come back, not the vocabulary
-        reduced = next_token_many(model, plans, prompts, self.row_languages(prompts, language),
-                                  [r.gold_token for r in rows], **self.options())
-        return {name: self.score(model, rows, value, language) for name, value in reduced.items()}
+        return [self.new_request("prompts", [r.sample_id for r in rows], self.row_languages(prompts, unit.language),
+                                 texts=tuple(prompts), readout=NextToken(gold_ids([r.gold_token for r in rows])))]
 
-    def score(self, model, rows, value, language):
+    def score(self, unit, requests, answers):
+        rows = self.rows(unit.language, unit.tokenizer)
+        return {name: self.scored(unit.tokenizer, rows, value, unit.language)
+                for name, value in answers["prompts"].items()}
+
+    def scored(self, tokenizer, rows, value, language):
         kl, top, gold_lp = value["kl"], value["top1"], value["gold_logprob"]
         out = [{"id": r.sample_id, "prompt": r.prompt, "gold_token": r.gold_token, "top1_token": int(top[i]),
-                "top1_text": model.tokenizer.decode([int(top[i])]),
+                "top1_text": tokenizer.decode([int(top[i])]),
                 "gold_logprob": gold_lp[i].item() if r.gold_token is not None else None,
                 "kl_from_base": kl[i].item()} for i, r in enumerate(rows)]
         golds = [gold_lp[i].item() for i, r in enumerate(rows) if r.gold_token is not None]

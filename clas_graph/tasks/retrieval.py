@@ -11,14 +11,14 @@ from pydantic import NonNegativeInt
 from ..data.languages import check_corpus
 from ..errors import DataError
 from ..eval import metrics as M
-from ..execution.api import pooled_hidden_many
+from ..execution.readouts import Pooled
 from ..spec.base import FieldError
 from ..spec.corpora import BibleCorpus, Corpus
-from .base import LanguagesField, SharedRunner
+from .base import LanguagesField
 from .corpus import CorpusDev, CorpusRunner, CorpusTask
 
 
-class RetrievalRunner(CorpusRunner, SharedRunner):
+class RetrievalRunner(CorpusRunner):
     def languages(self):
         if self.anchor is None:
             raise DataError("retrieval finds each text's anchor-language parallel, but the spec has no anchor",
@@ -27,9 +27,6 @@ class RetrievalRunner(CorpusRunner, SharedRunner):
 
     def data_languages(self) -> list[str]:
         return [*self.languages(), self.anchor]  # queries and the anchor's candidates
-
-    def layer(self, model) -> int:
-        return self.layer_of(model._module.config)
 
     def layer_of(self, config) -> int:
         layers = config.get_text_config().num_hidden_layers
@@ -46,23 +43,24 @@ class RetrievalRunner(CorpusRunner, SharedRunner):
     def check_needs_tokenizer(self) -> bool:
         return False
 
-    def pooled(self, model, plans, language):
-        """{condition: [samples, hidden]} for `language`, computed once per (condition, language) for all at once."""
-        missing = {name: plan for name, plan in plans.items() if (name, language) not in self._cache}
-        if missing:
-            texts = [s.texts[language] for s in self.samples()]
-            pooled = pooled_hidden_many(model, missing, texts, self.row_languages(texts, language), self.layer(model),
-                                        **self.options())
-            for name, vectors in pooled.items():
-                self._cache[(name, language)] = vectors - vectors.mean(0) if self.task.center else vectors
-        return {name: self._cache[(name, language)] for name in plans}
+    def pooled_request(self, name: str, language: str, config, **fields):
+        texts = [s.texts[language] for s in self.samples()]
+        return self.new_request(name, [s.id for s in self.samples()], self.row_languages(texts, language),
+                                texts=tuple(texts), readout=Pooled(self.layer_of(config)), **fields)
 
-    def run_many(self, model, plans, language):
-        queries = self.pooled(model, plans, language)
-        keys = self.pooled(model, plans, self.anchor)  # the anchor's texts under the same condition
-        return {name: self.score(queries[name], keys[name], model, language) for name in plans}
+    def requests(self, unit):
+        # the anchor's texts under each condition are the same for every unit: answered once per condition
+        return [self.pooled_request("queries", unit.language, unit.config),
+                self.pooled_request("keys", self.anchor, unit.config, cached=True)]
 
-    def score(self, queries, keys, model, language):
+    def score(self, unit, requests, answers):
+        def centred(vectors):
+            return vectors - vectors.mean(0) if self.task.center else vectors
+
+        return {name: self.scored(centred(queries), centred(answers["keys"][name]), unit.config, unit.language)
+                for name, queries in answers["queries"].items()}
+
+    def scored(self, queries, keys, config, language):
         samples = self.samples()
         ranks = M.retrieval_ranks(queries, keys)
         scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
@@ -71,7 +69,7 @@ class RetrievalRunner(CorpusRunner, SharedRunner):
         return self.annotate(rows, [s.texts[language] for s in samples], language), {
             "top1": 100 * float((torch.as_tensor(ranks) == 1).double().mean()),
             "mrr": float((1.0 / torch.as_tensor(ranks, dtype=torch.float64)).mean()),
-            "candidates": len(samples), "layer": self.layer(model), "n": len(rows)}
+            "candidates": len(samples), "layer": self.layer_of(config), "n": len(rows)}
 
 
 class RetrievalTask(LanguagesField, CorpusTask):

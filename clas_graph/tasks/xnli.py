@@ -14,9 +14,9 @@ from ..data.languages import XNLI_HUB, XNLI_LANGUAGES, check_dataset
 from ..data.tasks import XNLI_PROMPT, load_xnli, render
 from ..errors import DataError
 from ..eval import metrics as M
-from ..execution.api import forward_many
+from ..execution.readouts import LabelLogits
 from ..spec.base import LanguageCode, StrictModel
-from .base import TEST, LanguagesField, SharedRunner, TaskSpec, check_split
+from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
 
 
 class XnliDev(StrictModel):
@@ -34,11 +34,11 @@ class XnliDev(StrictModel):
     """Seed of the dev subset."""
 
 
-class XnliRunner(SharedRunner):
-    def label_ids(self, model) -> list[int]:
+class XnliRunner(TaskRunner):
+    def label_ids(self, tokenizer) -> list[int]:
         ids = []
         for label in self.task.labels:
-            tokens = model.tokenizer(label, add_special_tokens=False)["input_ids"]
+            tokens = tokenizer(label, add_special_tokens=False)["input_ids"]
             if len(tokens) != 1:
                 raise DataError(f"label '{label}' is {len(tokens)} tokens for this tokenizer, not one",
                                 where=f"tasks ({self.key}).labels",
@@ -46,17 +46,26 @@ class XnliRunner(SharedRunner):
             ids.append(tokens[0])
         return ids
 
-    def run_many(self, model, plans, language):
-        task = self.task
-        examples = task.items(language, self.split, self.base_dir)
-        prompts = [self.prompt(model, render(task.prompt, premise=e.premise, hypothesis=e.hypothesis))
+    def examples(self, language: str):
+        key = ("examples", language)
+        if key not in self._cache:
+            self._cache[key] = self.task.items(language, self.split, self.base_dir)
+        return self._cache[key]
+
+    def requests(self, unit):
+        examples = self.examples(unit.language)
+        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, premise=e.premise, hypothesis=e.hypothesis))
                    for e in examples]
         # only the label tokens' logits are computed into the result (and travel back from a remote run)
-        logits = forward_many(model, plans, prompts, self.row_languages(prompts, language),
-                              token_ids=self.label_ids(model), **self.options())
-        return {name: self.score(examples, prompts, label_logits, language) for name, label_logits in logits.items()}
+        return [self.new_request("prompts", [e.id for e in examples], self.row_languages(prompts, unit.language),
+                                 texts=tuple(prompts), readout=LabelLogits(tuple(self.label_ids(unit.tokenizer))))]
 
-    def score(self, examples, prompts, label_logits, language):
+    def score(self, unit, requests, answers):
+        examples, prompts = self.examples(unit.language), requests["prompts"].texts
+        return {name: self.scored(examples, prompts, label_logits, unit.language)
+                for name, label_logits in answers["prompts"].items()}
+
+    def scored(self, examples, prompts, label_logits, language):
         probs = torch.softmax(label_logits.double(), -1)
         preds = probs.argmax(-1).tolist()
         golds = [e.label for e in examples]

@@ -11,7 +11,7 @@ from pydantic import PositiveInt
 from ..data.languages import XQUAD_HUB, XQUAD_LANGUAGES, check_dataset
 from ..data.tasks import XQUAD_PROMPT, load_xquad_qa, render
 from ..eval import metrics as M
-from ..execution.api import generate
+from ..execution.requests import decoded
 from ..spec.base import LanguageCode, StrictModel
 from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
 
@@ -27,14 +27,26 @@ class XquadDev(StrictModel):
 
 
 class XquadRunner(TaskRunner):
-    def run(self, model, plan, language):
-        task = self.task
-        examples = task.items(language, self.split, self.base_dir)
-        prompts = [self.prompt(model, render(task.prompt, context=e.context, question=e.question)) for e in examples]
-        outputs = generate(model, plan, prompts, self.row_languages(prompts, language), task.max_new_tokens,
-                           **self.options())
+    def examples(self, language: str):
+        key = ("examples", language)
+        if key not in self._cache:
+            self._cache[key] = self.task.items(language, self.split, self.base_dir)
+        return self._cache[key]
+
+    def requests(self, unit):
+        examples = self.examples(unit.language)
+        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, context=e.context, question=e.question))
+                   for e in examples]
+        return [self.new_request("prompts", [e.id for e in examples], self.row_languages(prompts, unit.language),
+                                 texts=tuple(prompts), max_new_tokens=self.task.max_new_tokens)]
+
+    def score(self, unit, requests, answers):
+        return {name: self.scored(unit.language, requests["prompts"].texts, decoded(unit.tokenizer, ids))
+                for name, ids in answers["prompts"].items()}
+
+    def scored(self, language, prompts, outputs):
         rows = []
-        for example, prompt, output in zip(examples, prompts, outputs):
+        for example, prompt, output in zip(self.examples(language), prompts, outputs):
             prediction = output.strip().split("\n")[0].strip()
             rows.append({"id": example.id, "prompt": prompt, "output": output, "prediction": prediction,
                          "golds": list(example.answers),
