@@ -305,6 +305,8 @@ def scalar_columns(rows: int, batches: Batches, dtypes: Sequence[torch.dtype]) -
     """For readouts with one number per row and output: one [rows] column per output, batches put in place."""
     columns = [torch.zeros(rows, dtype=dtype) for dtype in dtypes]
     for index, values in batches:
+        if isinstance(values, torch.Tensor):  # a readout with one output returns it alone, not in a tuple
+            values = (values,)
         for column, value in zip(columns, values):
             column[index] = value.to(column.dtype)
     return columns

@@ -26,7 +26,8 @@ from .sweep import run_sweep
 
 def _save_plans(run: RunDir, plans: dict) -> None:
     atomic_write_json(run.path / "plan.json", {name: plan.to_json() for name, plan in plans.items()})
-    tensors = {f"{name}/{key}": value.contiguous()
+    # each its own copy: safetensors refuses tensors that share memory (one tensor an op uses in two layers)
+    tensors = {f"{name}/{key}": value.contiguous().clone()
                for name, plan in plans.items() for key, value in plan.tensors().items()}
     if tensors:
         atomic_write_bytes(run.path / "plan.safetensors", save(tensors))

@@ -23,6 +23,7 @@ from .limits import (
     check_bracket_depth,
     check_size,
 )
+from .plugins import named_plugins, spec_model
 from .run_spec import RunSpec
 from .union_errors import choose_union_branches
 
@@ -340,7 +341,14 @@ def _origins(node: yaml.Node | None, file: str, data: Any) -> Origins:
 def validate_data(data: dict, *, where: str = "<spec>", origins: Origins | None = None) -> RunSpec:
     """Validate already-parsed spec data (the file-free half of `load_spec`)."""
     try:
-        return RunSpec.model_validate(data)
+        model = spec_model(named_plugins(data))
+    except SpecError as error:  # a plugin that cannot be used, named at its line
+        loc = tuple(int(part) if part.isdigit() else part for part in re.findall(r"\w+", error.where or "plugins"))
+        error.where = f"{_place(origins or {}, loc, where)}: {error.where}"
+        error.args = (error.message,)
+        raise
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _to_spec_error(exc, data, where, origins or {}) from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
@@ -11,13 +11,17 @@ from ..interventions.registry import Intervention
 from ..tasks.registry import Task
 from .analysis import AnalysisConfig
 from .backend import Backend, LocalBackend
-from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, StrictModel
+from .base import BASE_CONDITION, FieldError, Identifier, LanguageCode, NewField, StrictModel
 from .languages import all_languages, check_languages, task_languages
 from .model_ref import ModelRef
 from .needs import check_extras
 from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
 from .sweep import SelectRule, Sweep, check_sweep
+
+
+ModuleName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+"""A dotted Python module path, e.g. `mypkg.kinds`."""
 
 
 class RunSpec(StrictModel):
@@ -31,6 +35,9 @@ class RunSpec(StrictModel):
     top-level spec's folder."""
     name: Identifier
     """Short name of the experiment; used in run directory names."""
+    plugins: Annotated[list[ModuleName], NewField()] = []
+    """Modules whose task and intervention kinds this spec may use besides the built-in ones, e.g.
+    `[mypkg.kinds]` (docs/plugins.md); installed packages' plugins (entry points) need no listing."""
     description: str = ""
     """Free text for humans."""
     model: ModelRef
