@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from ..sites import Architecture, ModelDims
 from .positions import ALL_POSITIONS, PositionSelect
+
+# torch is imported where tensors are made, so the intervention kinds' modules (which build these ops) and the
+# spec models load without torch: `clas-graph validate` and `--help` start fast.
+if TYPE_CHECKING:
+    import torch
 
 SITE_ACT = "mlp.act_fn.output"
 """a = act_fn(gate_proj(x)), the gate activation (Int-mu's site in Mondal et al.)."""
@@ -277,6 +280,8 @@ class Plan:
         """Per-row inputs of the trace: a boolean [batch] mask per row selection, each row's language index and,
         per source, each row's source rows in the batch ([batch, members], -1: none). `languages` holds one label
         per row: its language, or a `SourceRow`."""
+        import torch
+
         out = {
             key: torch.tensor([select.applies(lang) for lang in languages], dtype=torch.bool)
             for key, select in self.row_selects().items()
@@ -320,6 +325,8 @@ class Plan:
 
 
 def _describe(tensor: torch.Tensor) -> dict:
+    import torch
+
     info = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).replace("torch.", ""),
             "sha256": hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()}
     if tensor.dtype == torch.bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from ..compile.plan import SetNeurons
 from ..spec.base import Identifier
 from .base import CompileContext
 from .neurons import NeuronEdit, neuron_counts
+
+# torch loads inside `compile`, so spec models load without torch: `clas-graph validate` and `--help` start fast.
 
 
 class AblateIntervention(NeuronEdit):
@@ -20,6 +20,8 @@ class AblateIntervention(NeuronEdit):
     """Name of this intervention; conditions refer to it."""
 
     def compile(self, ctx: CompileContext) -> list:
+        import torch
+
         iv, layers = self, ctx.layers()
         ctx.check_site(iv.site)
         masks = ctx.mask("neurons", layers, per_row_ok=True)

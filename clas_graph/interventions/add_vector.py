@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import torch
-
 from ..compile.plan import AddVector
-from ..compile.vectors import resolve_vector
 from ..spec.base import FiniteFloat, Identifier
 from ..spec.rows import FixedAnchor
 from ..spec.vectors import VectorSource
 from .base import CompileContext, Layers, Targeted
+
+# torch and the vector resolver (compile.vectors) load inside `compile`, so spec models load without torch:
+# `clas-graph validate` and `--help` start fast.
 
 
 class AddVectorIntervention(Targeted):
@@ -32,6 +32,10 @@ class AddVectorIntervention(Targeted):
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("vector",)
 
     def compile(self, ctx: CompileContext) -> list:
+        import torch
+
+        from ..compile.vectors import resolve_vector
+
         iv, layers = self, ctx.layers()
         ctx.check_site(iv.site)
         anchor = ctx.spec.anchor.language if isinstance(ctx.spec.anchor, FixedAnchor) else None

@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 
-import torch
 from pydantic import Field, NonNegativeInt
 
-from ..compile.masks import resolve_mask
 from ..compile.plan import SITE_ACT, RowSelect
 from ..errors import CompileError
 from ..spec.base import FieldError, NewField, StrictModel
@@ -22,7 +20,11 @@ from ..spec.rows import FixedAnchor, LanguageRows, RowRule
 from ..spec.vectors import StatsVector
 from .positions import PositionRule, combined_steps, label, position_select
 
+# torch and the mask resolver (compile.masks) load where a mask is resolved, so spec models load without torch:
+# `clas-graph validate` and `--help` start fast.
 if TYPE_CHECKING:
+    import torch
+
     from ..sites import Architecture, ModelDims
     from ..spec.run_spec import RunSpec
 
@@ -171,6 +173,8 @@ class CompileContext:
         return layers
 
     def mask(self, field: str, layers: list[int], per_row_ok: bool = False) -> dict[int, torch.Tensor]:
+        from ..compile.masks import resolve_mask
+
         masks = resolve_mask(getattr(self.intervention, field), layers=layers, dims=self.dims, where=self.where(field),
                              base_dir=self.base_dir, stats=self.stats)
         if not per_row_ok and any(m.dim() == 2 for m in masks.values()):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from ..compile.plan import SITE_H, ScaleNeurons
 from ..errors import CompileError
 from ..spec.base import FiniteFloat, Identifier
 from ..spec.masks import MaskSource
 from .base import CompileContext, Layers, Targeted
+
+# torch loads inside the functions that make tensors, so spec models load without torch: `clas-graph validate`
+# and `--help` start fast.
+if TYPE_CHECKING:
+    import torch
 
 FORMULA = "(1-alpha)*h + alpha*h*(1+beta*M_shared)*(1-gamma*M_spec) == h * scale"
 """What the generated trace's comment says a CLAS op computes."""
@@ -71,6 +74,8 @@ def clas_scale(shared: torch.Tensor, specific: torch.Tensor, *, beta: float, gam
     Computed in float64 so the float32 result is the correctly rounded factor;
     untouched neurons get exactly 1.0 (so alpha=0 or empty masks change nothing).
     """
+    import torch
+
     ms = shared.to(torch.float64)
     mspec = specific.to(torch.float64)
     scale = (1.0 - alpha) + alpha * (1.0 + beta * ms) * (1.0 - gamma * mspec)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import torch
-
 from ..compile.plan import AddVector, AddVectorKeepNorm
 from ..spec.base import FiniteFloat, Identifier, LanguageCode
 from .base import CompileContext, Layers, Targeted
+
+# torch loads inside `compile`, so spec models load without torch: `clas-graph validate` and `--help` start fast.
 
 
 class DiffMeanIntervention(Targeted):
@@ -44,6 +44,8 @@ class DiffMeanIntervention(Targeted):
         return self.target
 
     def compile(self, ctx: CompileContext) -> list:
+        import torch
+
         iv, layers, stats = self, ctx.layers(), ctx.stats
         ctx.check_site(iv.site)
         languages = list(ctx.spec.languages)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from ..compile.plan import SetNeurons
 from ..spec.base import Identifier
 from .base import CompileContext, Layers, MlpSite, Targeted, mean_tensor
+
+# torch loads inside `compile`, so spec models load without torch: `clas-graph validate` and `--help` start fast.
 
 
 class IntMuIntervention(Targeted):
@@ -30,6 +30,8 @@ class IntMuIntervention(Targeted):
         return True  # its neurons and values are statistics by definition
 
     def compile(self, ctx: CompileContext) -> list:
+        import torch
+
         iv, layers, stats = self, ctx.layers(), ctx.stats
         ctx.check_site(iv.site)
         means = stats.tensors[mean_tensor(iv.site)].to(torch.float32)  # [G, L, I]

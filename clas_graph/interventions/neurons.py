@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
 from ..selections.registry import SELECTION_NAMES
 from ..spec.base import FieldError
 from ..spec.masks import MaskSource, StatsMask
 from .base import Layers, MlpSite, Targeted
 
+# torch is only named in annotations here, so spec models load without torch: `clas-graph validate` and `--help`
+# start fast.
 if TYPE_CHECKING:
+    import torch
+
     from ..spec.run_spec import RunSpec
 
 

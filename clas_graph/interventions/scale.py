@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from ..compile.plan import ScaleNeurons
 from ..spec.base import FiniteFloat, Identifier
 from .base import CompileContext
 from .neurons import NeuronEdit
+
+# torch loads inside `compile`, so spec models load without torch: `clas-graph validate` and `--help` start fast.
 
 
 class ScaleIntervention(NeuronEdit):
@@ -22,6 +22,8 @@ class ScaleIntervention(NeuronEdit):
     """The multiplier (0 ablates, 1 changes nothing)."""
 
     def compile(self, ctx: CompileContext) -> list:
+        import torch
+
         iv, layers = self, ctx.layers()
         ctx.check_site(iv.site)
         masks = ctx.mask("neurons", layers)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal, Union
 
-import torch
-
 from ..compile.plan import AddVector, SetNeurons
 from ..errors import CompileError
 from ..selections.experts import POOLED_VALUES
@@ -13,7 +11,11 @@ from ..spec.base import FieldError, FiniteFloat, Identifier, LanguageCode
 from .base import CompileContext, mean_tensor
 from .neurons import NeuronEdit, neuron_counts
 
+# torch loads inside the methods that make tensors, so spec models load without torch: `clas-graph validate` and
+# `--help` start fast.
 if TYPE_CHECKING:
+    import torch
+
     from ..spec.run_spec import RunSpec
 
 
@@ -62,6 +64,8 @@ class SetIntervention(NeuronEdit):
     def compile(self, ctx: CompileContext) -> list:
         """Per-language tables where either the neurons (per_row) or the values (no fixed `language`) depend on
         the row."""
+        import torch
+
         iv, layers = self, ctx.layers()
         ctx.check_site(iv.site)
         masks = ctx.mask("neurons", layers, per_row_ok=True)
@@ -97,6 +101,8 @@ class SetIntervention(NeuronEdit):
 
     def _statistic(self, ctx: CompileContext, layer: int) -> torch.Tensor:
         """[languages, I] values of the statistic at this intervention's site and `layer`."""
+        import torch
+
         stats = ctx.stats
         if self.value == "mean":
             return stats.tensors[mean_tensor(self.site)][:, layer].to(torch.float32)

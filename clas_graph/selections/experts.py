@@ -8,7 +8,9 @@ from pydantic import NonNegativeInt, PositiveInt
 
 from ..errors import DataError
 from ..spec.base import StrictModel
-from . import rules
+
+# The rules (torch) load where a selection is computed, so spec models load without torch: `clas-graph
+# validate` and `--help` start fast.
 
 NOTE = ("Suau et al.'s finding experts: per text, the neuron's response max-pooled over counted tokens; "
         "expertise = average precision (sklearn's definition, ties grouped) of that score for the language's "
@@ -68,6 +70,8 @@ class ExpertSelection(StrictModel):
                reused: tuple[dict, dict] | None = None) -> tuple[dict, dict]:
         """(tensors, meta entries) from the pooled responses [L_e, N, I] of the searched `layers` and each text's
         language index [N], or from the `reused` (tensors, selections meta) of an artifact."""
+        from . import rules
+
         if reused is not None:
             old_tensors, old_meta = reused
             return ({k: v for k, v in old_tensors.items() if k.startswith(f"{self.NAME}.")},

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 from pydantic import Field
 
 from ..spec.base import StrictModel
-from . import rules
+
+# torch and the rules load where a selection is computed, so spec models load without torch: `clas-graph
+# validate` and `--help` start fast.
 
 NOTE = ("Tang et al.'s identify.py: p = P(act_fn output > 0); p normalised over languages; entropy; neurons "
         "with no language above the filter quantile of all p get entropy inf; the top_rate fraction of all "
@@ -50,6 +51,10 @@ class LapeSelection(StrictModel):
     def stored(self, positive, tokens, languages: list[str], *, reused: dict | None = None) -> tuple[dict, dict]:
         """(tensors, meta entries) from the positive counts [L, G, I] and counted tokens [G], or from the
         `reused` artifact tensors."""
+        import torch
+
+        from . import rules
+
         meta = {}
         if reused is not None:
             prob, meta["lape_probabilities"] = reused["lape.prob"], "reused from the artifact (same corpus)"

@@ -9,7 +9,9 @@ from pydantic import model_validator
 from ..spec.base import StrictModel
 from .experts import ExpertSelection
 from .lape import LapeSelection
-from .rules import selection_mask
+
+# The rules (torch) load where a mask is read, so spec models load without torch: `clas-graph validate` and
+# `--help` start fast.
 
 SELECTION_KINDS = (LapeSelection, ExpertSelection)
 """Every selection's model, in the order they are computed and listed."""
@@ -37,6 +39,8 @@ def has_mask(stats, name: str) -> bool:
 def mask(stats, name: str, layers, languages=None, per_row: bool = False):
     """{layer: bool [I]}: the union of the languages' neurons of selection `name` (all languages when None), or
     with `per_row` a per-language table {layer: bool [G, I]} in the artifact's language order."""
+    from .rules import selection_mask
+
     return selection_mask(stats, selection_kind(name).MASK_TENSOR, layers, languages, per_row=per_row)
 
 
