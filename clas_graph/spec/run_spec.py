@@ -19,7 +19,6 @@ from .rows import AnchorRule, FixedAnchor, LanguageRows
 from .stats import StatsConfig
 from .sweep import SelectRule, Sweep, check_sweep
 
-
 ModuleName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
 """A dotted Python module path, e.g. `mypkg.kinds`."""
 

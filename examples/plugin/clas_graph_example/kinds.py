@@ -25,9 +25,9 @@ from clas_graph.plugin_api import (
     LanguagesField,
     Readout,
     ScaleNeurons,
+    Targeted,
     TaskRunner,
     TaskSpec,
-    Targeted,
     load_corpus,
     scalar_columns,
 )
