@@ -44,8 +44,13 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:  # a submodule, as `clas_graph.backends.forward_many(...)` after `import clas_graph`
+        try:
+            return import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     value = getattr(import_module(_LAZY[name]), name)
     globals()[name] = value  # later look-ups skip this function
     return value

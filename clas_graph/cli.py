@@ -18,19 +18,14 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from .compile.emit import emit_source
 from .errors import ClasGraphError, SpecError, os_error_message
-from .loading import load_config_for_spec
-from .report.sweep import conditions_table
-from .runners.analyze import run_analysis
-from .runners.run import run as run_experiment
-from .runners.run import run_stats
-from .runners.stats import existing_stats
-from .runners.sweep import compile_condition
 from .spec.load import load_spec
-from .spec.run_spec import RunSpec
+from .spec.plugins import spec_model
 from .spec.schema import editor_schema
 from .spec.sweep import expand
+
+# `--help`, `validate` and `schema` need the spec layer only: each command that runs or compiles a model imports
+# what it needs (torch, nnsight, matplotlib) when it runs.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative activation interventions (CLAS and friends) compiled into nnsight traces.")
@@ -115,10 +110,12 @@ def validate(files: List[Path] = typer.Argument(..., help="Spec files (YAML or J
 
 
 @app.command()
-def schema():
+@user_errors
+def schema(plugin: Optional[List[str]] = typer.Option(
+        None, metavar="MODULE", help="Also a plugin module's kinds (repeatable); installed plugins are included.")):
     """Print the JSON Schema of spec files (for editor completion and validation; include-aware: files that
     include others, or are included, validate too)."""
-    sys.stdout.write(json.dumps(editor_schema(RunSpec), indent=2) + "\n")
+    sys.stdout.write(json.dumps(editor_schema(spec_model(tuple(plugin or ()))), indent=2) + "\n")
 
 
 @app.command("compile")
@@ -128,6 +125,12 @@ def compile_(spec_file: Path = typer.Argument(..., help="Spec file."),
              runs_dir: Path = typer.Option(Path("runs"), help="Where to look for computed statistics."),
              overrides: Overrides = None):
     """Print the plan and the generated nnsight trace source for each condition. Runs no model."""
+    from .compile.emit import emit_source
+    from .loading import load_config_for_spec
+    from .report.sweep import conditions_table
+    from .runners.stats import existing_stats
+    from .runners.sweep import compile_condition
+
     spec = load_spec(spec_file, overrides or ())
     config = load_config_for_spec(spec)
     stats = None
@@ -163,6 +166,8 @@ def stats(spec_file: Path = typer.Argument(..., help="Spec file with a `stats:` 
           ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Neuron statistics: categories per layer, bridge layers, masks (reused when already computed)."""
+    from .runners.run import run_stats
+
     run_stats(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, remote=ndif_host or remote)
 
 
@@ -174,6 +179,8 @@ def eval_(spec_file: Path = typer.Argument(..., help="Spec file."),
           ndif_host: NdifHost = None,
           overrides: Overrides = None):
     """Evaluation alone: every task for base and each condition (statistics must already exist if needed)."""
+    from .runners.run import run as run_experiment
+
     path = run_experiment(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out, compute_stats=False,
                     remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path))}")
@@ -187,6 +194,8 @@ def run(spec_file: Path = typer.Argument(..., help="Spec file."),
         ndif_host: NdifHost = None,
         overrides: Overrides = None):
     """Run the experiment a spec describes and record it under runs/."""
+    from .runners.run import run as run_experiment
+
     spec = load_spec(spec_file, overrides or ())
     path = run_experiment(spec, runs_root=runs_dir, console=out, remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path))}")
@@ -200,6 +209,8 @@ def analyze(spec_file: Path = typer.Argument(..., help="Spec file (its `analysis
             ndif_host: NdifHost = None,
             overrides: Overrides = None):
     """Alignment and separation of languages before/after each condition, related to the run's gains (figures)."""
+    from .runners.analyze import run_analysis
+
     path = run_analysis(load_spec(spec_file, overrides or ()), runs_root=runs_dir, console=out,
                         remote=ndif_host or remote)
     out.print(f"[green]done[/]: {escape(str(path / 'analysis.json'))}")

@@ -153,3 +153,63 @@ def test_the_dispatch_check_finds_a_string_comparison(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text('def f(task, readout):\n    return task.kind == "xnli" or readout in ("pooled",)\n')
     assert len(name_dispatch(sample, {"xnli", "pooled"})) == 2
+
+
+# --- layers at package level ---------------------------------------------------------------------------------
+
+LAYERS = (
+    ("errors", "extras", "sites", "eval"),
+    ("spec", "data", "selections", "interventions", "tasks"),
+    ("compile",),
+    ("execution",),
+    ("runners", "loading", "embedded", "stats", "records", "report", "harness", "backends", "plugin_api", "cli"),
+)
+"""Packages (and top-level modules) by layer, in the order a spec flows through them (docs/architecture.md)."""
+
+DESCRIPTIONS = ("clas_graph.compile.plan", "clas_graph.compile.positions", "clas_graph.execution.readouts",
+                "clas_graph.execution.lens", "clas_graph.execution.requests")
+"""Modules that describe what a kind builds (plan ops, readouts, requests) without running anything: they belong to
+the spec layer although they live beside the code that compiles and runs them (they import no torch)."""
+
+
+def layer_of(module: str) -> int:
+    if module in DESCRIPTIONS or module == "clas_graph":
+        return 1 if module != "clas_graph" else 0
+    part = module.split(".")[1]
+    return next(index for index, members in enumerate(LAYERS) if part in members)
+
+
+def import_time_edges() -> list[tuple[str, str]]:
+    """(importer, imported) for every import that runs when a module is imported: module-level statements
+    (not `if TYPE_CHECKING:`), not those inside functions, where a layer reaches a later one at call time."""
+    known = modules()
+    edges = []
+    for name, (path, is_package) in known.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.ImportFrom):
+                target = resolve(name, is_package, node)
+                targets = [f"{target}.{a.name}" if f"{target}.{a.name}" in known else target for a in node.names]
+            else:
+                targets = [alias.name for alias in node.names]
+            edges += [(name, target) for target in targets if target in known and target != name]
+    return edges
+
+
+def upward(edges) -> list[str]:
+    return [f"{a} imports {b}" for a, b in edges if layer_of(b) > layer_of(a)]
+
+
+def test_at_import_time_each_package_imports_only_from_its_layer_and_those_before():
+    edges = import_time_edges()
+    assert ("clas_graph.spec.run_spec", "clas_graph.tasks.registry") in edges  # the graph is not empty
+    assert {module.split(".")[1] for module in modules() if "." in module} <= {p for layer in LAYERS for p in layer}
+    assert upward(edges) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward([("clas_graph.spec.load", "clas_graph.execution.api")]) == [
+        "clas_graph.spec.load imports clas_graph.execution.api"]
+    assert upward([("clas_graph.tasks.xnli", "clas_graph.execution.readouts")]) == []

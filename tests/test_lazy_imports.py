@@ -17,7 +17,9 @@ import clas_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_MODEL_MODULES = ("clas_graph.interventions.registry", "clas_graph.selections.registry", "clas_graph.spec.masks",
-                      "clas_graph.spec.stats", "clas_graph.spec.vectors", "clas_graph.compile.plan")
+                      "clas_graph.spec.stats", "clas_graph.spec.vectors", "clas_graph.compile.plan",
+                      "clas_graph.tasks.registry", "clas_graph.spec.load", "clas_graph.spec.plugins",
+                      "clas_graph.cli")
 
 
 def fresh(code: str) -> str:
@@ -59,3 +61,19 @@ def test_every_public_name_resolves_to_its_defining_object():
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         clas_graph.no_such_name  # noqa: B018
+
+
+def test_loading_a_spec_and_the_cli_start_leave_torch_and_matplotlib_out(tmp_path):
+    """`load_spec` of a shipped spec and `clas-graph --help` / `validate` / `schema` need neither."""
+    code = ("import json, sys\nfrom clas_graph.spec.load import load_spec\n"
+            "load_spec('specs/clas_llama.yaml')\nfrom typer.testing import CliRunner\nfrom clas_graph.cli import app\n"
+            "codes = [CliRunner().invoke(app, args).exit_code for args in (['--help'], "
+            "['validate', 'specs/clas_llama.yaml'], ['schema'])]\n"
+            "print(json.dumps([codes, sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'matplotlib'})]))")
+    assert json.loads(fresh(code)) == [[0, 0, 0], []]
+
+
+def test_a_submodule_is_reached_from_the_package():
+    """`import clas_graph` then `clas_graph.backends.forward_many(...)`, as the README shows."""
+    code = "import clas_graph\nprint(clas_graph.backends.forward_many.__module__)"
+    assert fresh(code).strip() == "clas_graph.execution.api"

@@ -17,9 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar, Sequence
 
-import torch
-
-from ..compile.emit import emit_body
 from ..compile.plan import Plan
 from ..errors import DataError
 from .readouts import Readout
@@ -67,6 +64,8 @@ class LayerLens(Readout):
         return self.layers[-1]
 
     def body(self, plan: Plan, indent: str) -> str:
+        from ..compile.emit import emit_body  # the readout is described without torch (see readouts.py)
+
         parts = [indent + "lens_mass, lens_top1 = [], []"]
         below = -1
         for layer in self.layers:  # each layer's ops, then its read, in execution order
@@ -101,6 +100,7 @@ class LayerLens(Readout):
         return len(self.layers) * (self.groups + 1)
 
     def extra(self, tokenizer, inputs, index):
+        import torch
         lengths = inputs["attention_mask"].sum(-1)
         if bool((lengths < -self.position).any()):
             raise DataError(f"a prompt has fewer than {-self.position} tokens, so the lens position "
@@ -121,6 +121,7 @@ class LayerLens(Readout):
         return out
 
     def assemble(self, rows, batches, config):
+        import torch
         lens = torch.zeros(rows, len(self.layers), self.groups, dtype=torch.float64)
         top1 = torch.zeros(rows, len(self.layers), dtype=torch.long)
         for index, (mass, top) in batches:

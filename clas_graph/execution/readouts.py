@@ -10,12 +10,15 @@ the batches into the caller's result. A new readout is one class here; the execu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
-import torch
-
-from ..compile.emit import emit_body
 from ..compile.plan import Plan
+
+if TYPE_CHECKING:
+    import torch
+
+# Tasks describe readouts in their requests before any model exists (and spec models import tasks), so this module
+# loads without torch: the methods that build or assemble tensors import it.
 
 BASE_LOGPROBS_FROM_EXTRA = 'extra["base_logprobs"].to(lp.device)'
 """Where a condition's trace finds the base model's log-probs of its batch (the executors pass them)."""
@@ -58,6 +61,8 @@ class Readout:
     def body(self, plan: Plan, indent: str) -> str:
         """The plan's intervention statements, with whatever the readout reads while they run placed among them
         in execution order (default: none; `r` holds `read_layer`'s output when there is one)."""
+        from ..compile.emit import emit_body
+
         return emit_body(plan, indent, read_layer=self.read_layer)
 
     def source(self, base_logprobs: str) -> str:
@@ -132,9 +137,11 @@ class LastLogits(Readout):
         return len(self.token_ids) if self.token_ids is not None else config.get_text_config().vocab_size
 
     def extra(self, tokenizer, inputs, index):
+        import torch
         return {} if self.token_ids is None else {"token_ids": torch.tensor(list(self.token_ids), dtype=torch.long)}
 
     def assemble(self, rows, batches, config):
+        import torch
         logits = torch.zeros(rows, self.row_width(config)) if batches else torch.empty(0)
         for index, value in batches:
             logits[index] = value.float().cpu()
@@ -166,9 +173,11 @@ class NextToken(Readout):
         gold_logprob = lp.gather(1, gold.clamp(min=0)[:, None])[:, 0].cpu().save()"""
 
     def extra(self, tokenizer, inputs, index):
+        import torch
         return {"gold": torch.tensor([self.gold[i] for i in index], dtype=torch.long)}
 
     def assemble(self, rows, batches, config):
+        import torch
         columns = dict(zip(self.outputs, scalar_columns(rows, batches, (torch.float64, torch.long, torch.long,
                                                                           torch.float64))))
         columns["gold_logprob"][torch.tensor(self.gold, dtype=torch.long) < 0] = float("nan")
@@ -201,6 +210,7 @@ class TokenNll(Readout):
         counts = valid.sum(-1).cpu().save()"""
 
     def assemble(self, rows, batches, config):
+        import torch
         return tuple(scalar_columns(rows, batches, (torch.float64, torch.float64)))
 
 
@@ -232,6 +242,7 @@ class ContinuationLogprob(Readout):
         greedy = ((lp.argmax(-1) == target) | ~scored).all(-1).cpu().save()"""
 
     def extra(self, tokenizer, inputs, index):
+        import torch
         width = inputs["input_ids"].shape[1]
         targets = torch.full((len(index), width), -1, dtype=torch.long)
         for row, i in enumerate(index):
@@ -240,6 +251,7 @@ class ContinuationLogprob(Readout):
         return {"targets": targets}
 
     def assemble(self, rows, batches, config):
+        import torch
         return tuple(scalar_columns(rows, batches, (torch.float64, torch.bool)))
 
 
@@ -275,6 +287,7 @@ class Pooled(Readout):
         return {"pool_mask": mask}
 
     def assemble(self, rows, batches, config):
+        import torch
         vectors = torch.zeros(rows, self.row_width(config))
         for index, value in batches:
             vectors[index] = value.float()
@@ -303,6 +316,7 @@ def label_logits(hf_model, architecture, token_ids: Sequence[int]) -> LastLogits
 
 def scalar_columns(rows: int, batches: Batches, dtypes: Sequence[torch.dtype]) -> list[torch.Tensor]:
     """For readouts with one number per row and output: one [rows] column per output, batches put in place."""
+    import torch
     columns = [torch.zeros(rows, dtype=dtype) for dtype in dtypes]
     for index, values in batches:
         if isinstance(values, torch.Tensor):  # a readout with one output returns it alone, not in a tuple

@@ -18,7 +18,7 @@ from pydantic import Field
 from ..compile.plan import Plan
 from ..errors import DataError
 from ..eval.langid import detect, primary
-from ..execution.requests import Answers, Request, answer_requests, check_requests, source_languages
+from ..execution.requests import Answers, Request, source_languages
 from ..spec.base import LanguageCode, StrictModel
 from ..spec.rows import DetectedAnchor, FixedAnchor
 
@@ -239,11 +239,15 @@ class TaskRunner:
 
     def check(self, unit: Unit) -> None:
         """The unit's inputs against its plans, before any model work (see `check_requests`)."""
+        from ..execution.answers import check_requests  # tasks load without torch; checking needs it
+
         check_requests(unit.tokenizer, unit.plans, self.requests(unit), self.sources(unit))
 
     def run_many(self, model, plans: dict[str, Plan], language: str) -> dict[str, tuple[list[dict], dict]]:
         """Every condition of `plans` on this language: {condition: (rows, metrics)}. The requests are answered
         for all conditions at once, so they share each batch's common prefix."""
+        from ..execution.answers import answer_requests  # tasks load without torch; answering needs it
+
         unit = Unit(language, dict(plans), model.tokenizer, model._module.config)
         cache = self._cache.setdefault("answers", {})
         sources = self.sources(unit)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import PositiveInt
 
 from ..data.tasks import render
@@ -16,10 +15,12 @@ from ..eval.langid import detect, primary
 from ..execution.readouts import TokenNll
 from ..execution.requests import decoded
 from ..extras import LANGUAGE_IDENTIFIER, Need
-from ..report.steering import steering_matrix_figure
 from ..spec.base import FieldError, LanguageCode
 from ..spec.corpora import BibleCorpus, Corpus
 from .corpus import CorpusRunner, CorpusTask
+
+# Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
+# score or draw import them.
 
 
 def steering_score(a: float, b: float) -> float:
@@ -74,6 +75,8 @@ class LanguageSteeringRunner(CorpusRunner):
                 for name, plan in unit.plans.items()}
 
     def scored(self, plan, language, prompts, outputs, continued, prompt_nll):
+        import torch
+
         target = self.target(plan, language)
         detected = detect(outputs)
         (full, full_n), (alone, alone_n) = continued, prompt_nll
@@ -146,4 +149,6 @@ class LanguageSteeringTask(CorpusTask):
                                  f"language steering needs one target per condition: set `targets: {{{name}: LANG}}`")
 
     def report(self, key, task, run_dir):
+        from ..report.steering import steering_matrix_figure
+
         steering_matrix_figure(key, task, run_dir / "figures" / f"{key}_matrix.png")

@@ -20,9 +20,8 @@ import functools
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-import torch
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from ..data.corpora import load_corpus
@@ -30,14 +29,18 @@ from ..data.files import local_file, read_columns, require_columns
 from ..data.languages import check_corpus
 from ..errors import DataError
 from ..execution.lens import lens_readout
-from ..report.lens import lens_figure, token_languages_record
 from ..sites import architecture_for
 from ..spec.base import FieldError, LanguageCode, StrictModel
 from ..spec.corpora import BibleCorpus, Corpus
 from ..spec.rows import FixedAnchor
-from ..stats.token_languages import TokenLanguages, token_languages
 from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
 from .next_token import cut_text
+
+if TYPE_CHECKING:
+    from ..stats.token_languages import TokenLanguages
+
+# Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
+# score or draw import them.
 
 WORD_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "ru": "Русский", "zh": "中文", "es": "Español",
@@ -302,6 +305,8 @@ class LensRunner(TaskRunner):
         return self._cache[key]
 
     def token_map(self, tokenizer, config) -> TokenLanguages | None:
+        from ..stats.token_languages import token_languages
+
         spec = self.task.token_languages
         if spec is None:
             return None
@@ -391,12 +396,16 @@ class LensRunner(TaskRunner):
 def crossover(anchor, prompt, layers, floor: float = 0.0) -> int | None:
     """The first lens layer where the anchor's probability exceeds the prompt language's and is at least `floor`
     (None: never)."""
+    import torch
+
     anchor = torch.as_tensor(anchor)
     above = torch.nonzero((anchor > torch.as_tensor(prompt)) & (anchor >= floor))
     return layers[int(above[0, 0])] if len(above) else None
 
 
 def _rounded(values) -> list:
+    import torch
+
     return [None if v != v else round(float(v), 7) for v in torch.as_tensor(values).tolist()]
 
 
@@ -488,5 +497,7 @@ class LensTask(LanguagesField, TaskSpec):
         return super().data_loads(languages, base_dir)
 
     def report(self, key, task, run_dir):
+        from ..report.lens import lens_figure, token_languages_record
+
         lens_figure(key, task, run_dir / "figures" / f"{key}_lens.png")
         token_languages_record(key, task, run_dir / "lens" / f"{key}_token_languages.json")

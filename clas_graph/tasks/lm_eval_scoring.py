@@ -24,7 +24,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from ..compile.plan import Plan
 from ..errors import DataError
 from ..execution.readouts import ContinuationLogprob
-from ..execution.requests import Request, answer_requests
+from ..execution.requests import Request
 
 MAX_GEN_TOKS = 256
 """lm-eval's default generation budget when a task gives none (its `hf` model's `max_gen_toks`)."""
@@ -118,6 +118,8 @@ class PlansLM(TemplateLM):
 
     def answer(self, plans: Mapping[str, Plan], request: Request) -> dict:
         """{condition: answer} of one request, through clas_graph's executor."""
+        from ..execution.answers import answer_requests  # tasks sit below execution (docs/architecture.md)
+
         return answer_requests(self.model, plans, [request])[request.name]
 
     # --- the three request types ---------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from ..execution.readouts import TokenNll
 from ..spec.corpora import BibleCorpus, Corpus
 from .base import LanguagesField
 from .corpus import CorpusDev, CorpusRunner, CorpusTask
+
+# Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
+# score or draw import them.
 
 
 class LmLossRunner(CorpusRunner):
@@ -25,6 +26,8 @@ class LmLossRunner(CorpusRunner):
                 for name, (nll, counts) in answers["texts"].items()}
 
     def scored(self, samples, nll, counts, texts, language):
+        import torch
+
         rows = [{"id": s.id, "nll": round(float(a), 6), "tokens": int(b), "loss": round(float(a / max(b, 1)), 6)}
                 for s, a, b in zip(samples, nll, counts)]
         total = float(nll.sum() / counts.sum().clamp(min=1))

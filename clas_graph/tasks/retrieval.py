@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import NonNegativeInt
 
 from ..data.languages import check_corpus
@@ -16,6 +15,9 @@ from ..spec.base import FieldError
 from ..spec.corpora import BibleCorpus, Corpus
 from .base import LanguagesField
 from .corpus import CorpusDev, CorpusRunner, CorpusTask
+
+# Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
+# score or draw import them.
 
 
 class RetrievalRunner(CorpusRunner):
@@ -61,6 +63,8 @@ class RetrievalRunner(CorpusRunner):
                 for name, queries in answers["queries"].items()}
 
     def scored(self, queries, keys, config, language):
+        import torch
+
         samples = self.samples()
         ranks = M.retrieval_ranks(queries, keys)
         scores = torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T

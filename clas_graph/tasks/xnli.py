@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import PositiveInt
 
 from ..data.languages import XNLI_HUB, XNLI_LANGUAGES, check_dataset
@@ -17,6 +16,9 @@ from ..eval import metrics as M
 from ..execution.readouts import LabelLogits
 from ..spec.base import LanguageCode, StrictModel
 from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
+
+# Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
+# score or draw import them.
 
 
 class XnliDev(StrictModel):
@@ -66,6 +68,8 @@ class XnliRunner(TaskRunner):
                 for name, label_logits in answers["prompts"].items()}
 
     def scored(self, examples, prompts, label_logits, language):
+        import torch
+
         probs = torch.softmax(label_logits.double(), -1)
         preds = probs.argmax(-1).tolist()
         golds = [e.label for e in examples]
