@@ -66,26 +66,7 @@ def _op_lines(op, x: str) -> list[str]:
     if op.positions.mode != "all":
         lines += [f"# at positions {op.positions.label} of each text (padding never counts)",
                   *op.positions.mask_lines(x), "rows_here = rows_here & pos_here[:, :, None]"]
-    if isinstance(op, ScaleNeurons):
-        lines.append(f"{x} = torch.where(rows_here, {x} * {tensor('scale')}, {x})")
-    elif isinstance(op, SetNeurons):
-        mask, values = tensor("mask", cast=False), tensor("values")
-        if op.per_language:
-            mask, values = per_row(mask), per_row(values)
-        lines.append(f"{x} = torch.where(rows_here & {mask}, {values}, {x})")
-    elif isinstance(op, AddVectorKeepNorm):  # before AddVector: it is a subclass
-        vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
-        lines += [f"steered = {x} + {vector}",
-                  "# norms in float32: in float16 a norm above 65504 (a strong vector) would be inf",
-                  f"steered = steered * ({x}.float().norm(dim=-1, keepdim=True)"
-                  " / steered.float().norm(dim=-1, keepdim=True).clamp(min=1e-12)).to(steered.dtype)",
-                  f"{x} = torch.where(rows_here, steered, {x})"]
-    elif isinstance(op, AddVector):
-        vector = per_row(tensor("vector")) if op.per_language else tensor("vector")
-        lines.append(f"{x} = torch.where(rows_here, {x} + {vector}, {x})")
-    else:  # pragma: no cover - every Op subclass is handled above
-        raise NotImplementedError(type(op).__name__)
-    return lines
+    return lines + op.statements(x, tensor, per_row)
 
 
 def _patch_lines(op: PatchValues, x: str) -> list[str]:

@@ -10,12 +10,7 @@ that is never used (the row mask skips them).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import torch
-
 from ..errors import CompileError
-from .plan import AddVector, SetNeurons
 
 
 def cover_languages(spec, ops: list, languages: tuple[str, ...]) -> list:
@@ -32,13 +27,7 @@ def cover_languages(spec, ops: list, languages: tuple[str, ...]) -> list:
         for language in extra:
             if op.rows.applies(language):
                 raise _unseen(spec, op, language)
-        pad = len(extra)
-        if isinstance(op, SetNeurons):
-            op = replace(op, mask=torch.cat([op.mask, op.mask.new_zeros(pad, op.mask.shape[1])]),
-                         values=torch.cat([op.values, op.values.new_zeros(pad, op.values.shape[1])]))
-        elif isinstance(op, AddVector):
-            op = replace(op, vector=torch.cat([op.vector, op.vector.new_zeros(pad, op.vector.shape[1])]))
-        out.append(op)
+        out.append(op.padded(len(extra)))
     return out
 
 

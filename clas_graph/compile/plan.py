@@ -21,7 +21,7 @@ the condition touches, so at every site they hold the source's own values.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from ..sites import Architecture, ModelDims
@@ -175,6 +175,17 @@ class Op:
     def tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def statements(self, x: str, tensor, per_row) -> list[str]:
+        """The trace statements that apply the op to the site value in variable `x` on the rows (and positions)
+        `rows_here` selects: `tensor(part, cast=True)` is the expression of one of its tensors on `x`'s device,
+        `per_row(expr)` picks each row's own language from a per-language table."""
+        raise NotImplementedError
+
+    def padded(self, count: int) -> "Op":
+        """The op with its per-language tables grown by `count` languages of zeros (languages the statistics did
+        not see; the compiler refuses ops that would act on them)."""
+        return self
+
     def describe(self) -> str:
         where = "" if self.positions.mode == "all" else f" at positions {self.positions.label}"
         return f"L{self.layer} {self.site}: {self.kind} '{self.intervention}' on {self.rows.describe()}{where}"
@@ -190,6 +201,9 @@ class ScaleNeurons(Op):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {self.tensor_name("scale"): self.scale}
+
+    def statements(self, x, tensor, per_row):
+        return [f"{x} = torch.where(rows_here, {x} * {tensor('scale')}, {x})"]
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,18 @@ class SetNeurons(Op):
     def tensors(self) -> dict[str, torch.Tensor]:
         return {self.tensor_name("mask"): self.mask, self.tensor_name("values"): self.values}
 
+    def statements(self, x, tensor, per_row):
+        mask, values = tensor("mask", cast=False), tensor("values")
+        if self.per_language:
+            mask, values = per_row(mask), per_row(values)
+        return [f"{x} = torch.where(rows_here & {mask}, {values}, {x})"]
+
+    def padded(self, count):
+        import torch
+
+        return replace(self, mask=torch.cat([self.mask, self.mask.new_zeros(count, self.mask.shape[1])]),
+                       values=torch.cat([self.values, self.values.new_zeros(count, self.values.shape[1])]))
+
 
 @dataclass(frozen=True)
 class AddVector(Op):
@@ -223,10 +249,28 @@ class AddVector(Op):
     def tensors(self) -> dict[str, torch.Tensor]:
         return {self.tensor_name("vector"): self.vector}
 
+    def vector_expression(self, tensor, per_row) -> str:
+        return per_row(tensor("vector")) if self.per_language else tensor("vector")
+
+    def statements(self, x, tensor, per_row):
+        return [f"{x} = torch.where(rows_here, {x} + {self.vector_expression(tensor, per_row)}, {x})"]
+
+    def padded(self, count):
+        import torch
+
+        return replace(self, vector=torch.cat([self.vector, self.vector.new_zeros(count, self.vector.shape[1])]))
+
 
 @dataclass(frozen=True)
 class AddVectorKeepNorm(AddVector):
     """x <- (x + vector) * ||x|| / ||x + vector|| per position: norm-preserving steering (diffmean's preserve_norm)."""
+
+    def statements(self, x, tensor, per_row):
+        return [f"steered = {x} + {self.vector_expression(tensor, per_row)}",
+                "# norms in float32: in float16 a norm above 65504 (a strong vector) would be inf",
+                f"steered = steered * ({x}.float().norm(dim=-1, keepdim=True)"
+                " / steered.float().norm(dim=-1, keepdim=True).clamp(min=1e-12)).to(steered.dtype)",
+                f"{x} = torch.where(rows_here, steered, {x})"]
 
 
 @dataclass(frozen=True)

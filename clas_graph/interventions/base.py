@@ -61,6 +61,8 @@ class Targeted(StrictModel):
     """Fields holding a mask or vector source (inline, file, or `{from_stats: ...}`)."""
     LANGUAGE_FIELDS: ClassVar[tuple[str, ...]] = ()
     """Fields naming one spec language (or None)."""
+    RECORDED_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields a sweep records at every grid point, swept or not (its figures compare points by them)."""
 
     def compile(self, context: CompileContext) -> list:
         """The plan ops of this intervention (`context.intervention` is `self`)."""

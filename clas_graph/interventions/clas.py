@@ -46,6 +46,7 @@ class ClasIntervention(Targeted):
     """The paper's categories are exclusive, so a neuron in both masks is an error unless this is false."""
 
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("shared", "specific")
+    RECORDED_FIELDS: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma")  # the paper's Fig. 6 compares them
 
     def compile(self, ctx: CompileContext) -> list:
         iv, layers = self, ctx.layers()

@@ -150,10 +150,15 @@ class RunDir:
     """Held from `for_spec` until `release`: one writer per run directory."""
 
     @staticmethod
-    def existing(spec: RunSpec, root: Path) -> Path | None:
-        """The newest directory of this exact spec (same hash): the one `for_spec` reuses; None if there is none."""
-        suffix = f"_{spec.name}_{spec_hash(spec)[:8]}"
-        found = sorted(p for p in root.glob(f"*{suffix}") if (p / "manifest.json").is_file())
+    def name_suffix(spec: RunSpec) -> str:
+        """How every run directory of this exact spec ends: `<time stamp>_<name>_<8 hex of the spec hash>`."""
+        return f"_{spec.name}_{spec_hash(spec)[:8]}"
+
+    @staticmethod
+    def existing(spec: RunSpec, root: Path, holding: str = "manifest.json") -> Path | None:
+        """The newest directory of this exact spec (same hash) holding `holding` (the manifest: the one `for_spec`
+        reuses; `metrics.json`: the newest evaluated one); None if there is none."""
+        found = sorted(p for p in root.glob(f"*{RunDir.name_suffix(spec)}") if (p / holding).is_file())
         return found[-1] if found else None
 
     @classmethod
@@ -162,13 +167,12 @@ class RunDir:
         lock held (a second process waits, or refuses, naming the holder). The runs root is locked while the
         directory is chosen, so two processes never create two directories for one spec."""
         digest = spec_hash(spec)
-        suffix = f"_{spec.name}_{digest[:8]}"
         root.mkdir(parents=True, exist_ok=True)
         with held(runs_folder_lock(root, "choose"), f"runs folder {root}", console=console):
             existing = cls.existing(spec, root)
             if existing is None:
                 stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-                path = root / f"{stamp}{suffix}"
+                path = root / f"{stamp}{cls.name_suffix(spec)}"
                 path.mkdir(parents=True, exist_ok=False)
                 run = cls(path, digest, acquire(path / RUN_LOCK, f"run directory {path}", console=console))
                 run.update_manifest(status="created")  # makes it the one `existing` finds

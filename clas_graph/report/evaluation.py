@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..spec.base import BASE_CONDITION
 from .figures import plt, save_figure
+from .summary import FINDINGS, Section, Summary
 
 UNITS = {"accuracy": "acc. %", "f1": "F1 %", "top1": "top-1 %", "loss": "nats/token", "gold_logprob": "log p(gold)"}
 
@@ -89,24 +90,23 @@ def verdicts(key: str, task: dict) -> list[str]:
     return out
 
 
-def summary_markdown(document: dict, *, spec_name: str, model: str, stats_meta: dict | None) -> str:
+def evaluation_summary(document: dict, *, spec_name: str, model: str, stats_meta: dict | None) -> Summary:
+    """summary.md's sections: the run, the findings (one sentence per condition and task), each task's table."""
     anchor = document["anchor"]
-    parts = [f"# {spec_name}", "", f"Model: {model}. Anchor language: {anchor or 'none'}. "
-             f"Conditions: {', '.join(document['conditions'])}.", ""]
+    head = [f"# {spec_name}", "", f"Model: {model}. Anchor language: {anchor or 'none'}. "
+            f"Conditions: {', '.join(document['conditions'])}.", ""]
     if stats_meta:
         bridge = stats_meta.get("bridge", {})
-        parts += [f"Statistics: {stats_meta.get('samples')} parallel samples of "
-                  f"{stats_meta.get('corpus', {}).get('kind')}, "
-                  f"T_act {stats_meta.get('threshold', {}).get('kind')}, bridge layers {bridge.get('layers')} "
-                  f"({bridge.get('rule')}).", ""]
-    parts += ["## Findings", ""]
-    for key, task in document["tasks"].items():
-        parts += verdicts(key, task)
-    parts += ["", "Stars: * p < 0.05, ** p < 0.001 (paired t-test over non-anchor languages, anchor excluded).", ""]
-    for key, task in document["tasks"].items():
-        parts += [f"## {key}", "", markdown_table(key, task, anchor), ""]
-    parts += ["![deltas per language](figures/deltas.png)", ""]
-    return "\n".join(parts)
+        head += [f"Statistics: {stats_meta.get('samples')} parallel samples of "
+                 f"{stats_meta.get('corpus', {}).get('kind')}, "
+                 f"T_act {stats_meta.get('threshold', {}).get('kind')}, bridge layers {bridge.get('layers')} "
+                 f"({bridge.get('rule')}).", ""]
+    findings = [line for key, task in document["tasks"].items() for line in verdicts(key, task)]
+    sections = [Section(None, head), Section(FINDINGS, ["", *findings, "", "Stars: * p < 0.05, ** p < 0.001 (paired "
+                                                        "t-test over non-anchor languages, anchor excluded).", ""])]
+    sections += [Section(key, ["", markdown_table(key, task, anchor), ""]) for key, task in document["tasks"].items()]
+    sections.append(Section(None, ["![deltas per language](figures/deltas.png)", ""]))
+    return Summary(sections, findings)
 
 
 def deltas_figure(document: dict, path: Path) -> Path:

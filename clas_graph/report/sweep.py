@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ..spec.sweep import format_value, is_number
 from .figures import plt, save_figure
+from .summary import FINDINGS, Section, Summary
 
 
 def _num(value, digits: int = 3, signed: bool = False) -> str:
@@ -94,20 +95,21 @@ def _beats_base(task: dict, point: dict) -> bool:
     return delta is not None and (delta > 0 if task["higher_is_better"] else delta < 0)
 
 
-def report_sweep(document: dict, path: Path, console: Console, summary: str) -> str:
-    """Print the dev tables, draw the figures, and return `summary` with the sweep sections added."""
+def report_sweep(document: dict, path: Path, console: Console, summary: Summary) -> None:
+    """Print the dev tables, draw the figures, and add the sweep's sections to `summary`: how the point was chosen
+    (before the findings) and the dev scores per grid point (at the end)."""
     sweep = document["sweep"]
     for key, task in sweep["tasks"].items():
         console.print(dev_table(key, task))
     figures = sweep_figures(sweep, path / "figures")
-    head, sep, tail = summary.partition("## Findings")
-    parts = ["## Sweep: chosen on dev items, reported on held-out items", "", *selection_sentences(document), "",
-             "The tables under Findings compare base, the chosen point and the baselines on the held-out items.", ""]
-    extra = ["## Sweep: dev scores per grid point", ""]
+    summary.insert_before(FINDINGS, Section("Sweep: chosen on dev items, reported on held-out items", [
+        "", *selection_sentences(document), "",
+        "The tables under Findings compare base, the chosen point and the baselines on the held-out items.", ""]))
+    dev = [""]
     for key, task in sweep["tasks"].items():
-        extra += [f"### {key}", "", dev_markdown(key, task), ""]
-    extra += [f"![{figure.stem}](figures/{figure.name})" for figure in figures] + [""]
-    return head + "\n".join(parts) + "\n" + sep + tail.rstrip("\n") + "\n\n" + "\n".join(extra)
+        dev += [f"### {key}", "", dev_markdown(key, task), ""]
+    dev += [f"![{figure.stem}](figures/{figure.name})" for figure in figures] + [""]
+    summary.sections.append(Section("Sweep: dev scores per grid point", dev))
 
 
 def _numeric_keys(sweep: dict) -> list[str]:

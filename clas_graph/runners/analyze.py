@@ -30,7 +30,16 @@ from ..eval import geometry
 from ..eval.metrics import paired_test
 from ..execution.api import pooled_hidden
 from ..loading import load_model_for_spec
-from ..records import RunDir, atomic_write_bytes, atomic_write_json, spec_hash, warn_damaged
+from ..records import (
+    ANALYSIS_SCHEMA,
+    METRICS_SCHEMA,
+    AnalysisDocument,
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_json,
+    validated,
+    warn_damaged,
+)
 from ..report.analysis import write_report
 from ..spec.analysis import config_of
 from ..spec.base import BASE_CONDITION
@@ -45,12 +54,10 @@ from .analyze_sweep import (
     recorded_choice,
     sweep_record,
 )
-from .evaluate import METRICS_SCHEMA
 from .lifecycle import executor_for, recorded, start_run
 from .stats import existing_stats
 from .sweep import compile_condition
 
-ANALYSIS_SCHEMA = 2  # 2: `sweep` (the chosen point analysed per task; null without a sweep)
 REPRESENTATIONS_DIR = "analysis"
 
 
@@ -343,7 +350,7 @@ def analyze(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, cons
         if config.relation else None,
     }
     document["seconds"] = round(time.perf_counter() - start, 2)
-    atomic_write_json(run_dir / "analysis.json", document)
+    atomic_write_json(run_dir / "analysis.json", validated(AnalysisDocument, document))
     write_report(document, run_dir, console)
     console.print(f"analysis: {document['seconds']:.1f} s")
     return document
@@ -357,8 +364,8 @@ def run_analysis(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Cons
     if spec.sweep is not None:  # checked before a run directory is created or touched
         check_recorded(spec, runs_root, RunDir.existing(spec, runs_root))
     elif config_of(spec).relation:
-        suffix = f"_{spec.name}_{spec_hash(spec)[:8]}"
-        if not any((path / "metrics.json").is_file() for path in runs_root.glob(f"*{suffix}")):
+        if RunDir.existing(spec, runs_root, holding="metrics.json") is None:
+            suffix = RunDir.name_suffix(spec)
             raise DataError(f"the analysis relates changes to gains, but this spec has no evaluated run under "
                             f"{runs_root} yet (no */metrics.json in a '*{suffix}' directory)",
                             where=_where(spec, "relation"),

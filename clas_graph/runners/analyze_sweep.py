@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from ..records import read_json
+from ..records import MetricsDocument, read_record
 from ..spec.analysis import config_of
 from ..spec.run_spec import RunSpec
 from ..spec.sweep import SelectRule, expand
@@ -75,9 +75,4 @@ def check_recorded(spec: RunSpec, runs_root: Path, run_path: Path | None) -> Non
 
 def read_metrics(path: Path) -> dict:
     """A run's metrics.json, refused in one line when it is damaged (the evaluation rewrites it from its units)."""
-    metrics = read_json(path)
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("tasks"), dict):
-        raise DataError(f"'{path}' is damaged (truncated or edited)", where=str(path),
-                        fix="rerun `clas-graph run SPEC`: it rebuilds metrics.json from the finished units "
-                            "without recomputing them")
-    return metrics
+    return read_record(MetricsDocument, path).model_dump(mode="json", exclude_unset=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +20,9 @@ from ..compile.plan import Plan
 from ..errors import DataError
 from ..eval.metrics import paired_test
 from ..records import (
+    METRICS_SCHEMA,
+    MetricsDocument,
+    UnitRecord,
     atomic_write_bytes,
     atomic_write_json,
     file_sha256,
@@ -26,6 +30,7 @@ from ..records import (
     read_json,
     sha256_hex,
     strict_json,
+    validated,
     warn_damaged,
 )
 from ..spec.base import BASE_CONDITION
@@ -33,8 +38,6 @@ from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
 from ..tasks.base import TaskRunner, task_runners
 from .input_checks import check_unit_inputs
-
-METRICS_SCHEMA = 1
 
 
 def unit_path(run_dir: Path, task_key: str, language: str, condition: str) -> Path:
@@ -62,9 +65,9 @@ def run_units(model, runner: TaskRunner, plans: dict[str, Plan], language: str, 
             samples = jsonl_text(rows).encode("utf-8")
             atomic_write_bytes(samples_path(run_dir, runner.key, language, name), samples)
             # the unit file marks the unit done and records what its samples file must be
-            atomic_write_json(unit_path(run_dir, runner.key, language, name),
-                              {"task": runner.key, "language": language, "condition": name, "metrics": unit_metrics,
-                               "samples": {"sha256": sha256_hex(samples), "rows": len(rows)}})
+            atomic_write_json(unit_path(run_dir, runner.key, language, name), validated(UnitRecord, {
+                "task": runner.key, "language": language, "condition": name, "metrics": unit_metrics,
+                "samples": {"sha256": sha256_hex(samples), "rows": len(rows)}}))
             metrics[name] = unit_metrics
     return {name: metrics[name] for name in plans}
 
@@ -101,7 +104,9 @@ def _finished_metrics(run_dir: Path, runner: TaskRunner, language: str, conditio
 
 def _unit_problem(unit, run_dir: Path, runner: TaskRunner, language: str, condition: str) -> str | None:
     """Why a unit file cannot be trusted, or None."""
-    if not isinstance(unit, dict) or not isinstance(unit.get("metrics"), dict):
+    try:
+        UnitRecord.model_validate(unit)
+    except ValidationError:
         return "not a unit record (truncated or edited)"
     if (unit.get("task"), unit.get("language"), unit.get("condition")) != (runner.key, language, condition):
         return "it records another unit"
@@ -152,7 +157,7 @@ def evaluate(spec: RunSpec, model, plans: dict[str, Plan], run_dir: Path, *, con
                 "conditions": list(plans), "tasks": {}}
     for runner in runners:
         document["tasks"][runner.key] = summarize(runner, results[runner.key], document["anchor"])
-    atomic_write_json(run_dir / "metrics.json", document)
+    atomic_write_json(run_dir / "metrics.json", validated(MetricsDocument, document))
     return document
 
 

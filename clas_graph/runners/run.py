@@ -12,7 +12,7 @@ from ..compile.emit import emit_source
 from ..errors import CompileError, SpecError
 from ..loading import load_model_for_spec
 from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..report.evaluation import deltas_figure, summary_markdown, task_table
+from ..report.evaluation import deltas_figure, evaluation_summary, task_table
 from ..report.sweep import report_sweep
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
@@ -89,12 +89,11 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
     deltas_figure(document, path / "figures" / "deltas.png")
     for runner in task_runners(spec):
         runner.task.report(runner.key, document["tasks"][runner.key], path)
-    text = summary_markdown(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
+    summary = evaluation_summary(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
     if "sweep" in document:
-        text = report_sweep(document, path, console, text)
-    atomic_write_text(path / "summary.md", text)
-    findings = text.split("## Findings\n\n", 1)[1].split("\n\n", 1)[0]
-    console.print(findings, markup=False, highlight=False)
+        report_sweep(document, path, console, summary)
+    atomic_write_text(path / "summary.md", summary.markdown())
+    console.print("\n".join(summary.findings), markup=False, highlight=False)
 
 
 def run_stats(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | None = None,

@@ -19,7 +19,7 @@ from rich.console import Console
 from ..compile.compiler import compile_plan
 from ..compile.plan import Plan
 from ..errors import CompileError, DataError
-from ..records import atomic_write_json
+from ..records import MetricsDocument, atomic_write_json, validated
 from ..spec.base import BASE_CONDITION
 from ..spec.rows import FixedAnchor
 from ..spec.run_spec import RunSpec
@@ -28,7 +28,6 @@ from ..tasks.base import DEV, TEST, check_disjoint, task_runners
 from .evaluate import evaluate
 
 DEV_DIR = "dev"
-_EFFECTIVE = ("alpha", "beta", "gamma")  # CLAS's knobs, recorded for the beta-only / gamma-only figure
 
 
 def compile_condition(expansion: Expansion, model, name: str, stats=None) -> Plan:
@@ -88,7 +87,8 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
         for point in expansion.points:
             score = mean_score(task["per_language"][point.condition], metric, languages)
             points[point.condition] = {"family": point.family, "values": point.values,
-                                       "effective": {name: effective(spec, point, name) for name in _EFFECTIVE
+                                       "effective": {name: effective(spec, point, name)
+                                                     for name in recorded_fields(spec, point)
                                                      if effective(spec, point, name) is not None},
                                        "mean": _finite(score), "delta": _finite(score - base_mean),
                                        "per_language": {lang: m.get(metric) for lang, m in
@@ -101,6 +101,14 @@ def select(spec: RunSpec, expansion: Expansion, dev_document: dict, rule: Select
                            "dev_n": {lang: m.get("n") for lang, m in base.items()},
                            "base": _finite(base_mean), "points": points, "chosen": chosen}
     return out
+
+
+def recorded_fields(spec: RunSpec, point) -> tuple[str, ...]:
+    """The fields the interventions of a grid point's condition record (`RECORDED_FIELDS`, e.g. CLAS's alpha, beta
+    and gamma)."""
+    by_id = {intervention.id: intervention for intervention in spec.interventions}
+    return tuple(dict.fromkeys(name for ident in spec.resolved_conditions.get(point.family, [])
+                               if ident in by_id for name in by_id[ident].RECORDED_FIELDS))
 
 
 def _finite(value: float):
@@ -148,5 +156,5 @@ def run_sweep(spec: RunSpec, model, stats, run_dir: Path, *, console: Console | 
         "baselines": expansion.baselines, "dev_metrics": f"{DEV_DIR}/metrics.json", "tasks": selection,
         "timing_s": {"dev": round(dev_seconds, 3), "test": round(test_seconds, 3)},
     }
-    atomic_write_json(run_dir / "metrics.json", document)
+    atomic_write_json(run_dir / "metrics.json", validated(MetricsDocument, document))
     return document
