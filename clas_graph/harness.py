@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 try:
+    from lm_eval.api.registry import register_model
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
 
@@ -34,6 +35,11 @@ from .tasks.lm_eval import chat_options, check_chat_template, check_no_code, che
 from .tasks.lm_eval_scoring import request_text
 
 
+MODEL_NAME = "clas_graph"
+"""The name lm-eval knows `ClasGraphLM` by: `--model clas_graph --model_args spec=SPEC,condition=NAME`."""
+
+
+@register_model(MODEL_NAME)
 class ClasGraphLM(PlansLM):
     """An lm-eval model that runs `condition` of `spec` (a path or a loaded RunSpec; `base`: the unmodified model).
 
@@ -47,9 +53,16 @@ class ClasGraphLM(PlansLM):
     """
 
     def __init__(self, spec: RunSpec | str | Path, condition: str = "base", *,
-                 languages: Mapping[str, str] | None = None, batch_size: int | None = None,
-                 max_length: int | None = None, model=None, runs_root: str | Path = "runs", overrides=()):
+                 languages: Mapping[str, str] | str | None = None, batch_size: int | str | None = None,
+                 max_length: int | None = None, model=None, runs_root: str | Path = "runs", overrides=(),
+                 **lm_eval_options):
+        # lm-eval's command line passes `device` and `max_batch_size` too: the spec says where the model runs
         spec = spec if isinstance(spec, RunSpec) else load_spec(spec, overrides)
+        if isinstance(languages, str):  # from --model_args: languages=xnli_de:de;xnli_fr:fr
+            languages = dict(item.split(":", 1) for item in languages.split(";") if item)
+        batch_size = int(batch_size) if isinstance(batch_size, str) and batch_size.isdigit() else (
+            batch_size if isinstance(batch_size, int) else None)  # lm-eval's "auto": the spec's batch size
+        max_length = int(max_length) if max_length is not None else None
         model = model if model is not None else load_model_for_spec(spec)
         stats = existing_stats(spec, Path(runs_root)) if spec.stats is not None else None
         plan = compile_plan(spec, model, condition, stats)
@@ -110,3 +123,16 @@ def run_harness(spec: RunSpec, condition: str, tasks: list[str], *, languages: M
     if tracker is not None:
         tracker.save_results_aggregated(results=results, samples=None)
     return results
+
+
+def lm_eval_main() -> None:
+    """lm-eval's own command line with clas_graph's model registered: `python -m clas_graph.harness run --model
+    clas_graph --model_args spec=specs/clas_llama.yaml,condition=clas --tasks xnli_de` (lm-eval 0.4 finds models
+    only among those imported into its process; the plain `lm_eval` command does not import clas_graph)."""
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    lm_eval_main()

@@ -302,3 +302,33 @@ def test_detected_anchor_runs_english_requests_of_a_german_task_as_english(folde
     (steered,), (plain,) = lm.loglikelihood(instances("loglikelihood", german)), \
         hflm.loglikelihood(instances("loglikelihood", german))
     assert steered[0] != pytest.approx(plain[0], abs=1e-3)  # detected as German: steered
+
+
+def test_lm_evals_own_command_line_runs_a_spec_condition_by_model_name(spec, model, folder, task_folder, tmp_path):
+    """`python -m clas_graph.harness run --model clas_graph --model_args spec=...,condition=clas` is lm-eval's own
+    command line with clas_graph's model registered; it gives the numbers ClasGraphLM gives in-process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lm_eval.api.registry import get_model
+
+    assert get_model("clas_graph") is ClasGraphLM
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(json.dumps(spec.model_dump(mode="json", exclude={"include"})))
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "clas_graph.harness", "run", "--model", "clas_graph", "--model_args",
+         f"spec={spec_file},condition=clas,languages=tiny_mc_de:de", "--tasks", "tiny_mc_de", "--include_path",
+         str(task_folder), "--output_path", str(out), "--num_fewshot", "0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (written,) = list(out.rglob("results_*.json"))
+    theirs = json.loads(written.read_text())["results"]["tiny_mc_de"]
+    ours = evaluate(ClasGraphLM(spec, "clas", model=model, languages={"tiny_mc_de": "de"}), task_folder)
+    for metric in ("acc,none", "acc_norm,none"):
+        assert theirs[metric] == pytest.approx(ours["tiny_mc_de"][metric], abs=1e-9), metric
