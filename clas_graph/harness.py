@@ -34,7 +34,6 @@ from .tasks.base import anchor_language, row_languages_of
 from .tasks.lm_eval import chat_options, check_chat_template, check_no_code, check_task_names, task_manager_for
 from .tasks.lm_eval_scoring import request_text
 
-
 MODEL_NAME = "clas_graph"
 """The name lm-eval knows `ClasGraphLM` by: `--model clas_graph --model_args spec=SPEC,condition=NAME`."""
 

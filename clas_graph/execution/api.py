@@ -196,25 +196,11 @@ def forward(model, plan: Plan | None, texts: Sequence[str], languages: Sequence[
 
     Returns a float32 CPU tensor [len(texts), vocab], or [len(texts), len(token_ids)] with `token_ids`
     (only those logits are kept in the trace: what a remote run brings back). Rows are batched by
-    length; the result does not depend on which rows share a batch.
+    length; the result does not depend on which rows share a batch. It reads rows as every call does
+    (`read_rows`), with the `LastLogits` readout.
     """
-    if token_ids is not None or source_signature(plan):
-        return forward_many(model, {"plan": plan}, texts, languages, batch_size=batch_size, max_length=max_length,
-                            token_ids=token_ids, parallel=parallel)["plan"]
-    check_rows(plan, texts, languages)
-    plan = plan or base_plan(model, languages)
-    check_positions(model.tokenizer, [plan], texts, languages, max_length)
-    trace = emit(plan)
-    out: list[torch.Tensor | None] = [None] * len(texts)
-    for index in batches(model.tokenizer, texts, batch_size, max_length):
-        inputs = encode(model.tokenizer, [texts[i] for i in index], max_length)
-        rows = plan.row_inputs([languages[i] for i in index])
-        with torch.inference_mode():
-            logits = current().call(model, trace.forward, inputs, rows, plan.tensors(),
-                                    call_kwargs={"logits_to_keep": 1})
-        for row, i in enumerate(index):
-            out[i] = logits[row].float().cpu()
-    return torch.stack(out) if out else torch.empty(0)
+    return forward_many(model, {"plan": plan}, texts, languages, batch_size=batch_size, max_length=max_length,
+                        token_ids=token_ids, parallel=parallel)["plan"]
 
 
 def generation_rows(tokenizer, plan: Plan, texts: Sequence[str], languages: Sequence[str], *, batch_size: int,
