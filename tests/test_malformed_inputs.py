@@ -255,6 +255,26 @@ def test_positions_are_refused_with_the_weights_file_absent(folder, tmp_path, ov
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_bad_position_is_refused_before_statistics_are_computed(folder, no_weights, tmp_path, monkeypatch):
+    """A spec whose CLAS condition needs statistics not computed yet: the patch condition, which needs none, is
+    still compiled and its positions checked before the statistics (and the weights) are touched."""
+    from clas_graph.runners import stats as stats_module
+
+    def no_statistics(*args, **kwargs):
+        raise AssertionError("statistics were computed before the input was refused")
+
+    monkeypatch.setattr(stats_module, "ensure_stats", no_statistics)
+    overrides = ["stats={corpus: {kind: file, path: parallel.jsonl, limit: 4}, bridge: {k: 1, min_layer: 1}}",
+                 "interventions.0={kind: clas, id: boost, layers: {auto: bridge}, "
+                 "shared: {from_stats: partial_shared}}",
+                 "interventions.1.positions=[60]"]
+    args = ["run", str(folder / "spec.yaml"), "--runs-dir", str(tmp_path / "runs")]
+    for item in overrides:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert_refused(result, "interventions[1].positions", overrides)
+
+
 def test_union_errors_name_the_alternative_meant_first(folder):
     """`reduce: median` on a `{languages: ...}` source is about `reduce`, not a missing `language` key."""
     result = CliRunner().invoke(app, ["validate", str(folder / "spec.yaml"), "--set",

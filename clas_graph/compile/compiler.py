@@ -35,8 +35,8 @@ def compile_plan(spec: RunSpec, model, condition: str | None = None, stats=None)
     config = _config_of(model)
     architecture = architecture_for(config)
     dims = dims_of(config)
-    _check_stats(spec, stats, dims)
     ids = [] if condition == BASE_CONDITION else conditions[condition]
+    _check_stats(spec, stats, dims, ids)
     ops = []
     for order, ident in enumerate(ids):
         index = next(i for i, iv in enumerate(spec.interventions) if iv.id == ident)
@@ -82,9 +82,10 @@ def compile_plans(spec: RunSpec, model, stats=None) -> dict[str, Plan]:
     return {name: compile_plan(spec, model, name, stats) for name in names}
 
 
-def _check_stats(spec: RunSpec, stats, dims) -> None:
+def _check_stats(spec: RunSpec, stats, dims, ids: list[str]) -> None:
+    """Statistics are there when the condition's interventions (`ids`) need them, and fit the model."""
     if stats is None:
-        if spec.needs_stats:
+        if any(spec.intervention(ident).stats_fields() for ident in ids):
             raise CompileError(
                 "the spec takes masks or layers from neuron statistics, but none were given",
                 where=spec_where(spec, "stats"),

@@ -64,10 +64,12 @@ def check_conditions_fit(spec: RunSpec, runs_root: Path | None = None) -> None:
     config = load_config_for_spec(spec)
     expansion = expand(spec)
     stats = existing_stats(spec, runs_root) if spec.needs_stats and runs_root is not None else None
-    if spec.needs_stats and stats is None:
+    conditions = expansion.spec.resolved_conditions
+    if spec.needs_stats and stats is None:  # the conditions that need none are compiled and checked in full
         _check_layers_and_sites(expansion.spec, config)
-        return
-    plans = {name: compile_condition(expansion, config, name, stats) for name in expansion.spec.resolved_conditions}
+        conditions = {name: ids for name, ids in conditions.items()
+                      if not any(expansion.spec.intervention(ident).stats_fields() for ident in ids)}
+    plans = {name: compile_condition(expansion, config, name, stats) for name in conditions}
     if selects_positions(list(plans.values())):
         _check_positions(expansion.spec, config, plans)
 
