@@ -11,8 +11,8 @@ from tiny import spec_data
 
 import clas_graph
 from clas_graph.errors import DataError
-from clas_graph.execution.readouts import ContinuationLogprob, LastLogits
 from clas_graph.execution.answers import check_requests
+from clas_graph.execution.readouts import ContinuationLogprob, LastLogits
 from clas_graph.execution.requests import Request
 from clas_graph.runners.evaluate import evaluate, unit_path
 from clas_graph.spec.load import validate_data
