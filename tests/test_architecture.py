@@ -158,7 +158,7 @@ def test_the_dispatch_check_finds_a_string_comparison(tmp_path):
 # --- layers at package level ---------------------------------------------------------------------------------
 
 LAYERS = (
-    ("errors", "extras", "sites", "eval"),
+    ("errors", "extras", "sites", "eval", "cache"),
     ("spec", "data", "selections", "interventions", "tasks"),
     ("compile",),
     ("execution",),

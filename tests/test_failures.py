@@ -193,7 +193,7 @@ def test_an_old_marker_is_upgraded_by_hashing_once_then_checked(tmp_path, monkey
     marker = json.loads((folder / embedded.MARKER).read_text())
     assert set(marker["files"]) == {"config.json", "model.safetensors"}
     hashed = []
-    monkeypatch.setattr(embedded, "_sha256", lambda path: hashed.append(path) or "not called")
+    monkeypatch.setattr(embedded, "file_sha256", lambda path: hashed.append(path) or "not called")
     embedded.embedded_model_dir()  # same sizes and mtimes: nothing is hashed again
     assert hashed == []
     _damage_same_size(folder / "model.safetensors")

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.markup import escape
 
-from ..embedded import cache_root
+from ..cache import cache_root
 from ..errors import BusyError
 
 LOCK_WAIT_ENV = "CLAS_GRAPH_LOCK_WAIT"
