@@ -11,8 +11,8 @@ from tiny import spec_data
 
 import clas_graph
 from clas_graph.errors import DataError
-from clas_graph.execution.readouts import ContinuationLogprob, LastLogits
 from clas_graph.execution.answers import check_requests
+from clas_graph.execution.readouts import ContinuationLogprob, LastLogits
 from clas_graph.execution.requests import Request
 from clas_graph.runners.evaluate import evaluate, unit_path
 from clas_graph.spec.load import validate_data
@@ -29,7 +29,7 @@ def xnli_file(write, lang: str, words: int) -> str:
 
 def prompt_lengths(model, spec) -> dict[str, int]:
     """The shortest prompt per language, in tokens (as the XNLI runner builds them)."""
-    from clas_graph.data.tasks import render
+    from clas_graph.data.templates import render
 
     task = spec.tasks[0]
     return {lang: min(len(model.tokenizer(render(task.prompt, premise=e.premise, hypothesis=e.hypothesis))["input_ids"])
