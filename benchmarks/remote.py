@@ -27,7 +27,8 @@ from rich.table import Table
 import clas_graph
 from clas_graph.backends import forward, forward_many, next_token_many
 from clas_graph.data.bible import BIBLE_LANGUAGES, load_bible
-from clas_graph.data.tasks import XNLI_PROMPT, render
+from clas_graph.data.templates import render
+from clas_graph.data.xnli import XNLI_PROMPT
 from clas_graph.embedded import embedded_model_dir
 from clas_graph.execution.context import use
 from clas_graph.execution.ndif import NdifExecutor

@@ -15,11 +15,11 @@ import pytest
 from clas_graph.data.bible import ParallelSample, load_bible
 from clas_graph.data.corpora import (
     CORPORA,
-    SUPPORTED_EXTENSIONS,
     load_file_parallel,
     load_parallel,
     load_xquad_parallel,
 )
+from clas_graph.data.files import CORPUS_EXTENSIONS
 from clas_graph.errors import DataError
 
 # --- a tiny XQuAD: 3 paragraphs, 6 questions, same ids in every language ------
@@ -352,7 +352,7 @@ def test_file_bad_extension_missing_file_duplicate_id(table, write, tmp_path):
     path = write("pairs.txt", "id,en\na,Hi\n")
     with pytest.raises(DataError) as err:
         load_file_parallel(path, ["en"], limit=1)
-    assert "'.txt'" in str(err.value) and all(ext in str(err.value) for ext in SUPPORTED_EXTENSIONS)
+    assert "'.txt'" in str(err.value) and all(ext in str(err.value) for ext in CORPUS_EXTENSIONS)
     with pytest.raises(DataError, match=r"missing\.csv does not exist"):
         load_file_parallel(tmp_path / "missing.csv", ["en"], limit=1)
     dup = table("jsonl", [*TABLE, TABLE[0]])

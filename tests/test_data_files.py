@@ -13,19 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from clas_graph.data.bible import ParallelSample
-from clas_graph.data.corpora import (
-    SUPPORTED_EXTENSIONS,
-    load_file_parallel,
-    load_xquad_parallel,
-)
-from clas_graph.data.files import FORMATS, local_file, read_columns, require_columns
-from clas_graph.data.tasks import (
+from clas_graph.data.corpora import load_file_parallel, load_xquad_parallel
+from clas_graph.data.files import (
+    CORPUS_EXTENSIONS,
+    FORMATS,
     TASK_EXTENSIONS,
-    QaExample,
-    XnliExample,
-    load_xnli,
-    load_xquad_qa,
+    local_file,
+    read_columns,
+    require_columns,
 )
+from clas_graph.data.xnli import XnliExample, load_xnli
+from clas_graph.data.xquad import QaExample, load_xquad_qa
 from clas_graph.errors import DataError
 
 XNLI_ROWS = [
@@ -88,7 +86,7 @@ def test_task_extensions_accepted_and_refused(tmp_path, suffix):
 @pytest.mark.parametrize("suffix", ALL_SUFFIXES)
 def test_corpus_extensions_accepted_and_refused(tmp_path, suffix):
     path = tmp_path / f"pairs{suffix}"
-    if suffix in SUPPORTED_EXTENSIONS:
+    if suffix in CORPUS_EXTENSIONS:
         write_rows(path, TABLE_ROWS)
         assert load_file_parallel(path, ["en", "de"], id_column="id", limit=2, seed=None) == [
             ParallelSample("007", {"en": "Hi", "de": "Hallo"}), ParallelSample("b", {"en": "1", "de": "2.5"})

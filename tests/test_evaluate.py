@@ -13,7 +13,8 @@ from tiny import BOOST_YAML, clas_yaml, spec_folder, spec_yaml, tiny_model
 from typer.testing import CliRunner
 
 from clas_graph.cli import app
-from clas_graph.data.tasks import XNLI_PROMPT, XQUAD_PROMPT
+from clas_graph.data.xnli import XNLI_PROMPT
+from clas_graph.data.xquad import XQUAD_PROMPT
 from clas_graph.eval.metrics import best_over_golds, token_f1
 from clas_graph.tasks.lm_loss import LmLossRunner
 from clas_graph.tasks.registry import KINDS

@@ -29,7 +29,7 @@ def xnli_file(write, lang: str, words: int) -> str:
 
 def prompt_lengths(model, spec) -> dict[str, int]:
     """The shortest prompt per language, in tokens (as the XNLI runner builds them)."""
-    from clas_graph.data.tasks import render
+    from clas_graph.data.templates import render
 
     task = spec.tasks[0]
     return {lang: min(len(model.tokenizer(render(task.prompt, premise=e.premise, hypothesis=e.hypothesis))["input_ids"])

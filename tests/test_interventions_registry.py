@@ -3,19 +3,22 @@ the kind modules."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import typing
 
 import pytest
 import torch
 from transformers import LlamaConfig
 
-from clas_graph import compile_plan
+from clas_graph import compile_plan, interventions
 from clas_graph.interventions import registry
 from clas_graph.interventions.base import Targeted
 from clas_graph.selections import registry as selections
 from clas_graph.spec.load import validate_data
 from clas_graph.spec.masks import StatsMask
 from clas_graph.spec.run_spec import RunSpec
+from clas_graph.spec.schema import editor_schema
 
 STATS = {"corpus": {"kind": "bible", "limit": 2}, "selections": ["lape", "experts"]}
 
@@ -57,12 +60,50 @@ def union_members() -> tuple:
     return typing.get_args(union)
 
 
-def test_the_spec_union_is_the_registry_in_its_order():
-    assert union_members() == registry.INTERVENTION_KINDS
+def kind_literal(model: type) -> str:
+    """The one value of a model's `kind: Literal[...]`."""
+    (kind,) = typing.get_args(model.model_fields["kind"].annotation)
+    return kind
+
+
+def kind_classes_in_the_package() -> dict[str, type]:
+    """Every module-level class of `clas_graph.interventions` that is a kind (a `Targeted` with a `kind` field),
+    by the name of the module that defines it."""
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(interventions.__path__):
+        module = importlib.import_module(f"{interventions.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and obj.__module__ == module.__name__ and issubclass(obj, Targeted)
+                    and "kind" in obj.model_fields):
+                assert info.name not in found, f"{info.name} defines two kinds"
+                found[info.name] = obj
+    return found
+
+
+def test_the_spec_union_is_every_kind_module_in_the_registry_order():
+    members = union_members()
     assert registry.kind_names() == ("clas", "int_mu", "add_vector", "scale", "ablate", "set", "diffmean", "patch")
+    assert tuple(kind_literal(model) for model in members) == registry.kind_names()
+    # Each member is the module-level class of the module named after its kind, and no kind module is left out.
+    in_package = kind_classes_in_the_package()
+    assert {kind_literal(model): model for model in members} == in_package
+    for model in members:
+        assert getattr(importlib.import_module(model.__module__), model.__name__) is model
+        assert model.__module__ == f"{interventions.__name__}.{kind_literal(model)}"
     assert set(WITHOUT_STATS) == set(WITH_STATS) == set(registry.kind_names())
     field = RunSpec.model_fields["interventions"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == typing.get_args(registry.Intervention)
+
+
+def test_the_json_schema_lists_exactly_the_kinds():
+    schema = editor_schema(RunSpec)
+    items = schema["else"]["properties"]["interventions"]["items"]
+    refs = {kind_literal(model): f"#/$defs/{model.__name__}" for model in kind_classes_in_the_package().values()}
+    assert items["discriminator"] == {"propertyName": "kind", "mapping": refs}
+    listed = [variant["allOf"][0]["$ref"] for variant in items["oneOf"]]
+    assert listed == [refs[kind] for kind in registry.kind_names()]
+    for kind, ref in refs.items():
+        assert schema["$defs"][ref.removeprefix("#/$defs/")]["properties"]["kind"]["const"] == kind
 
 
 @pytest.mark.parametrize("model", registry.INTERVENTION_KINDS, ids=lambda model: model.__name__)

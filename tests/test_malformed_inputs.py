@@ -352,7 +352,7 @@ def test_the_command_exits_2_without_a_traceback(folder, args):
 
 def test_a_prompt_template_reads_fields_not_their_attributes():
     """`str.format` would reach `{premise.__class__.__mro__}`; a prompt may only name fields."""
-    from clas_graph.data.tasks import render
+    from clas_graph.data.templates import render
     from clas_graph.errors import DataError
 
     with pytest.raises(DataError, match=r"placeholder \{premise.__class__\} reads an attribute.*Fix: write the plain"):

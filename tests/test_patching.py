@@ -322,7 +322,9 @@ def _xquad_file(write, lang, n=4):
 def test_xnli_and_xquad_units_patch_from_the_same_items_in_the_source_language(tiny_lm, tmp_path, write):
     """XNLI's and XQuAD's items are translations sharing ids: a de unit under an English patch equals the API call
     given the English prompts of the same items (built here from the files, not by the runner)."""
-    from clas_graph.data.tasks import XNLI_PROMPT, XQUAD_PROMPT, render
+    from clas_graph.data.templates import render
+    from clas_graph.data.xnli import XNLI_PROMPT
+    from clas_graph.data.xquad import XQUAD_PROMPT
     from clas_graph.runners.evaluate import run_units, samples_path
     from clas_graph.tasks.base import task_runners
 
@@ -366,7 +368,8 @@ def test_xnli_and_xquad_units_patch_from_the_same_items_in_the_source_language(t
 def test_two_items_with_identical_text_each_get_their_own_source(tiny_lm, tmp_path, write):
     """Sources are found by item id, not by text: two German items with the same text are patched from their own,
     different English items (matching by text would give both the first one's source)."""
-    from clas_graph.data.tasks import XNLI_PROMPT, render
+    from clas_graph.data.templates import render
+    from clas_graph.data.xnli import XNLI_PROMPT
     from clas_graph.runners.evaluate import run_units, samples_path
     from clas_graph.tasks.base import task_runners
 

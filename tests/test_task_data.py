@@ -1,4 +1,5 @@
-"""Tests for clas_graph.data.tasks: local XNLI/XQuAD files, seeded parallel subsets, errors."""
+"""Tests for clas_graph.data.xnli, clas_graph.data.xquad and clas_graph.data.templates: local XNLI/XQuAD files,
+seeded parallel subsets, prompts, errors."""
 
 from __future__ import annotations
 
@@ -10,18 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clas_graph.data.tasks import (
-    XNLI_PROMPT,
-    XQUAD_PROMPT,
-    QaExample,
-    XnliExample,
-    load_xnli,
-    load_xquad_qa,
-    render,
-    template_fields,
-    xnli_prompt,
-    xquad_prompt,
-)
+from clas_graph.data.templates import render, template_fields
+from clas_graph.data.xnli import XNLI_PROMPT, XnliExample, load_xnli, xnli_prompt
+from clas_graph.data.xquad import XQUAD_PROMPT, QaExample, load_xquad_qa, xquad_prompt
 from clas_graph.errors import DataError
 
 N = 12  # rows per language

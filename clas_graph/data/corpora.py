@@ -26,11 +26,9 @@ from typing import Any
 
 from ..errors import DataError
 from .bible import ParallelSample, load_bible
-from .files import local_file, read_columns, reason, require_columns
-from .languages import XQUAD_LANGUAGES
-
-#: File types a local table may have (corpora read them plain: every CSV cell as text).
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (".json", ".jsonl", ".csv", ".parquet")
+from .files import CORPUS_EXTENSIONS, local_file, read_columns, require_columns
+from .languages import XQUAD_HUB, XQUAD_LANGUAGES
+from .xquad import read_xquad
 
 Columns = dict[str, list]
 
@@ -75,22 +73,6 @@ def _select(
 
 
 # --- XQuAD -------------------------------------------------------------------
-
-
-def _xquad_hub_columns(hub_id: str, lang: str, split: str, field: str) -> tuple[str, Columns]:
-    import datasets  # slow import: only when the hub is used
-
-    where = f"{hub_id} (xquad.{lang}, {split})"
-    fix = f"give local files with `data_files: {{{lang}: path}}`"
-    try:
-        dataset = datasets.load_dataset(hub_id, f"xquad.{lang}", split=split)
-    except ConnectionError:  # offline or unreachable; datasets' own retries already ran
-        raise DataError(f"cannot load XQuAD for {lang!r} from the hub (offline?)", fix=fix) from None
-    except Exception as exc:  # unknown split/config, hub errors: one line, no traceback
-        what = f"cannot load XQuAD for {lang!r} from the hub ({reason(exc)})"
-        raise DataError(what, where=where, fix=fix) from None
-    require_columns(dataset.column_names, ["id", field], where=where, fix="pick another hub_id")
-    return where, dataset.select_columns(["id", field]).to_dict()
 
 
 def _align_xquad(tables: dict[str, tuple[str, Columns]], field: str) -> list[ParallelSample]:
@@ -146,7 +128,7 @@ def load_xquad_parallel(
     offset: int = 0,
     seed: int | None = 0,
     data_files: Mapping[str, str | Path] | None = None,
-    hub_id: str = "google/xquad",
+    hub_id: str = XQUAD_HUB,
     base_dir: Path | None = None,
 ) -> list[ParallelSample]:
     """Return ``limit`` XQuAD samples (Artetxe et al.) aligned across ``languages``.
@@ -161,9 +143,10 @@ def load_xquad_parallel(
     split=split)``) or, with ``data_files`` (language -> path, relative to
     ``base_dir``), from local files in the hub's columns (``id``, ``context``,
     ``question``): .json/.jsonl records, the original SQuAD-nested XQuAD JSON,
-    .csv or .parquet. Canonical order is the first language's row order; with
-    an int ``seed`` it is shuffled by ``random.Random(seed)``; the result is
-    the slice ``[offset, offset + limit)``.
+    .csv or .parquet, read by :func:`~clas_graph.data.xquad.read_xquad` (the
+    one XQuAD reader, which the QA task uses too). Canonical order is the
+    first language's row order; with an int ``seed`` it is shuffled by
+    ``random.Random(seed)``; the result is the slice ``[offset, offset + limit)``.
 
     Raises DataError for a language without a file or not on the hub, an
     unreachable hub (offline), a missing file or column, a question id present
@@ -179,25 +162,21 @@ def load_xquad_parallel(
                 f"no XQuAD file for {lang!r} in data_files (has: {', '.join(data_files) or 'none'})",
                 fix=f"add `{lang}: path` to data_files, or drop {lang!r}",
             )
-        if data_files is None and hub_id == "google/xquad" and lang not in XQUAD_LANGUAGES:
+        if data_files is None and hub_id == XQUAD_HUB and lang not in XQUAD_LANGUAGES:
             close = difflib.get_close_matches(lang, XQUAD_LANGUAGES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise DataError(
                 f"XQuAD has no language {lang!r}{hint}",
                 fix=f"pick from {', '.join(XQUAD_LANGUAGES)}, or give local files with `data_files`",
             )
+    fix = ("pick another hub_id" if data_files is None
+           else "XQuAD files need the hub's columns id, context, question (or SQuAD JSON)")
     tables: dict[str, tuple[str, Columns]] = {}
     for lang in langs:
-        if data_files is None:
-            tables[lang] = _xquad_hub_columns(hub_id, lang, split, field)
-            continue
-        file = local_file(data_files[lang], base_dir, SUPPORTED_EXTENSIONS)
-        columns = read_columns(file, typed=False, squad="lenient")
-        require_columns(
-            columns, ["id", field], where=str(file),
-            fix="XQuAD files need the hub's columns id, context, question (or SQuAD JSON)",
-        )
-        tables[lang] = (str(file), columns)
+        where, columns = read_xquad(lang, split=split, data_files=data_files, base_dir=base_dir, hub_id=hub_id,
+                                    mode="corpus")
+        require_columns(columns, ["id", field], where=where, fix=fix)
+        tables[lang] = (where, {"id": columns["id"], field: columns[field]})
     samples = _align_xquad(tables, field)
     what = "XQuAD paragraphs" if field == "context" else "XQuAD questions"
     return _select(samples, limit=limit, offset=offset, seed=seed, what=what)
@@ -228,7 +207,7 @@ def load_file_parallel(
     cell (naming the row and language), a duplicate id, or too few rows.
     """
     langs = _languages(languages)
-    file = local_file(path, base_dir, SUPPORTED_EXTENSIONS)
+    file = local_file(path, base_dir, CORPUS_EXTENSIONS)
     columns = read_columns(file, typed=False, squad="lenient")
     needed = [*langs, *([id_column] if id_column is not None else [])]
     require_columns(columns, needed, where=str(file), fix="name existing columns (one per language code)")

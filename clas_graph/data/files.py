@@ -7,7 +7,8 @@ gives None in that column.
 The loaders differ in what they accept, and say so through explicit parameters, never a copy of the code:
 
 * ``extensions``: the suffixes (matched case-insensitively) a loader accepts, listed in that order in the
-  error that refuses another one. :data:`FORMATS` names the format of every suffix any loader knows.
+  error that refuses another one: :data:`TASK_EXTENSIONS` (the task loaders) or :data:`CORPUS_EXTENSIONS`
+  (the parallel corpora). :data:`FORMATS` names the format of every suffix any loader knows.
 * ``typed``: how cells are read.
 
   - ``True`` (the task loaders): through ``datasets``' builders, as the hub's data are. CSV/TSV numbers
@@ -42,7 +43,16 @@ from typing import Any, Literal
 
 from ..errors import DataError
 
-__all__ = ["FORMATS", "local_file", "quiet_datasets", "read_columns", "reason", "require_columns"]
+__all__ = [
+    "CORPUS_EXTENSIONS",
+    "FORMATS",
+    "TASK_EXTENSIONS",
+    "local_file",
+    "quiet_datasets",
+    "read_columns",
+    "reason",
+    "require_columns",
+]
 
 #: Every suffix a loader may accept -> the format it is read as.
 FORMATS: dict[str, str] = {
@@ -54,6 +64,12 @@ FORMATS: dict[str, str] = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+
+#: File types a task's local file may have (the task loaders read them typed, through ``datasets``).
+TASK_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".tsv")
+
+#: File types a parallel corpus's local table may have (corpora read them plain: every CSV cell as text).
+CORPUS_EXTENSIONS: tuple[str, ...] = (".json", ".jsonl", ".csv", ".parquet")
 
 SQUAD_LAYOUT_FIX = (
     'use the SQuAD layout {"data": [{"paragraphs": [{"context", "qas": '

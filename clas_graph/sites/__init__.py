@@ -36,9 +36,6 @@ class Architecture:
     def layer_path(self, layer: int) -> str:
         return f"{self.layers_path}[{layer}]"
 
-    def mlp_path(self, layer: int) -> str:
-        return f"{self.layer_path(layer)}.{self.mlp}"
-
 
 # model_type (from the HF config) -> architecture. Gated MLPs all share the
 # gate/up/down/act_fn naming in transformers 5.

@@ -79,9 +79,6 @@ class StatsArtifact:
             masks[layer] = selected
         return masks
 
-    def variance(self) -> torch.Tensor:
-        return (self.tensors["sq_mean"] - self.tensors["mean"] ** 2).clamp(min=0)
-
     # --- files ------------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import PositiveInt
 
-from ..data.tasks import render
+from ..data.templates import render
 from ..errors import DataError
 from ..eval.langid import detect, primary
 from ..execution.readouts import TokenNll

@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import PositiveInt
 
 from ..data.languages import XNLI_HUB, XNLI_LANGUAGES, check_dataset
-from ..data.tasks import XNLI_PROMPT, load_xnli, render
+from ..data.templates import render
+from ..data.xnli import XNLI_PROMPT, load_xnli
 from ..errors import DataError
 from ..eval import metrics as M
 from ..execution.readouts import LabelLogits

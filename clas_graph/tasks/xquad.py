@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import PositiveInt
 
 from ..data.languages import XQUAD_HUB, XQUAD_LANGUAGES, check_dataset
-from ..data.tasks import XQUAD_PROMPT, load_xquad_qa, render
+from ..data.templates import render
+from ..data.xquad import XQUAD_PROMPT, load_xquad_qa
 from ..eval import metrics as M
 from ..execution.requests import decoded
 from ..spec.base import LanguageCode, StrictModel
