@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
+from ..data.languages import XQUAD_HUB
 from ..extras import BIBLE, Need
 from .base import LanguageCode, StrictModel
 
@@ -40,7 +41,7 @@ class XQuADCorpus(_Selection):
     """`context`: one sample per paragraph; `question`: one per question."""
     data_files: dict[LanguageCode, str] | None = None
     """Local files per language in the hub's format (json/jsonl/csv/parquet or SQuAD JSON), instead of the hub."""
-    hub_id: str = "google/xquad"
+    hub_id: str = XQUAD_HUB
 
 
 class FileCorpus(_Selection):
