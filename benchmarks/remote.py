@@ -64,17 +64,19 @@ def main(args, model, console: Console) -> None:
     plans = clas_graph.compile_plans(spec, model)
     folder = embedded_model_dir()
     with start_mock_ndif(folder) as ndif:
-        def measured(fn):
+        def measured(fn, session_batches=8):
             before = len(ndif.jobs())
             start = time.perf_counter()
-            with use(NdifExecutor(host=True, session_batches=8)):
+            with use(NdifExecutor(host=True, session_batches=session_batches)):
                 value = fn()
             seconds = time.perf_counter() - start
             jobs = ndif.jobs()[before:]
             payload, result = sum(j["payload_bytes"] for j in jobs), sum(j["result_bytes"] for j in jobs)
             return value, len(jobs), payload, result, seconds
 
-        old = measured(lambda: {name: forward(model, plan, prompts, rows) for name, plan in plans.items()})
+        # before sessions: one request per (batch, condition), as `forward` of one plan made them
+        old = measured(lambda: {name: forward(model, plan, prompts, rows) for name, plan in plans.items()},
+                       session_batches=1)
         new = measured(lambda: forward_many(model, plans, prompts, rows, token_ids=labels))
         conditions = {name: plan for name, plan in plans.items() if name != "base"}
         gold = [labels[i % 3] for i in range(len(prompts))]

@@ -172,15 +172,16 @@ def test_grouped_sessions_cut_requests_and_bytes(ndif, model_dir):
     labels = [15, 16, 17]
     local = forward_many(model, plans, texts, rows, token_ids=labels, batch_size=2)
 
-    def measured(fn):
+    def measured(fn, session_batches=4):
         before = len(ndif.jobs())
-        with use(NdifExecutor(host=True, session_batches=4)):
+        with use(NdifExecutor(host=True, session_batches=session_batches)):
             value = fn()
         jobs = ndif.jobs()[before:]
         return value, len(jobs), sum(job["result_bytes"] for job in jobs)
 
-    old, old_requests, old_bytes = measured(
-        lambda: {name: forward(model, plan, texts, rows, batch_size=2) for name, plan in plans.items()})
+    old, old_requests, old_bytes = measured(  # the way before sessions: one request per (batch, condition)
+        lambda: {name: forward(model, plan, texts, rows, batch_size=2) for name, plan in plans.items()},
+        session_batches=1)
     new, new_requests, new_bytes = measured(
         lambda: forward_many(model, plans, texts, rows, token_ids=labels, batch_size=2))
     assert old_requests == 8 * len(plans) and new_requests == 2  # 8 batches: per (batch, condition) vs 4 a request
