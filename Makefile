@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/clas-graph run specs/demo.yaml
 
 lint: install-test
-	$(BIN)/ruff check clas_graph tests benchmarks
+	$(BIN)/ruff check clas_graph tests benchmarks examples
 
 test: lint
 	$(BIN)/python -m pytest -q
