@@ -6,6 +6,7 @@ from .results import (
     METRICS_SCHEMA,
     AnalysisDocument,
     MetricsDocument,
+    TaskResult,
     UnitRecord,
     read_record,
     validated,
@@ -21,7 +22,7 @@ from .run_dir import (
 )
 from .verified import file_sha256, read_json, sha256_hex, warn_damaged
 
-__all__ = ["ANALYSIS_SCHEMA", "AnalysisDocument", "METRICS_SCHEMA", "MetricsDocument", "RunDir", "UnitRecord",
-           "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_sha256", "held", "jsonl_text",
-           "read_json", "read_record", "runs_folder_lock", "sha256_hex", "spec_hash", "strict_json", "validated",
-           "warn_damaged"]
+__all__ = ["ANALYSIS_SCHEMA", "AnalysisDocument", "METRICS_SCHEMA", "MetricsDocument", "RunDir", "TaskResult",
+           "UnitRecord", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_sha256", "held",
+           "jsonl_text", "read_json", "read_record", "runs_folder_lock", "sha256_hex", "spec_hash", "strict_json",
+           "validated", "warn_damaged"]

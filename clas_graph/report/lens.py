@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..records import atomic_write_json
+from ..records import TaskResult, atomic_write_json
 from ..spec.base import BASE_CONDITION
 from .figures import plt, save_figure
 
 
-def lens_figure(key: str, task: dict, path: Path) -> Path:
+def lens_figure(key: str, task: TaskResult, path: Path) -> Path:
     """One panel per prompt language: per-layer probability in the prompt language (solid) and in the anchor
     (dashed), one colour per condition; the crossover layer (anchor first above the prompt language) in the legend."""
-    per_condition = task["per_language"]
+    per_condition = task.per_language
     conditions = [BASE_CONDITION] + [c for c in per_condition if c != BASE_CONDITION]
-    languages = task["languages"]
+    languages = task.languages
     columns = min(4, len(languages)) or 1
     rows = -(-len(languages) // columns) or 1
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.7 * rows), squeeze=False, sharey=True)
@@ -45,11 +45,11 @@ def lens_figure(key: str, task: dict, path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def token_languages_record(key: str, task: dict, path: Path) -> Path | None:
+def token_languages_record(key: str, task: TaskResult, path: Path) -> Path | None:
     """The token -> language map the units used (definition, sizes, digest, examples and the token ids of every
     language a unit read), as JSON beside the figures; None when the lens read no language masses."""
     record: dict = {}
-    for by_language in task["per_language"].values():
+    for by_language in task.per_language.values():
         for unit in by_language.values():
             found = unit.get("token_languages")
             if found is None:

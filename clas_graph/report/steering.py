@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..records import TaskResult
 from ..spec.base import BASE_CONDITION
 from .figures import plt, save_figure
 
 
-def steering_matrix_figure(key: str, task: dict, path: Path) -> Path:
+def steering_matrix_figure(key: str, task: TaskResult, path: Path) -> Path:
     """Heatmaps of forcing % and steering score per (source, condition -> target); base's target is the source."""
-    per_condition = task["per_language"]
+    per_condition = task.per_language
     conditions = [c for c in per_condition if c != BASE_CONDITION] + [BASE_CONDITION]
-    sources = task["languages"]
+    sources = task.languages
     labels = []
     for condition in conditions:
         targets = sorted({m["target"] for m in per_condition[condition].values()})

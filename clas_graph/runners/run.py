@@ -11,7 +11,7 @@ from ..compile.compiler import compile_plans
 from ..compile.emit import emit_source
 from ..errors import CompileError, SpecError
 from ..loading import load_model_for_spec
-from ..records import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..records import MetricsDocument, RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..report.evaluation import deltas_figure, evaluation_summary, task_table
 from ..report.sweep import report_sweep
 from ..spec.rows import FixedAnchor
@@ -87,8 +87,9 @@ def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_me
     for key, task in document["tasks"].items():
         console.print(task_table(key, task, anchor))
     deltas_figure(document, path / "figures" / "deltas.png")
+    typed = MetricsDocument.model_validate(document)
     for runner in task_runners(spec):
-        runner.task.report(runner.key, document["tasks"][runner.key], path)
+        runner.task.report(runner.key, typed.tasks[runner.key], path)
     summary = evaluation_summary(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
     if "sweep" in document:
         report_sweep(document, path, console, summary)

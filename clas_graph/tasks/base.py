@@ -23,6 +23,7 @@ from ..spec.base import LanguageCode, StrictModel
 from ..spec.rows import DetectedAnchor, FixedAnchor
 
 if TYPE_CHECKING:
+    from ..records.results import TaskResult
     from ..spec.run_spec import RunSpec
 
 TEST = "test"
@@ -99,8 +100,8 @@ class TaskSpec(StrictModel):
         return [(language, functools.partial(self.item_ids, languages, language, TEST, base_dir))
                 for language in languages]
 
-    def report(self, key: str, task: dict, run_dir: Path) -> None:
-        """Task-specific figures from the task's part of metrics.json (default: none)."""
+    def report(self, key: str, task: "TaskResult", run_dir: Path) -> None:
+        """Task-specific figures from the task's part of metrics.json, typed (default: none)."""
 
     def metric_directions(self, base_dir: Path | None = None, languages: list[str] = ()) -> dict[str, bool]:
         """Metric name -> whether higher is better, for every metric a unit reports (default: `metrics`; a kind
