@@ -84,13 +84,13 @@ def run(spec: RunSpec, *, runs_root: Path = Path("runs"), console: Console | Non
 
 def report(spec: RunSpec, document: dict, path: Path, console: Console, stats_meta: dict | None) -> None:
     anchor = spec.anchor.language if isinstance(spec.anchor, FixedAnchor) else None
-    for key, task in document["tasks"].items():
-        console.print(task_table(key, task, anchor))
-    deltas_figure(document, path / "figures" / "deltas.png")
     typed = MetricsDocument.model_validate(document)
+    for key, task in typed.tasks.items():
+        console.print(task_table(key, task, anchor))
+    deltas_figure(typed, path / "figures" / "deltas.png")
     for runner in task_runners(spec):
         runner.task.report(runner.key, typed.tasks[runner.key], path)
-    summary = evaluation_summary(document, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
+    summary = evaluation_summary(typed, spec_name=spec.name, model=spec.model.display_name, stats_meta=stats_meta)
     if "sweep" in document:
         report_sweep(document, path, console, summary)
     atomic_write_text(path / "summary.md", summary.markdown())
