@@ -105,22 +105,21 @@ def _finished_metrics(run_dir: Path, runner: TaskRunner, language: str, conditio
 def _unit_problem(unit, run_dir: Path, runner: TaskRunner, language: str, condition: str) -> str | None:
     """Why a unit file cannot be trusted, or None."""
     try:
-        UnitRecord.model_validate(unit)
+        record = UnitRecord.model_validate(unit)
     except ValidationError:
         return "not a unit record (truncated or edited)"
-    if (unit.get("task"), unit.get("language"), unit.get("condition")) != (runner.key, language, condition):
+    if (record.task, record.language, record.condition) != (runner.key, language, condition):
         return "it records another unit"
-    if runner.primary not in unit["metrics"]:
+    if runner.primary not in record.metrics:
         return f"its primary metric {runner.primary} is missing"
-    value = unit["metrics"][runner.primary]  # null: undefined (e.g. no items), as written
+    value = record.metrics[runner.primary]  # null: undefined (e.g. no items), as written
     if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                               or not math.isfinite(value)):
         return f"its primary metric {runner.primary} is not a finite number"
-    recorded = unit.get("samples")
-    if recorded is None:  # written before units recorded their samples: nothing more to check
+    if record.samples is None:  # written before units recorded their samples: nothing more to check
         return None
     samples = samples_path(run_dir, runner.key, language, condition)
-    if not isinstance(recorded, dict) or file_sha256(samples) != recorded.get("sha256"):
+    if file_sha256(samples) != record.samples.sha256:
         return f"its samples file {samples.name} is missing or not the one it records (sha256 differs)"
     return None
 
