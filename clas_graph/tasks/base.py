@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from pydantic import Field
 
 from ..compile.plan import Plan
+from ..data.templates import render
 from ..errors import DataError
 from ..eval.langid import detect, primary
 from ..execution.requests import Answers, Request, source_languages
@@ -189,6 +190,12 @@ class TaskRunner:
         """Whether `check_model` reads the tokenizer (loading a large one takes seconds); if not it gets None."""
         return True
 
+    def cached(self, key, make: Callable[[], Any]) -> Any:
+        """`make()` once per runner for `key` (loaded items, built rows), kept across its units."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
     def templated(self, tokenizer, text: str) -> str:
         """Apply the tokenizer's chat template when the spec asks for it and the tokenizer has one."""
         if self.spec.model.chat_template == "none" or not getattr(tokenizer, "chat_template", None):
@@ -278,6 +285,26 @@ class TaskRunner:
             row.update(detected_language=code, labelled_language=language,
                        row_language=used_language(self.spec, code, language))
         return rows
+
+
+class ItemsRunner(TaskRunner):
+    """A runner whose task reads its items per language and split (`task.items(...)`: XNLI, XQuAD) and asks about
+    each through the task's prompt template (`prompt_fields` fills it)."""
+
+    def examples(self, language: str) -> list:
+        return self.cached(("examples", language), lambda: self.task.items(language, self.split, self.base_dir))
+
+    def prompt_fields(self, example) -> dict[str, str]:
+        raise NotImplementedError
+
+    def prompt_request(self, unit: Unit, **fields) -> Request:
+        """The request of every item's prompt (chat template applied when the spec asks), named `prompts`;
+        `fields`: the readout or `max_new_tokens`."""
+        examples = self.examples(unit.language)
+        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, **self.prompt_fields(example)))
+                   for example in examples]
+        return self.new_request("prompts", [example.id for example in examples],
+                                self.row_languages(prompts, unit.language), texts=tuple(prompts), **fields)
 
 
 def anchor_language(spec: "RunSpec") -> str:

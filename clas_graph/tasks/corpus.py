@@ -95,7 +95,5 @@ class CorpusRunner(TaskRunner):
         return self.task.for_split(self.split)
 
     def samples(self):
-        if "samples" not in self._cache:
-            self._cache["samples"] = load_corpus(self.split_task.corpus, self.data_languages(), self.base_dir)
-        return self._cache["samples"]
+        return self.cached("samples", lambda: load_corpus(self.split_task.corpus, self.data_languages(), self.base_dir))
 

@@ -270,10 +270,7 @@ class LensRunner(TaskRunner):
         return layers
 
     def items(self, language: str) -> list[LensItem]:
-        key = ("items", language)
-        if key not in self._cache:
-            self._cache[key] = items(self.task, language, self.base_dir)
-        return self._cache[key]
+        return self.cached(("items", language), lambda: items(self.task, language, self.base_dir))
 
     def word_groups(self, tokenizer, language: str) -> tuple[list[LensItem], list[tuple[list[int], list[int]]], int]:
         """(kept items, their (answer, anchor answer) token ids, items dropped for overlap); DataError for an

@@ -51,10 +51,8 @@ def build_rows(task: "NextTokenTask", languages: list[str], tokenizer, base_dir=
 
 class NextTokenRunner(CorpusRunner):
     def rows(self, language: str, tokenizer) -> list[ProbeRow]:
-        key = ("rows", language)
-        if key not in self._cache:
-            self._cache[key] = build_rows(self.split_task, [language], tokenizer, self.base_dir)
-        return self._cache[key]
+        return self.cached(("rows", language), lambda: build_rows(self.split_task, [language], tokenizer,
+                                                                  self.base_dir))
 
     def requests(self, unit):
         rows = self.rows(unit.language, unit.tokenizer)

@@ -10,13 +10,12 @@ from typing import Literal
 from pydantic import PositiveInt
 
 from ..data.languages import XNLI_HUB, XNLI_LANGUAGES, check_dataset
-from ..data.templates import render
 from ..data.xnli import XNLI_PROMPT, load_xnli
 from ..errors import DataError
 from ..eval import metrics as M
 from ..execution.readouts import LabelLogits
 from ..spec.base import LanguageCode, StrictModel
-from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
+from .base import TEST, ItemsRunner, LanguagesField, TaskSpec, check_split
 
 # Spec models load without torch or matplotlib (`clas-graph validate` and `--help` start fast): the methods that
 # score or draw import them.
@@ -37,7 +36,7 @@ class XnliDev(StrictModel):
     """Seed of the dev subset."""
 
 
-class XnliRunner(TaskRunner):
+class XnliRunner(ItemsRunner):
     def label_ids(self, tokenizer) -> list[int]:
         ids = []
         for label in self.task.labels:
@@ -49,19 +48,12 @@ class XnliRunner(TaskRunner):
             ids.append(tokens[0])
         return ids
 
-    def examples(self, language: str):
-        key = ("examples", language)
-        if key not in self._cache:
-            self._cache[key] = self.task.items(language, self.split, self.base_dir)
-        return self._cache[key]
+    def prompt_fields(self, example):
+        return {"premise": example.premise, "hypothesis": example.hypothesis}
 
     def requests(self, unit):
-        examples = self.examples(unit.language)
-        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, premise=e.premise, hypothesis=e.hypothesis))
-                   for e in examples]
         # only the label tokens' logits are computed into the result (and travel back from a remote run)
-        return [self.new_request("prompts", [e.id for e in examples], self.row_languages(prompts, unit.language),
-                                 texts=tuple(prompts), readout=LabelLogits(tuple(self.label_ids(unit.tokenizer))))]
+        return [self.prompt_request(unit, readout=LabelLogits(tuple(self.label_ids(unit.tokenizer))))]
 
     def score(self, unit, requests, answers):
         examples, prompts = self.examples(unit.language), requests["prompts"].texts

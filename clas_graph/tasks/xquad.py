@@ -9,12 +9,11 @@ from typing import Literal
 from pydantic import PositiveInt
 
 from ..data.languages import XQUAD_HUB, XQUAD_LANGUAGES, check_dataset
-from ..data.templates import render
 from ..data.xquad import XQUAD_PROMPT, load_xquad_qa
 from ..eval import metrics as M
 from ..execution.requests import decoded
 from ..spec.base import LanguageCode, StrictModel
-from .base import TEST, LanguagesField, TaskRunner, TaskSpec, check_split
+from .base import TEST, ItemsRunner, LanguagesField, TaskSpec, check_split
 
 
 class XquadDev(StrictModel):
@@ -27,19 +26,12 @@ class XquadDev(StrictModel):
     """Seed of the dev subset."""
 
 
-class XquadRunner(TaskRunner):
-    def examples(self, language: str):
-        key = ("examples", language)
-        if key not in self._cache:
-            self._cache[key] = self.task.items(language, self.split, self.base_dir)
-        return self._cache[key]
+class XquadRunner(ItemsRunner):
+    def prompt_fields(self, example):
+        return {"context": example.context, "question": example.question}
 
     def requests(self, unit):
-        examples = self.examples(unit.language)
-        prompts = [self.templated(unit.tokenizer, render(self.task.prompt, context=e.context, question=e.question))
-                   for e in examples]
-        return [self.new_request("prompts", [e.id for e in examples], self.row_languages(prompts, unit.language),
-                                 texts=tuple(prompts), max_new_tokens=self.task.max_new_tokens)]
+        return [self.prompt_request(unit, max_new_tokens=self.task.max_new_tokens)]
 
     def score(self, unit, requests, answers):
         return {name: self.scored(unit.language, requests["prompts"].texts, decoded(unit.tokenizer, ids))

@@ -53,9 +53,7 @@ class Entropy(Readout):
 
 class EntropyRunner(TaskRunner):
     def samples(self):
-        if "samples" not in self._cache:
-            self._cache["samples"] = load_corpus(self.task.corpus, self.data_languages(), self.base_dir)
-        return self._cache["samples"]
+        return self.cached("samples", lambda: load_corpus(self.task.corpus, self.data_languages(), self.base_dir))
 
     def requests(self, unit):
         samples = self.samples()
