@@ -59,8 +59,8 @@ class ClasGraphLM(PlansLM):
         spec = spec if isinstance(spec, RunSpec) else load_spec(spec, overrides)
         if isinstance(languages, str):  # from --model_args: languages=xnli_de:de;xnli_fr:fr
             languages = dict(item.split(":", 1) for item in languages.split(";") if item)
-        batch_size = int(batch_size) if isinstance(batch_size, str) and batch_size.isdigit() else (
-            batch_size if isinstance(batch_size, int) else None)  # lm-eval's "auto": the spec's batch size
+        # an int, or lm-eval's text ("8", "auto"); "auto" and None: the spec's batch size
+        batch_size = int(batch_size) if str(batch_size).isdigit() else None
         max_length = int(max_length) if max_length is not None else None
         model = model if model is not None else load_model_for_spec(spec)
         stats = existing_stats(spec, Path(runs_root)) if spec.stats is not None else None
